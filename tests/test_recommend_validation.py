@@ -161,6 +161,11 @@ def test_a_state_stored_before_validation_pairs_were_kept_loads_and_serves_as_it
     del half["validation_items"]
     with pytest.raises(heirloom.HeirloomError, match="the state lacks tensors: validation_items"):
         HybridRecommender(data="movies").load(heirloom.State(half, state.metadata))
+    # a damaged tower size sized an array at the first text read (checker v8, as h340 F2 for the text model)
+    for buckets, said in ((3 * 10**8, "tower settings are damaged"), (1 << 10, "inconsistent shapes: idf")):
+        damaged = {**state.metadata, "tower": {**state.metadata["tower"], "buckets": buckets}}
+        with pytest.raises(heirloom.HeirloomError, match=said):
+            HybridRecommender(data="movies").load(heirloom.State(state.tensors, damaged))
 
 
 def test_the_first_retrain_after_the_upgrade_refits_a_version_stored_without_validation_pairs(tmp_path, data_dir):

@@ -123,7 +123,11 @@ class Fitted:
         wrong = [f"{name} {tuple(got)} (expected {want})" for name, (got, want) in shapes.items() if tuple(got) != want]
         if wrong:
             raise heirloom.HeirloomError(f"the {what} has inconsistent shapes: {'; '.join(wrong)}")
-        settings = TowerSettings.from_json(metadata["tower"])
+        settings = TowerSettings.from_json(metadata["tower"], what)
+        if (found := tuple(tensors["idf"].shape)) != (settings.buckets,):
+            raise heirloom.HeirloomError(
+                f"the {what} has inconsistent shapes: idf {found} (expected ({settings.buckets},))"
+            )
         return cls(
             catalogue,
             histories,

@@ -28,7 +28,7 @@ from heirloom_plugins.recommend.fitted import Fitted, how_chosen
 from heirloom_plugins.recommend.protocol import CUTOFF, measure, scores
 from heirloom_plugins.recommend.ranking import top_k
 from heirloom_plugins.recommend.records import id_key
-from heirloom_plugins.recommend.tower import HashedTower, ItemText, SparseRows, TowerSettings, tokens
+from heirloom_plugins.recommend.tower import MAX_BUCKETS, HashedTower, ItemText, SparseRows, TowerSettings, tokens
 from heirloom_plugins.recommend.tuning import Choice, Grids, tune
 
 
@@ -65,7 +65,7 @@ class HybridRecommender(heirloom.Model):
     seed: int = 42
     #: Hash space of the text features, and each text block's weight.
     #: At most 2**24, as the text classifier's: the tower builds arrays of this size (checker 277: 2**63 passed check).
-    buckets: int = attrs.field(default=1 << 14, validator=[heirloom.at_least(1 << 8), attrs.validators.le(1 << 24)])
+    buckets: int = attrs.field(default=1 << 14, validator=[heirloom.at_least(1 << 8), attrs.validators.le(MAX_BUCKETS)])
     title_weight: float = attrs.field(default=1.0, validator=heirloom.at_least(0.0))
     year_weight: float = attrs.field(default=1.0, validator=heirloom.at_least(0.0))
     genre_weight: float = attrs.field(default=1.0, validator=heirloom.at_least(0.0))

@@ -21,10 +21,13 @@ from typing import Any
 import attrs
 import numpy as np
 
+import heirloom
 from heirloom_plugins.recommend.records import TITLE_YEAR
 from heirloom_plugins.spaceless import letter_runs, words_of
 
 BLOCKS = ("title", "year", "genre")
+#: Most buckets the model type takes (its profile's limit).
+MAX_BUCKETS = 1 << 24
 
 
 @attrs.frozen
@@ -52,8 +55,22 @@ class TowerSettings:
         return attrs.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TowerSettings:
-        return cls(**data)
+    def from_json(cls, data: Any, what: str) -> TowerSettings:
+        """Settings stored in ``what`` (a state), checked: a damaged ``buckets`` sized an array of that many
+        floats at the first text read (3e8: 2.4 GB), as the text classifier's did (checker h340 F2, v8)."""
+        try:
+            settings = cls(**data)
+        except TypeError:  # not a table, a key missing or unknown
+            settings = None
+        weights = [settings.title_weight, settings.year_weight, settings.genre_weight] if settings else []
+        if (
+            settings is None
+            or type(settings.buckets) is not int
+            or not 1 <= settings.buckets <= MAX_BUCKETS
+            or not all(isinstance(weight, int | float) and not isinstance(weight, bool) for weight in weights)
+        ):
+            raise heirloom.HeirloomError(f"the {what}'s tower settings are damaged: {str(data)[:200]}")
+        return settings
 
 
 @attrs.frozen
