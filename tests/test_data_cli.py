@@ -235,3 +235,15 @@ def test_a_plugin_both_installed_and_named_in_heirloom_plugins_loads_once(rows):
     listed = [p for p in json.loads(result.stdout) if "rows" in p["provides"]["source"]]
     assert [(p["name"], p["status"]) for p in listed] == [("rows", "loaded")]
     assert run_heirloom("data", "show", rows["profile"], "numbers", env=env).returncode == 0
+
+
+def test_a_data_error_at_line_100_keeps_its_line_number(tmp_path):
+    """rich read ``:100`` of ``train.csv:100:`` as an emoji code: the error said ``train.csv💯``, the
+    line the user had to find gone (``:1234`` too; and a label ``:smile:`` in train's report)."""
+    rows = ["text,label"] + [f"text number {i},{'a' if i % 2 else 'b'}" for i in range(1, 150)]
+    rows[99] = "text number 99,"
+    write(tmp_path / "train.csv", "\n".join(rows) + "\n")
+    write(tmp_path / "p.toml", f"[sources.s]\nuse = 'csv'\ntrain = '{tmp_path / 'train.csv'}'\n")
+    result = run_heirloom("data", "stats", str(tmp_path / "p.toml"), "s", env={})
+    assert result.returncode != 0
+    assert f"{tmp_path / 'train.csv'}:100: the 'label' column is empty or blank" in result.stderr

@@ -101,9 +101,10 @@ class PipedConsole(Console):
             raise OutputFailed(exc, self.file, "stderr" if self.stderr else "stdout") from exc
 
 
-console = PipedConsole(soft_wrap=True)
+#: No emoji codes: rich turned the line number of ``train.csv:100:`` into 💯 and a label ``:smile:`` into 😄.
+console = PipedConsole(soft_wrap=True, emoji=False)
 #: Unwrapped too: a message or progress line piped to a log stays one line to grep.
-err_console = PipedConsole(stderr=True, soft_wrap=True)
+err_console = PipedConsole(stderr=True, soft_wrap=True, emoji=False)
 
 
 #: C0 and C1 control characters: escape sequences would drive the operator's terminal; and
