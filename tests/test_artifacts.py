@@ -27,6 +27,7 @@ import pytest
 import torch
 
 import heirloom
+from heirloom.owners import owner_name
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.backup import backup_store
 from heirloom.store.compare import PromotionRefused
@@ -2752,8 +2753,9 @@ def test_a_backup_refuses_a_folder_or_blobs_folder_of_another_user(store, tmp_pa
         before = sorted(folder.rglob("*"))
         refused = models(store, "backup", str(folder))
         assert refused.returncode == 1, said(refused)
-        assert f"{theirs} belongs to uid 65534" in said(refused), said(refused)
-        assert "(mode 777; its group or others may write it too), not to uid 0 (root), who runs the backup" in said(
+        assert f"{theirs} belongs to {owner_name(65534)} (mode 777" in said(refused), said(refused)
+        assert "uid 65534)" in said(refused), said(refused)  # the wording of every owner said: NAME (uid N)
+        assert "(mode 777; its group or others may write it too), not to root (uid 0), who runs the backup" in said(
             refused
         )
         assert sorted(folder.rglob("*")) == before

@@ -27,7 +27,6 @@ import fcntl
 import hashlib
 import json
 import os
-import pwd
 import re
 import secrets
 import sqlite3
@@ -40,6 +39,7 @@ import attrs
 
 from heirloom.core.errors import HeirloomError
 from heirloom.files import NotRegularFile, not_regular, open_regular, umask
+from heirloom.owners import not_mine, owner_name
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.gc import BLOB_NAME, PARTIAL_BLOB, REPAIR
 from heirloom.store.index import BACKUP_MARKER, StoreIndex
@@ -130,21 +130,14 @@ def _folder(path: Path, parent: int | None = None) -> Iterator[int]:
 def not_ours(info: os.stat_result, path: Path) -> str:
     """Why a backup refuses to write into the folder ``path`` (``info``: its stat) of another user, "" when it is
     this user's (root's when run by root): another could plant a link there for the backup to write through."""
-    if info.st_uid == os.geteuid():
+    if (owner := not_mine(info.st_uid)) is None:
         return ""
     writable = "; its group or others may write it too" if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) else ""
     return (
-        f"{path} belongs to {_user(info.st_uid)} (mode {stat.S_IMODE(info.st_mode):o}{writable}), not to "
-        f"{_user(os.geteuid())}, who runs the backup: its owner could plant links there that the backup would "
+        f"{path} belongs to {owner} (mode {stat.S_IMODE(info.st_mode):o}{writable}), not to "
+        f"{owner_name(os.geteuid())}, who runs the backup: its owner could plant links there that the backup would "
         "write through; back up into a folder of your own"
     )
-
-
-def _user(uid: int) -> str:
-    try:
-        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
-    except KeyError:
-        return f"uid {uid}"
 
 
 @contextmanager
