@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from heirloom.cli.common import fail
+from heirloom.cli.common import echo, fail
 from heirloom.cli.options import a_path
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import key_name_problem, new_keypair
@@ -33,7 +33,7 @@ def keys_new(directory: Path, name: str) -> None:
         public, secret = new_keypair(directory, name)
     except HeirloomError as exc:
         fail(f"error: {exc}")
-    click.echo(f"public key: {public}\nsecret key: {secret} (mode 0600)")
+    echo(f"public key: {public}\nsecret key: {secret} (mode 0600)")
 
 
 COMMANDS = [keys_group]
