@@ -2,7 +2,7 @@
 
 Every command reads ``--store PATH``, else ``HEIRLOOM_STORE``, else ``HEIRLOOM_HOME/store``.
 Exit codes: 2 when a reference is malformed or names nothing (the message lists what
-exists), 3 when ``promote --if-better`` declines.
+exists) or ``backup``'s DESTINATION is taken (``DestinationTaken``), 3 when ``promote --if-better`` declines.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from heirloom.cli.rescore import rescored_gate
 from heirloom.core.errors import HeirloomError, did_you_mean
 from heirloom.store import compare
 from heirloom.store.artifacts import Artifact, ArtifactStore, StoreMissing
-from heirloom.store.backup import backup_store, nested
+from heirloom.store.backup import DestinationTaken, backup_store, nested
 from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, figures, left_out_note, metric_value, scores
 from heirloom.store.gc import REPAIR, verify_versions
 from heirloom.store.refs import Ref, RefError, refuse_misspelt_alias
@@ -46,6 +46,8 @@ class ModelsGroup(click.Group):
             fail(f"error: {exc}", EXIT_INVALID)
         except PromotionRefused as exc:
             fail(f"not promoted: {exc}", EXIT_DECLINED)
+        except DestinationTaken as exc:  # choose another DEST: exit 2, as keys new and new plugin for a taken target
+            fail(f"error: {exc}", EXIT_INVALID)
 
 
 def _open_store(ctx: click.Context, param: click.Parameter, value: Path | None) -> ArtifactStore:
@@ -441,7 +443,7 @@ def models_backup(destination: Path, overwrite: bool, store: ArtifactStore) -> N
     Incremental: blobs already in DESTINATION are kept (checked by size: `models verify
     --store DESTINATION` reads them), ones its new index no longer names are removed. So
     DESTINATION must be new, empty or an earlier backup of this store; a folder with other
-    files, or a store with no versions to back up, is refused before anything is written.
+    files (exit 2), or a store with no versions to back up (exit 1), is refused before anything is written.
     To restore, stop the daemons and put DESTINATION in the store's place (or point
     HEIRLOOM_STORE at it). The logs (feedback/, handoffs/, events/) are append-only files:
     copy them yourself (docs/OPERATIONS.md).

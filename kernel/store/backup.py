@@ -59,6 +59,12 @@ BACKUP_FILES = re.compile(
 )
 
 
+class DestinationTaken(HeirloomError):
+    """The DEST typed cannot take a backup of this store: a link to nothing, no folder, a folder holding other files,
+    a backup of another store (without ``overwrite``). ``models backup`` exits 2 (choose another DEST), as ``keys
+    new`` and ``new plugin`` do for a target that is taken; it was exit 1 (checker h342 F11)."""
+
+
 @attrs.frozen
 class BackupReport:
     """What a backup wrote: versions in its index, blobs copied now, blobs already there
@@ -256,14 +262,14 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
     holding only what a backup writes, none of it a link (a ``blobs`` linked into the store
     had the backup delete the store's own files)."""
     if destination.is_symlink() and not destination.exists():
-        raise HeirloomError(f"{destination} is a link to nothing ({os.readlink(destination)})")
+        raise DestinationTaken(f"{destination} is a link to nothing ({os.readlink(destination)})")
     if why := nested(root, destination):
         raise HeirloomError(why)
     source, target = root.resolve(), destination.resolve()
     if not target.exists():
         return
     if not target.is_dir():
-        raise HeirloomError(f"{destination} is not a folder")
+        raise DestinationTaken(f"{destination} is not a folder")
     for folder, named in ((target, destination), (target / "blobs", destination / "blobs")):
         if folder.is_dir() and not folder.is_symlink() and (why := not_ours(folder.stat(), named)):
             raise HeirloomError(why)
@@ -276,7 +282,7 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
         foreign += [f"blobs/{p.name}" for p in blobs.iterdir() if not _backup_blob(p)]
     if foreign:
         listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise HeirloomError(
+        raise DestinationTaken(
             f"{destination} holds files a backup does not write ({listed}); a backup removes what the store "
             "lacks, so back up into an empty folder or an earlier backup"
         )
@@ -286,7 +292,7 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
         what = f"a backup of the store at {copied}" if copied else f"a store folder with no {MARKER}"
         if copied == "":
             what = f'a folder whose {MARKER} is unreadable or malformed (not {{"source": "STORE FOLDER"}})'
-        raise HeirloomError(
+        raise DestinationTaken(
             f"{destination} is {what}, not a backup of {root}: --overwrite replaces its versions with this store's"
         )
 
