@@ -28,10 +28,14 @@ commands share, so the same option reads the same in every ``--help``.
 - ``PROFILE``: the type of an argument or option naming a profile (a name or a ``.toml``
   path), refusing ``""`` with "PROFILE is empty: ..." (exit 2), as every kernel command's
   PROFILE and ``heirloom gateway PROFILE`` take it.
+- ``echo(text)``: a line of a command's output to stdout, as the kernel's commands print theirs: a write that
+  fails says ``error: cannot write the output to stdout: REASON`` (``stdout is closed`` under ``>&-``), exit 1,
+  or exits 141 when a pipe's reader went away, where ``click.echo`` wrote nothing, exit 0, under ``>&-``.
 - ``SECONDS``: the type of a duration option (a finite number of seconds, 0 < s <= a day),
   as ``heirloom call --timeout`` and ``heirloom gateway --timeout`` take.
 """
 
+from heirloom.cli.common import echo
 from heirloom.cli.logs import configure as configure_logs
 from heirloom.cli.options import (
     ADDRESS,
@@ -61,6 +65,7 @@ __all__ = [
     "bound_socket",
     "check_listenable",
     "configure_logs",
+    "echo",
     "existing_file",
     "existing_folder",
     "host_guard",

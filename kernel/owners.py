@@ -17,11 +17,17 @@ def owner_name(uid: int) -> str:
         return f"uid {uid}"
 
 
+def not_mine(uid: int) -> str | None:
+    """``owner_name(uid)`` when a file owned by ``uid`` is not this process's user's, root's included (a backup
+    writes only into its own user's folders); else None."""
+    return None if uid == os.geteuid() else owner_name(uid)
+
+
 def foreign_owner(uid: int) -> str | None:
     """``owner_name(uid)`` when a file owned by ``uid`` is another local user's: neither this process's
     user nor root (who may read and change every file anyway; Kubernetes mounts a Secret's files as
     root's); else None."""
-    return None if uid in (0, os.geteuid()) else owner_name(uid)
+    return None if uid == 0 else not_mine(uid)
 
 
 def unreadable(path: Path) -> str:

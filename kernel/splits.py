@@ -35,12 +35,13 @@ def stratified_holdout(labels: Sequence[str], fraction: float, seed: int, at_lea
     return held_out
 
 
-def unknown_splits(splits: Iterable[str]) -> list[str]:
-    """A warning for each name a source's ``splits()`` lists that heirloom reads nowhere, with the closest known name:
-    a source listing ``valid`` for ``validation`` trained with no validation records, and nothing said so (h341 F9)."""
+def unknown_splits(source: str, splits: Iterable[str]) -> list[str]:
+    """A warning for each name the ``splits()`` of the source named ``source`` lists that heirloom reads nowhere, with
+    the closest known name: a source listing ``valid`` for ``validation`` trained with no validation records, and
+    nothing said so (h341 F9). ``heirloom train`` and ``heirloom data stats`` print them."""
     never = "a split heirloom never reads (it reads train, validation and test)"
     return [
-        f"splits() lists {name!r}, {never}{did_you_mean(str(name), KNOWN_SPLITS)}"
+        f"warning: source {source!r}: splits() lists {name!r}, {never}{did_you_mean(str(name), KNOWN_SPLITS)}"
         for name in splits
         if name not in KNOWN_SPLITS
     ]

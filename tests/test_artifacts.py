@@ -27,6 +27,7 @@ import pytest
 import torch
 
 import heirloom
+from heirloom.owners import owner_name
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.backup import backup_store
 from heirloom.store.compare import PromotionRefused
@@ -2377,17 +2378,17 @@ def test_a_backup_refuses_before_writing_into_a_folder_it_would_damage(store, tm
     other = ArtifactStore(tmp_path / "other")
     put(other, "team/m", 7)
     another = models(other, "backup", str(backup))
-    assert another.returncode == 1 and f"is a backup of the store at {store.root.resolve()}" in said(another)
+    assert another.returncode == 2 and f"is a backup of the store at {store.root.resolve()}" in said(another)
     assert sorted(backup.rglob("*")) == before and ArtifactStore(backup).resolve("team/m").version == 1
 
     into_store = models(store, "backup", str(other.root))  # a store, not a backup: --overwrite to replace it
-    assert into_store.returncode == 1 and "a store folder with no heirloom-backup.json" in said(into_store)
+    assert into_store.returncode == 2 and "a store folder with no heirloom-backup.json" in said(into_store)
     assert other.resolve("team/m").version == 1 and "--overwrite" in said(into_store)
     notes = tmp_path / "notes"
     (notes / "blobs").mkdir(parents=True)
     (notes / "blobs" / "keep.txt").write_text("mine")
     foreign = models(store, "backup", str(notes))
-    assert foreign.returncode == 1 and "holds files a backup does not write (blobs/keep.txt)" in said(foreign)
+    assert foreign.returncode == 2 and "holds files a backup does not write (blobs/keep.txt)" in said(foreign)
     assert sorted(p.name for p in notes.rglob("*")) == ["blobs", "keep.txt"]  # nothing written, nothing removed
     odd_ones = (("heirloom-backup.json", os.mkfifo), (".heirloom-backup.lock", os.mkfifo), ("blobs", Path.touch))
     for name, make in odd_ones:
@@ -2396,13 +2397,30 @@ def test_a_backup_refuses_before_writing_into_a_folder_it_would_damage(store, tm
         make(odd / name)
         refused = models(store, "backup", str(odd))  # run_heirloom times out at 120 s
         kind = "a file" if name == "blobs" else "no regular file"
-        assert refused.returncode == 1 and f"holds files a backup does not write ({name} ({kind}))" in said(refused)
+        assert refused.returncode == 2 and f"holds files a backup does not write ({name} ({kind}))" in said(refused)
     inside = models(store, "backup", str(store.root / "copy"))  # exit 1 once, as if the backup had failed
     assert inside.returncode == 2 and "Invalid value for 'DESTINATION'" in inside.stderr
     assert "one folder holds the other" in said(inside)
     assert not (store.root / "copy").exists()
     replaced = models(store, "backup", str(other.root), "--overwrite")
     assert replaced.returncode == 0 and ArtifactStore(other.root).list()[0].digest == store.list()[0].digest
+
+
+def test_a_target_already_taken_is_exit_2_in_keys_new_new_plugin_and_models_backup(store, tmp_path):
+    """A path typed that is taken (choose another) was exit 1 for ``keys new`` and ``models backup`` but exit 2 for
+    ``new plugin`` (checker h342 F11): a script could not tell "pick another name" from "it failed"; all are 2 now,
+    README's "what you typed cannot work", and nothing is written."""
+    put(store, "team/m", 1)
+    taken = tmp_path / "taken"
+    assert run_heirloom("keys", "new", str(taken), "--name", "a").returncode == 0
+    before = sorted(taken.iterdir())
+    keys = run_heirloom("keys", "new", str(taken), "--name", "a")
+    assert keys.returncode == 2 and f"error: {taken}/a.key or {taken}/a.key_secret already exists" in said(keys)
+    plugin = run_heirloom("new", "plugin", "heirloom-taken", "--dir", str(taken))
+    assert plugin.returncode == 2 and f"error: {taken} exists and is not empty; choose another --dir" in said(plugin)
+    backup = models(store, "backup", str(taken))
+    assert backup.returncode == 2 and f"error: {taken} holds files a backup does not write (a.key" in said(backup)
+    assert sorted(taken.iterdir()) == before
 
 
 def test_a_backup_never_deletes_what_a_linked_blobs_folder_or_a_store_without_its_index_holds(store, tmp_path):
@@ -2416,14 +2434,14 @@ def test_a_backup_never_deletes_what_a_linked_blobs_folder_or_a_store_without_it
     linked.mkdir()
     (linked / "blobs").symlink_to(store.blobs)
     refused = models(store, "backup", str(linked))
-    assert refused.returncode == 1 and "holds files a backup does not write (blobs (a link))" in said(refused)
+    assert refused.returncode == 2 and "holds files a backup does not write (blobs (a link))" in said(refused)
     assert orphan.exists() and run_heirloom("models", "verify", "--store", str(store.root)).returncode == 0
     other = ArtifactStore(tmp_path / "other")
     put(other, "team/m", 7)
     (other.root / "index.sqlite").rename(tmp_path / "index.sqlite")
     kept = sorted(other.blobs.iterdir())
     indexless = models(store, "backup", str(other.root))
-    assert indexless.returncode == 1 and "a store folder with no heirloom-backup.json" in said(indexless)
+    assert indexless.returncode == 2 and "a store folder with no heirloom-backup.json" in said(indexless)
     assert sorted(other.blobs.iterdir()) == kept
 
 
@@ -2435,7 +2453,7 @@ def test_a_backup_whose_marker_is_malformed_is_refused_saying_so(store, tmp_path
     assert models(store, "backup", str(backup)).returncode == 0
     (backup / "heirloom-backup.json").write_bytes(marker)
     refused = models(store, "backup", str(backup))
-    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert f"{backup} is a folder whose heirloom-backup.json is unreadable or malformed" in said(refused)
     assert (backup / "heirloom-backup.json").read_bytes() == marker  # nothing written
     assert models(store, "backup", str(backup), "--overwrite").returncode == 0
@@ -2483,7 +2501,7 @@ def test_a_restored_store_written_into_is_no_backup_and_a_backup_in_progress_hol
     put(restored, "team/m", 2)  # written into: a live store now, whatever it was copied from
     assert not (restored.root / "heirloom-backup.json").exists()
     over = models(store, "backup", str(restored.root))
-    assert over.returncode == 1 and "a store folder with no heirloom-backup.json" in said(over)
+    assert over.returncode == 2 and "a store folder with no heirloom-backup.json" in said(over)
     assert [a.version for a in restored.list()] == [1, 2]
     promoted = ArtifactStore(shutil.copytree(backup, tmp_path / "promoted"))
     promoted.promote("team/m@1", "production")  # an alias move is a write too
@@ -2752,8 +2770,9 @@ def test_a_backup_refuses_a_folder_or_blobs_folder_of_another_user(store, tmp_pa
         before = sorted(folder.rglob("*"))
         refused = models(store, "backup", str(folder))
         assert refused.returncode == 1, said(refused)
-        assert f"{theirs} belongs to uid 65534" in said(refused), said(refused)
-        assert "(mode 777; its group or others may write it too), not to uid 0 (root), who runs the backup" in said(
+        assert f"{theirs} belongs to {owner_name(65534)} (mode 777" in said(refused), said(refused)
+        assert "uid 65534)" in said(refused), said(refused)  # the wording of every owner said: NAME (uid N)
+        assert "(mode 777; its group or others may write it too), not to root (uid 0), who runs the backup" in said(
             refused
         )
         assert sorted(folder.rglob("*")) == before

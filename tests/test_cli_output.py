@@ -146,3 +146,66 @@ def test_a_closed_stdout_is_an_error_and_no_json_on_stderr(team, args):
     assert result.returncode == 1, result.stderr
     assert result.stderr.splitlines()[-1] == "error: cannot write the output to stdout: stdout is closed"
     assert '"models"' not in result.stderr and '"fingerprint"' not in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A store holding team/m@1 and @2 (the toys' model), trained once for the commands below."""
+    folder = tmp_path_factory.mktemp("trained")
+    write(folder / "site" / "accents.py", ACCENTS)
+    env = {"HEIRLOOM_STORE": str(folder / "store")}
+    plugins = {"HEIRLOOM_PLUGINS": "tests.toys,accents", "PYTHONPATH": pythonpath(folder / "site")}
+    profile = str(write(folder / "team.toml", PROFILE))
+    for _ in range(2):
+        assert _run(["train", profile], {**env, **plugins}, capture_output=True).returncode == 0
+    return env
+
+
+#: Commands that printed with click.echo: under ``>&-`` they exit 0 having said nothing (promote's move, backup's
+#: copy, keys new's files made with no word of it); under ``>/dev/full`` the older ``error: No space left on
+#: device`` (checker v8 F3). ``{tmp}``: a folder of the case's own.
+ECHOING = {
+    "models-history": ["models", "history", "team/m"],
+    "models-promote": ["models", "promote", "team/m@1", "closedout"],
+    "models-gc-dry-run": ["models", "gc", "--keep", "1", "--dry-run"],
+    "models-backup": ["models", "backup", "{tmp}/backup"],
+    "keys-new": ["keys", "new", "{tmp}/keys"],
+    "new-plugin": ["new", "plugin", "heirloom-closedout", "--dir", "{tmp}/plugin"],
+    "medical-drug": ["medical", "drug", "amoxicillin"],
+    "medical-drug-json": ["medical", "drug", "amoxicillin", "--json"],
+}
+
+
+@pytest.mark.parametrize("stdout", ["closed", "full"])
+@pytest.mark.parametrize("case", list(ECHOING))
+def test_commands_printing_lines_say_their_stdout_cannot_be_written(trained, tmp_path, case, stdout):
+    """Every command's own output that cannot be written is one line naming stdout, exit 1, as README's exit code
+    1 says; what the command did before is kept (the alias moved, the backup and the keys written)."""
+    if stdout == "full" and not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    command = [*HEIRLOOM, *(arg.format(tmp=tmp_path) for arg in ECHOING[case])]
+    environment = {**os.environ, **trained}
+    if stdout == "closed":
+        result = subprocess.run(
+            f"exec {' '.join(map(repr, command))} >&-",
+            shell=True,
+            text=True,
+            stderr=subprocess.PIPE,
+            env=environment,
+            cwd=REPO,
+            timeout=120,
+        )
+        said = "stdout is closed"
+    else:
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(
+                command, text=True, stdout=full, stderr=subprocess.PIPE, env=environment, cwd=REPO, timeout=120
+            )
+        said = "No space left on device"
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [f"error: cannot write the output to stdout: {said}"], result.stderr
+    if case == "models-promote":
+        shown = _run(["models", "show", "team/m@closedout", "--json"], trained, capture_output=True)
+        assert json.loads(shown.stdout)["version"] == 1, shown.stderr
+    if case == "keys-new":
+        assert sorted(path.name for path in (tmp_path / "keys").iterdir()) == ["heirloom.key", "heirloom.key_secret"]

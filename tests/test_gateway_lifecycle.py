@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -197,3 +198,33 @@ def test_a_curve_server_key_without_connect_is_refused_at_start(tmp_path):
         refused = run_heirloom("gateway", "minimal", *options, *curve, "--port", str(free_port()), timeout=30)
         assert refused.returncode == 2, refused.stderr
         assert "--curve-server goes with --connect" in refused.stderr, refused.stderr
+
+
+def test_under_json_logs_a_gateway_that_cannot_start_says_why_in_json(tmp_path):
+    """``heirloom gateway --log-format json``: an error at start (a profile, --set, the options, a port in use, a
+    tokens file) was a plain ``Error: ...`` line in a JSON log, where serve and worker write JSON (h342 F9)."""
+    tokens = write(tmp_path / "tokens.toml", '[tokens]\n"a-long-random-token-for-the-app" = "k.key_secret"\n')
+    tokens.chmod(0o644)  # others may read it: refused
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = str(taken.getsockname()[1])
+    connect = ["--connect", "ipc:///nonexistent/daemon.sock"]
+    cases = [
+        (["no-such-profile"], 2, "no-such-profile: no such profile"),
+        (["minimal", "--set", "bad"], 2, "--set: expected KEY.PATH=VALUE"),
+        ([], 2, "give PROFILE or --connect ADDR (one of them)"),
+        ([*connect, "--port", port], 1, f"cannot listen on 127.0.0.1:{port}: Address already in use"),
+        ([*connect, "--tokens", str(tokens), "--port", "0"], 1, f"{tokens}: other users may read or change its"),
+    ]
+    with taken:
+        for args, code, why in cases:
+            result = run_heirloom("gateway", *args, "--log-format", "json", timeout=60)
+            assert result.returncode == code, result.stderr
+            (line,) = [json.loads(line) for line in result.stderr.splitlines()]  # a collector reads every line
+            assert line["level"] == "error" and line["message"].startswith(f"error: {why}"), line
+        text = run_heirloom("gateway", *connect, "--port", port, timeout=60)  # click's own form, as before
+        assert (
+            text.returncode == 1
+            and text.stderr == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+        )

@@ -280,19 +280,25 @@ def test_a_monitor_replayed_after_a_restart_rebuilds_its_state_without_raising_p
 
 def test_a_source_listing_a_split_heirloom_never_reads_is_warned_of_with_the_closest_name(tmp_path):
     """A third-party source whose splits() said ``valid`` for ``validation`` trained with no validation records, its
-    versions scored on none, and nothing said so (checker h341 F9)."""
+    versions scored on none, and nothing said so (checker h341 F9); `data stats` counted it, warning of nothing."""
     profile = write(
         tmp_path / "p.toml",
         'project = "typo"\n[sources.s]\nuse = "toy-source"\nrows = 40\nlisted_splits = ["train", "valid", "test"]\n'
         '[models.m]\nuse = "toy-model"\ndata = "s"\n',
     )
     env = {"HEIRLOOM_PLUGINS": "tests.toys", "HEIRLOOM_HOME": str(tmp_path / "home")}
-    trained = run_heirloom("train", str(profile), env=env)
-    said = " ".join(trained.stderr.split())
-    assert trained.returncode == 0, said
-    assert (
+    warning = (
         "warning: source 's': splits() lists 'valid', a split heirloom never reads (it reads train, validation and "
-        "test); did you mean 'validation'?" in said
+        "test); did you mean 'validation'?"
     )
+    path = str(profile)
+    for command in (["train", path], ["data", "stats", path, "s"], ["data", "stats", path, "s", "--json"]):
+        ran = run_heirloom(*command, env=env)  # data stats listed records.valid 40 and warned of nothing
+        said = " ".join(ran.stderr.split())
+        assert ran.returncode == 0, said
+        assert warning in said, (command, said)
+        if "--json" in command:
+            assert json.loads(ran.stdout)["fingerprint"], ran.stdout  # stdout holds the JSON alone
     listed = write(profile, profile.read_text().replace('"valid", ', ""))
     assert "splits() lists" not in run_heirloom("train", str(listed), env=env).stderr  # known names: no warning
+    assert "splits() lists" not in run_heirloom("data", "stats", str(listed), "s", env=env).stderr

@@ -273,12 +273,24 @@ def echo_json(text: str) -> None:
     context = click.get_current_context(silent=True)
     meta = context.meta if context is not None else {}
     stdout: TextIO | None = meta.get(JSON_STDOUT_KEY, sys.stdout)
+    _echo(_writable(text, getattr(stdout, "encoding", None)), stdout)
+
+
+def echo(text: str, *, nl: bool = True) -> None:
+    """``text`` (a line) to stdout, as a command's own output: a write that fails (a full disk, a closed stdout, a
+    reader gone away) is :class:`OutputFailed`, where ``click.echo`` wrote nothing under ``>&-``, exit 0, and
+    said ``error: No space left on device`` under ``>/dev/full`` (checker v8 F3). For what a command prints
+    alone: a plugin's ``print()`` in a daemon goes to Python's stdout, whose failures fail no request."""
+    _echo(text, sys.stdout, nl)
+
+
+def _echo(text: str, stream: TextIO | None, nl: bool = True) -> None:
     try:
-        if stdout is None:  # `>&-`: it went to stderr, the stream plugin_output_to_stderr puts in stdout's place
+        if stream is None:  # `>&-` (under plugin_output_to_stderr, stderr stands in stdout's place: JSON_STDOUT_KEY)
             raise OSError(errno.EBADF, "stdout is closed")
-        click.echo(_writable(text, getattr(stdout, "encoding", None)), file=stdout)
+        click.echo(text, file=stream, nl=nl)
     except OSError as exc:
-        raise OutputFailed(exc, stdout) from exc
+        raise OutputFailed(exc, stream) from exc
 
 
 def _writable(text: str, encoding: str | None) -> str:

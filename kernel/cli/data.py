@@ -42,6 +42,7 @@ from heirloom.core.schema import did_you_mean
 from heirloom.datasets import DataError, DataFile, Dataset, Progress, problems
 from heirloom.datasets.fetch import fetch
 from heirloom.profile_toml import dotted
+from heirloom.splits import unknown_splits
 from heirloom.store.outcome import Outcome, StoppedAfter
 from heirloom.suggest import disabled_by
 
@@ -134,6 +135,8 @@ def data_stats(profile: str, source: str, as_json: bool, overrides: tuple[str, .
     stopped = None
     try:
         with Outcome() as kept, started_source(profile, source, overrides) as component, reading:
+            for odd in unknown_splits(source, component.splits()):  # its counts list it: heirloom never reads it
+                err_console.print(odd, markup=False, highlight=False)
             stats = kept({**component.stats(), "fingerprint": component.fingerprint()})
     except StoppedAfter as exc:  # counted, then the source failed to stop: the counts are printed first (h341 F1)
         stats, stopped = exc.result, exc

@@ -21,6 +21,7 @@ from rich.table import Column, Table
 from heirloom.cli.common import (
     EXIT_INVALID,
     console,
+    echo,
     echo_json,
     fail,
     get_kernel,
@@ -197,7 +198,7 @@ def feedback_list(
     if cut:  # "50 record(s)" read as all the log held (checker 282 F3); on stderr, out of the report (h342 F6)
         click.echo(cut, err=True)
     else:
-        click.echo(f"{len(rows)} record(s)")
+        echo(f"{len(rows)} record(s)")
 
 
 @feedback_group.command("show")
@@ -251,7 +252,7 @@ def feedback_remove(
     found = _find_all(logs, list(dict.fromkeys(record_ids)))  # an ID given twice: one tombstone
     for _, entry, _ in found:
         if entry.removed is not None:
-            click.echo(f"{entry.id} was already removed ({_when(entry.removed)})")
+            echo(f"{entry.id} was already removed ({_when(entry.removed)})")
     for name in logs:  # each log's tombstones in one write and one fsync
         entries = [entry for api, entry, _ in found if api == name and entry.removed is None]
         if not entries:
@@ -263,7 +264,7 @@ def feedback_remove(
             log.close()
         for entry in entries:
             said = f"{name}: {entry.record.get('label')!r}, {entry.record.get('text', '')[:60]!r}"
-            click.echo(f"removed {entry.id} ({said})")
+            echo(f"removed {entry.id} ({said})")
 
 
 @feedback_group.command("export")
@@ -288,7 +289,7 @@ def feedback_export(profile: str, api: str | None, output: Path | None, override
         lines += [json_text({**record, "api": name}) for record in FeedbackLog.replay(path).trainable()]
     text = "".join(line + "\n" for line in lines)
     if output is None or str(output) == "-":
-        click.echo(text, nl=False)
+        echo(text, nl=False)
     else:
         try:
             _write_export(output, text.encode("utf-8"))
@@ -343,7 +344,7 @@ def feedback_accept_label(profile: str, label: str, reason: str, api: str | None
     replay = FeedbackLog.replay(path)
     pending = replay.pending_labels()
     if label in replay.accepted:
-        click.echo(f"{label!r} was already accepted ({_when(replay.accepted[label])})")
+        echo(f"{label!r} was already accepted ({_when(replay.accepted[label])})")
         return
     if label not in pending:
         waiting = ", ".join(sorted(pending)) or "none"
@@ -354,7 +355,7 @@ def feedback_accept_label(profile: str, label: str, reason: str, api: str | None
         log.accept_label(label, reason)
     finally:
         log.close()
-    click.echo(f"accepted {label!r}: {pending[label]} record(s) of {name!r} train from the next heirloom train on")
+    echo(f"accepted {label!r}: {pending[label]} record(s) of {name!r} train from the next heirloom train on")
     close = {entry.record.get(FeedbackLog.CLOSE_TO) for entry in replay.entries if entry.record.get("label") == label}
     for known in sorted(k for k in close if isinstance(k, str)):  # the api's mark; accepting is the operator's call
         click.echo(

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from heirloom.cli.common import (
     console,
+    echo,
     err_console,
     fail,
     get_kernel,
@@ -241,7 +242,7 @@ def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
     if problems:
         report_profile_error(ProfileError(problems))
     names = ", ".join(spec.key for spec in resolved.components)
-    click.echo(one_line(f"{resolved.raw.file}: ok ({names})"))
+    echo(one_line(f"{resolved.raw.file}: ok ({names})"))
 
 
 def _mistyped_references(error: ProfileError) -> list[Problem]:

@@ -20,7 +20,7 @@ import click
 
 from heirloom.cli.commands import BUILTIN, builtin_commands
 from heirloom.cli.common import INTERRUPTED, OutputFailed, err_console, fail, get_kernel, reader_gone, say_error
-from heirloom.cli.logs import TextFormatter, configure
+from heirloom.cli.logs import TextFormatter, configure, writes_json
 from heirloom.cli.options import too_long
 from heirloom.core.errors import HeirloomError, PluginError
 from heirloom.selection import unknown_plugins
@@ -113,6 +113,10 @@ class HeirloomGroup(click.Group):
             failed.exit()
         except BrokenPipeError:  # `heirloom data show ... | head` closed the pipe: what it read was all it wanted
             reader_gone(sys.stdout)
+        except click.ClickException as exc:  # click says it as `Error: ...`, but not into a log of JSON lines
+            if not writes_json():
+                raise
+            fail(f"error: {exc.format_message()}", exc.exit_code)  # as serve's own; the gateway's were text (h342 F9)
 
     def _attach(self, ctx: click.Context, only: list[str] | None = None) -> list[str]:
         plugins = get_kernel(ctx).plugins

@@ -2,7 +2,7 @@
 
 Every command reads ``--store PATH``, else ``HEIRLOOM_STORE``, else ``HEIRLOOM_HOME/store``.
 Exit codes: 2 when a reference is malformed or names nothing (the message lists what
-exists), 3 when ``promote --if-better`` declines.
+exists) or ``backup``'s DESTINATION is taken (``DestinationTaken``), 3 when ``promote --if-better`` declines.
 """
 
 from __future__ import annotations
@@ -14,16 +14,26 @@ from typing import Any
 import click
 from rich.table import Column, Table
 
-from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, console, err_console, fail, get_kernel, inert, print_json
+from heirloom.cli.common import (
+    EXIT_DECLINED,
+    EXIT_INVALID,
+    console,
+    echo,
+    err_console,
+    fail,
+    get_kernel,
+    inert,
+    print_json,
+)
 from heirloom.cli.options import PROFILE, a_path
 from heirloom.cli.rescore import rescored_gate
 from heirloom.core.errors import HeirloomError, did_you_mean
 from heirloom.store import compare
 from heirloom.store.artifacts import Artifact, ArtifactStore, StoreMissing
-from heirloom.store.backup import backup_store, nested
+from heirloom.store.backup import DestinationTaken, backup_store, nested
 from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, figures, left_out_note, metric_value, scores
 from heirloom.store.gc import REPAIR, verify_versions
-from heirloom.store.refs import Ref, RefError, check_alias, one_typo
+from heirloom.store.refs import Ref, RefError, refuse_misspelt_alias
 
 
 class ModelsGroup(click.Group):
@@ -36,6 +46,8 @@ class ModelsGroup(click.Group):
             fail(f"error: {exc}", EXIT_INVALID)
         except PromotionRefused as exc:
             fail(f"not promoted: {exc}", EXIT_DECLINED)
+        except DestinationTaken as exc:  # choose another DEST: exit 2, as keys new and new plugin for a taken target
+            fail(f"error: {exc}", EXIT_INVALID)
 
 
 def _open_store(ctx: click.Context, param: click.Parameter, value: Path | None) -> ArtifactStore:
@@ -51,7 +63,7 @@ def _open_store(ctx: click.Context, param: click.Parameter, value: Path | None) 
     except StoreMissing as exc:
         if ctx.command.name != "list":
             fail(f"error: no store yet: {exc} (heirloom train makes one)", EXIT_INVALID)
-        print_json([]) if ctx.params.get("as_json") else click.echo(f"no artifacts: no store yet: {exc}")
+        print_json([]) if ctx.params.get("as_json") else echo(f"no artifacts: no store yet: {exc}")
         ctx.exit(0)
     except HeirloomError:
         pass
@@ -107,7 +119,8 @@ def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> Non
     if not artifacts and project is not None:  # a new project has none yet; a typo is said, --json too (h342 F7)
         projects = sorted({a.project for a in store.list(damaged={})})
         listed = f"(projects: {', '.join(projects) or 'none'}){did_you_mean(project, projects)}"
-        click.echo(f"no artifacts of project {project!r} in {store.root} {listed}", err=as_json)
+        said = f"no artifacts of project {project!r} in {store.root} {listed}"
+        click.echo(said, err=True) if as_json else echo(said)  # a note beside the JSON
     if as_json:
         print_json([artifact.to_json() for artifact in artifacts])
     elif artifacts:
@@ -116,7 +129,7 @@ def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> Non
         for name in sorted({a.project for a in artifacts}):
             console.print(f"{name}: {usage.get(name, 0) / 2**20:.2f} MiB of blobs", markup=False, highlight=False)
     elif project is None:
-        click.echo(f"no artifacts in {store.root}")
+        echo(f"no artifacts in {store.root}")
 
 
 #: The longest metadata value ``models show --metadata`` prints whole (``--json`` prints all).
@@ -193,14 +206,14 @@ def models_lineage(ref: str, descendants: bool, as_json: bool, store: ArtifactSt
         print_json([artifact.to_json() for artifact in chain])
         return
     if descendants and not chain:
-        click.echo(f"nothing in {store.root} inherits {ref}")
+        echo(f"nothing in {store.root} inherits {ref}")
         return
     console.print(_table(chain))
     if descendants:
         projects = sorted({artifact.project for artifact in chain})
-        click.echo(f"inherited by {len(chain)} version(s) in project(s): {', '.join(projects)}")
+        echo(f"inherited by {len(chain)} version(s) in project(s): {', '.join(projects)}")
     elif chain[-1].parent is not None:
-        click.echo(f"{chain[-1].parent}, parent of {chain[-1].ref}, is not in {store.root}")
+        echo(f"{chain[-1].parent}, parent of {chain[-1].ref}, is not in {store.root}")
 
 
 def inheritors(store: ArtifactStore, ref: str) -> list[Artifact]:
@@ -244,7 +257,7 @@ def models_history(model: str, alias: str | None, as_json: bool, store: Artifact
         print_json(moves)
         return
     if not moves:
-        click.echo(f"no recorded alias moves of {artifact.project}/{artifact.model}" + (f"@{alias}" if alias else ""))
+        echo(f"no recorded alias moves of {artifact.project}/{artifact.model}" + (f"@{alias}" if alias else ""))
         return
     table = Table("moved at (UTC)", "alias", Column("version", no_wrap=True), "was")
     for move in moves:
@@ -321,7 +334,7 @@ def models_promote(
     target = store.resolve(ref)
     held = store.alias_version(target.project, target.model, alias)
     if held is None and not new_alias:
-        _refuse_misspelt_alias(store, target, alias)
+        refuse_misspelt_alias(store, target, alias)
     if metric is None and lower_is_better:
         raise click.UsageError("--lower-is-better says how --if-better compares: give --if-better METRIC too")
     if lower_is_better and metric is not None and metric.rpartition(".")[2] in compare.HIGHER_IS_BETTER:
@@ -331,39 +344,23 @@ def models_promote(
             raise click.UsageError("--rescore compares a metric: give --if-better METRIC too")
         gain = rescored_gate(profile, store, target, held, metric, split, lower_is_better=lower_is_better)
         store.promote(target.ref, alias, held_by=held)  # moved while both were scored: refused, in its transaction
-        click.echo(f"{target.project}/{target.model}@{alias} -> {target.ref}{gain}")
+        echo(f"{target.project}/{target.model}@{alias} -> {target.ref}{gain}")
         return
     done = store.promote(target.ref, alias, if_better=metric, on=split, lower_is_better=lower_is_better)
     name, holder = f"{target.project}/{target.model}@{alias}", done.holder  # as its transaction found it
     if done.held is None:
-        click.echo(f"{name} -> {target.ref} (new alias)")
+        echo(f"{name} -> {target.ref} (new alias)")
     elif not done.moved:
-        click.echo(f"{name} already points at {target.ref}")
+        echo(f"{name} already points at {target.ref}")
     elif holder is None:  # the alias pointed at a version that is not stored (a damaged index)
-        click.echo(f"{name} -> {target.ref} (it pointed at @{done.held}, which is not stored)")
+        echo(f"{name} -> {target.ref} (it pointed at @{done.held}, which is not stored)")
     else:
         gain = ""
         if metric:
             before, after = metric_value(holder, metric, split), metric_value(target, metric, split)
             note = left_out_note(scores(target, split) or {}, target.ref, scores(holder, split) or {}, holder.ref)
             gain = " ({} {} {} -> {}{})".format(split, metric, *figures(before, after), note)
-        click.echo(f"{name}: {holder.ref} -> {target.ref}{gain}")
-
-
-def _refuse_misspelt_alias(store: ArtifactStore, target: Artifact, alias: str) -> None:
-    """RefError when ``alias``, new to ``target``'s model and to the store, looks like a
-    misspelling of an alias the store has: moving a new alias would leave the intended one
-    where it was. A name that only adds to one (``eu-prod``, ``staging2``) is no misspelling."""
-    with store.index.reading() as tx:  # the names alone: not every version of a large store
-        known = tx.alias_names()
-    if check_alias(alias) in known:  # an invalid one first: --new-alias could not create it either
-        return
-    close = [name for name in known if name.lower() == alias.lower() or one_typo(alias, name)]
-    if close:
-        raise RefError(
-            f"{target.project}/{target.model} has no alias {alias!r}; did you mean {close[0]!r}? "
-            f"(--new-alias creates {alias!r})"
-        )
+        echo(f"{name}: {holder.ref} -> {target.ref}{gain}")
 
 
 #: Orphan blobs ``gc`` names in text (``--json`` lists all).
@@ -396,15 +393,15 @@ def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, sto
         return
     report = plan.to_json()
     verb = "would remove" if dry_run else "removed"
-    click.echo(
+    echo(
         f"{verb} {len(report['versions'])} version(s) and {len(plan.files)} file(s), {plan.bytes:,} bytes"
         + "".join(f"\n  {ref}" for ref in report["versions"])
     )
     if plan.resumed:
-        click.echo(f"{len(plan.resumed)} of those file(s) an earlier gc freed, and was stopped before removing")
+        echo(f"{len(plan.resumed)} of those file(s) an earlier gc freed, and was stopped before removing")
     if plan.orphans and not delete_orphans:  # named: which blobs a restored index lost is what an operator checks
         more = len(plan.orphans) - SHOWN_ORPHANS
-        click.echo(
+        echo(
             f"kept {len(plan.orphans)} orphan blob(s) no version references (--delete-orphans removes them), "
             f"in {store.blobs}:"
             + "".join(f"\n  {name}" for name in plan.orphans[:SHOWN_ORPHANS])
@@ -446,7 +443,7 @@ def models_backup(destination: Path, overwrite: bool, store: ArtifactStore) -> N
     Incremental: blobs already in DESTINATION are kept (checked by size: `models verify
     --store DESTINATION` reads them), ones its new index no longer names are removed. So
     DESTINATION must be new, empty or an earlier backup of this store; a folder with other
-    files, or a store with no versions to back up, is refused before anything is written.
+    files (exit 2), or a store with no versions to back up (exit 1), is refused before anything is written.
     To restore, stop the daemons and put DESTINATION in the store's place (or point
     HEIRLOOM_STORE at it). The logs (feedback/, handoffs/, events/) are append-only files:
     copy them yourself (docs/OPERATIONS.md).
@@ -454,7 +451,7 @@ def models_backup(destination: Path, overwrite: bool, store: ArtifactStore) -> N
     if why := nested(store.root, destination):  # before the store's own checks: what was typed, exit 2
         raise click.BadParameter(why, param_hint="'DESTINATION'")
     report = backup_store(store, destination, overwrite=overwrite)
-    click.echo(
+    echo(
         f"backed up {report.versions} version(s) to {destination}: {report.copied} blob(s) copied, "
         f"{report.present} already there, {report.removed} stale removed"
     )
@@ -480,7 +477,7 @@ def models_verify(refs: tuple[str, ...], as_json: bool, store: ArtifactStore) ->
     else:
         for ref, problem in damaged.items():
             err_console.print(f"{ref}: {problem}", markup=False, soft_wrap=True)
-        click.echo(f"{sum(ref not in damaged for ref in checked)} of {len(checked)} version(s) intact")
+        echo(f"{sum(ref not in damaged for ref in checked)} of {len(checked)} version(s) intact")
         if set(damaged) & set(checked) - set(rows):  # a damaged row's message says its repair
             err_console.print(f"to repair a damaged version: {REPAIR}", markup=False, soft_wrap=True)
     if damaged:

@@ -20,7 +20,7 @@ from string import Template
 
 import click
 
-from heirloom.cli.common import fail, get_kernel
+from heirloom.cli.common import echo, fail, get_kernel
 from heirloom.cli.options import a_path
 from heirloom.core.version import VERSION
 
@@ -190,10 +190,10 @@ def new_plugin(name: str, kinds: list[str], target: Path | None) -> None:
         path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    click.echo(f"created {folder}/ ({name}: {', '.join(kinds)})")
+    echo(f"created {folder}/ ({name}: {', '.join(kinds)})")
     for relative in sorted(created):
-        click.echo(f"  {relative}")
-    click.echo(f"next: cd {shlex.quote(str(folder))} && pip install -e '.[test]' && pytest")  # pastes as it is
+        echo(f"  {relative}")
+    echo(f"next: cd {shlex.quote(str(folder))} && pip install -e '.[test]' && pytest")  # pastes as it is
 
 
 COMMANDS = [new_group]

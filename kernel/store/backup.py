@@ -27,7 +27,6 @@ import fcntl
 import hashlib
 import json
 import os
-import pwd
 import re
 import secrets
 import sqlite3
@@ -40,6 +39,7 @@ import attrs
 
 from heirloom.core.errors import HeirloomError
 from heirloom.files import NotRegularFile, not_regular, open_regular, umask
+from heirloom.owners import not_mine, owner_name
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.gc import BLOB_NAME, PARTIAL_BLOB, REPAIR
 from heirloom.store.index import BACKUP_MARKER, StoreIndex
@@ -57,6 +57,12 @@ BACKUP_FILES = re.compile(
     rf"{re.escape(MARKER)}|{MARKER_WRITE.pattern}|{re.escape(LOCK)}|blobs|index\.sqlite(?:-wal|-shm)?"
     r"|\.index\.sqlite\.partial(?:-journal|-wal|-shm)?"
 )
+
+
+class DestinationTaken(HeirloomError):
+    """The DEST typed cannot take a backup of this store: a link to nothing, no folder, a folder holding other files,
+    a backup of another store (without ``overwrite``). ``models backup`` exits 2 (choose another DEST), as ``keys
+    new`` and ``new plugin`` do for a target that is taken; it was exit 1 (checker h342 F11)."""
 
 
 @attrs.frozen
@@ -130,21 +136,14 @@ def _folder(path: Path, parent: int | None = None) -> Iterator[int]:
 def not_ours(info: os.stat_result, path: Path) -> str:
     """Why a backup refuses to write into the folder ``path`` (``info``: its stat) of another user, "" when it is
     this user's (root's when run by root): another could plant a link there for the backup to write through."""
-    if info.st_uid == os.geteuid():
+    if (owner := not_mine(info.st_uid)) is None:
         return ""
     writable = "; its group or others may write it too" if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) else ""
     return (
-        f"{path} belongs to {_user(info.st_uid)} (mode {stat.S_IMODE(info.st_mode):o}{writable}), not to "
-        f"{_user(os.geteuid())}, who runs the backup: its owner could plant links there that the backup would "
+        f"{path} belongs to {owner} (mode {stat.S_IMODE(info.st_mode):o}{writable}), not to "
+        f"{owner_name(os.geteuid())}, who runs the backup: its owner could plant links there that the backup would "
         "write through; back up into a folder of your own"
     )
-
-
-def _user(uid: int) -> str:
-    try:
-        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
-    except KeyError:
-        return f"uid {uid}"
 
 
 @contextmanager
@@ -263,14 +262,14 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
     holding only what a backup writes, none of it a link (a ``blobs`` linked into the store
     had the backup delete the store's own files)."""
     if destination.is_symlink() and not destination.exists():
-        raise HeirloomError(f"{destination} is a link to nothing ({os.readlink(destination)})")
+        raise DestinationTaken(f"{destination} is a link to nothing ({os.readlink(destination)})")
     if why := nested(root, destination):
         raise HeirloomError(why)
     source, target = root.resolve(), destination.resolve()
     if not target.exists():
         return
     if not target.is_dir():
-        raise HeirloomError(f"{destination} is not a folder")
+        raise DestinationTaken(f"{destination} is not a folder")
     for folder, named in ((target, destination), (target / "blobs", destination / "blobs")):
         if folder.is_dir() and not folder.is_symlink() and (why := not_ours(folder.stat(), named)):
             raise HeirloomError(why)
@@ -283,7 +282,7 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
         foreign += [f"blobs/{p.name}" for p in blobs.iterdir() if not _backup_blob(p)]
     if foreign:
         listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise HeirloomError(
+        raise DestinationTaken(
             f"{destination} holds files a backup does not write ({listed}); a backup removes what the store "
             "lacks, so back up into an empty folder or an earlier backup"
         )
@@ -293,7 +292,7 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
         what = f"a backup of the store at {copied}" if copied else f"a store folder with no {MARKER}"
         if copied == "":
             what = f'a folder whose {MARKER} is unreadable or malformed (not {{"source": "STORE FOLDER"}})'
-        raise HeirloomError(
+        raise DestinationTaken(
             f"{destination} is {what}, not a backup of {root}: --overwrite replaces its versions with this store's"
         )
 

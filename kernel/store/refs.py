@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 import attrs
 
 from heirloom.core.errors import RefError
 from heirloom.core.settings import ALIAS_PATTERN, NAME_PATTERN
+
+if TYPE_CHECKING:
+    from heirloom.store.artifacts import Artifact, ArtifactStore
 
 NAME = NAME_PATTERN
 VERSION = re.compile(r"[0-9]+")
@@ -99,3 +103,19 @@ def spans(numbers: list[int]) -> str:
         else:
             runs.append([number, number])
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def refuse_misspelt_alias(store: ArtifactStore, target: Artifact, alias: str) -> None:
+    """RefError when ``alias``, new to ``target``'s model and to the store, looks like a
+    misspelling of an alias the store has: moving a new alias would leave the intended one
+    where it was. A name that only adds to one (``eu-prod``, ``staging2``) is no misspelling."""
+    with store.index.reading() as tx:  # the names alone: not every version of a large store
+        known = tx.alias_names()
+    if check_alias(alias) in known:  # an invalid one first: --new-alias could not create it either
+        return
+    close = [name for name in known if name.lower() == alias.lower() or one_typo(alias, name)]
+    if close:
+        raise RefError(
+            f"{target.project}/{target.model} has no alias {alias!r}; did you mean {close[0]!r}? "
+            f"(--new-alias creates {alias!r})"
+        )

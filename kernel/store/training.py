@@ -261,8 +261,8 @@ def train(
         store.refuse_if_full(profile.project, spec.name, quota, keep if valid else None)
         progress = MemoryWatch(progress, resources, f"training {spec.key}")
         splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
-        for odd in unknown_splits(source.splits()):  # a typo of validation: a version scored on none, said nowhere
-            progress.log(f"warning: source {source_name!r}: {odd}")
+        for odd in unknown_splits(source_name, source.splits()):  # a typo of validation: scored on none, unsaid
+            progress.log(odd)
         with blaming_the_source(source, "computing the fingerprint", f"fingerprinting source {source_name!r}"):
             fingerprint = source.fingerprint()
         if not isinstance(fingerprint, str) or not fingerprint:  # stored as the data's identity: refused before fitting

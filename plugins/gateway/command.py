@@ -232,6 +232,7 @@ def gateway_command(
     statuses (docs/HTTP.md); Heirloom-Deadline-Ms sets a request's budget. Needs the 'ui'
     extra (starlette, uvicorn, orjson).
     """
+    configure_logs(log_level, log_format)  # first: under --log-format json every error below is a JSON line too
     if (profile is None) == (connect is None):
         raise click.UsageError("give PROFILE or --connect ADDR (one of them)")
     if separate_daemon and connect is not None:
@@ -254,7 +255,6 @@ def gateway_command(
         from heirloom_plugins.gateway.pipelining import OneQueuedRequest, Refusals
     except ImportError as exc:
         raise click.ClickException(f"heirloom gateway needs the 'ui' extra ({exc}): {EXTRA_HINT}") from exc
-    configure_logs(log_level, log_format)
     listening = bound_socket(host, port)  # before the daemon loads its models; uvicorn takes it over
     # SIGTERM/SIGINT unwind the stack below (drain and stop the daemon), also while it starts;
     # uvicorn stops gracefully on them, then re-raises: exit 0 as serve does. A signal that

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 import heirloom
-from heirloom.options import a_path
+from heirloom.options import a_path, echo
 from heirloom_plugins.medical.caution import FIELD, quoted, why_unselected
 from heirloom_plugins.medical.formulary import CODE_FORM, read_formulary
 from heirloom_plugins.medical.safety import Formulary, allergy_substances, links, read_drug, unread
@@ -121,4 +121,4 @@ def drug_command(drugs: tuple[str, ...], allergies: tuple[str, ...], formulary: 
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
     found = reading(drugs, allergies, tables)
-    click.echo(json.dumps(found, indent=2) if as_json else "\n".join(_text(found, allergies)))
+    echo(json.dumps(found, indent=2) if as_json else "\n".join(_text(found, allergies)))
