@@ -330,6 +330,17 @@ def test_a_time_in_milliseconds_is_refused_saying_so(daemon):
     assert caught.value.message.endswith("; it reads as milliseconds: send seconds")
 
 
+def test_a_time_is_quoted_back_as_it_was_sent(daemon):
+    """An integer time was quoted as the float the route made of it: ``1796493782000.0``, ``9.223372036854776e+18``
+    for 2**63 + 1 (h344 F5), so a client grepping its log for what it sent did not find it. A float stays a float."""
+    ms = int(time.time() * 1000)
+    for sent, quoted in ((ms, str(ms)), (2**63 + 1, "9223372036854775809"), (ms + 0.5, repr(ms + 0.5))):
+        with daemon.client(timeout=10) as client, pytest.raises(InvalidArgument) as caught:
+            client.call("monitor.post", {"items": [{"text": "Sales fell", "time": sent}]})
+        assert caught.value.field == "body.items[0].time"
+        assert caught.value.message.startswith(f"body.items[0].time: {quoted} is not a time up to 300 s from now")
+
+
 def test_an_item_too_old_to_keep_on_an_empty_monitor_is_answered_not_internal(trained, tmp_path):
     """An attack's ``time: -1e308`` on a fresh monitor: dropped at once as too old, which
     left nothing to judge and the route failed INTERNAL; now it is answered with the empty

@@ -387,3 +387,27 @@ def test_a_drain_sends_a_burst_of_replies_before_its_worker_exits(tmp_path):
         _keyed_burst(daemon.address, 1000, terminate_soon).close()
     finally:
         assert daemon.terminate() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "said"),
+    [
+        ({b"points": []}, "body.points", 'body.points: the body has "points" as binary: keys are msgpack strings'),
+        (
+            {"points": [{"x": 1.0, b"y": 2.0}]},
+            "body.points[0].y",
+            'body.points[0].y: body.points[0] has "y" as binary: keys are msgpack strings',
+        ),
+        (
+            {"points": [], b"pionts": []},
+            "body.pionts",
+            'body.pionts: unknown key "pionts", packed as binary (keys are msgpack strings); did you mean '
+            "'points'? (valid keys: points, checked_on)",
+        ),
+    ],
+)
+def test_a_body_key_packed_as_bin_is_told_in_the_protocols_words(send, body, field, said):
+    """A Rust client's bin key read ``body.b'text': unknown key; did you mean 'text'?``: Python's notation, and the
+    key it believed it sent offered back to it (h344 F4). A key is a msgpack string, as the header's refusal says."""
+    message = refused(send(SIGNATURE, header(route="t.shape"), msgpack.packb(body)), field)
+    assert message == said

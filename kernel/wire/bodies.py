@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
+import re
 from typing import Any
 
+from heirloom.suggest import did_you_mean
 from heirloom.wire.protocol import unpackb
 
 #: Arrays and maps a request body may hold in all: each costs the decoder an allocation and the garbage collector
@@ -27,3 +30,35 @@ def unpack_body(frame: bytes) -> Any:
         return container
 
     return unpackb(frame, list_hook=counted, object_hook=counted)
+
+
+def binary_key(body: Any, path: list[str], message: str) -> tuple[list[str], str] | None:
+    """``(path, message)`` for an ``unknown key`` refusal (as ``flatten_errors`` gives it: ``path`` ends with the key
+    as Python prints it, ``b'text'``) whose key the client packed as bin, said in the protocol's words as the header's
+    near-miss is, with the key's text in the path; None for any other refusal. A Rust or C client read
+    ``body.b'text': unknown key; did you mean 'text'?`` (checker h344 F4)."""
+    valid = re.search(r"\(valid keys: (.*)\)$", message) if message.startswith("unknown key") and path else None
+    held = body
+    for step in path[:-1]:  # the map that holds the key: a field's name, a list's [i] or a mapping's key
+        index = re.fullmatch(r"\[(\d+)\]", step)
+        if index and isinstance(held, list) and int(index[1]) < len(held):
+            held = held[int(index[1])]
+        else:
+            held = held.get(step) if isinstance(held, dict) and not index else None
+    keys = held if isinstance(held, dict) and valid else ()
+    key = next((key for key in keys if type(key) is bytes and str(key) == path[-1]), None)
+    if key is None or valid is None:
+        return None
+    text, names = key.decode("utf-8", "replace"), valid[1].split(", ")
+    shown = json.dumps(text, ensure_ascii=False)  # a NUL shows as \u0000, as the header's near-miss shows it
+    if text in names:
+        where = "body" + "".join(step if step.startswith("[") else f".{step}" for step in path[:-1])
+        return [
+            *path[:-1],
+            text,
+        ], f"{'the body' if where == 'body' else where} has {shown} as binary: keys are msgpack strings"
+    hint = did_you_mean(text, names)
+    return [
+        *path[:-1],
+        text,
+    ], f"unknown key {shown}, packed as binary (keys are msgpack strings){hint} ({valid[0][1:-1]})"
