@@ -1683,6 +1683,27 @@ def test_an_index_of_schema_1_is_upgraded_once_where_writable_and_read_as_it_is_
     assert [(m["version"], m["previous"]) for m in store.alias_history("team", "m")] == [(1, 2)]
 
 
+def test_a_read_only_store_of_schema_1_is_backed_up_and_planned_by_gc_as_it_is(store, tmp_path):
+    """OPERATIONS.md says a read-only store is backed up; one an older heirloom wrote (schema 1, read there as it
+    is) failed ``models backup`` and ``gc --dry-run`` with "of schema 1 cannot be changed here", though neither
+    changes it (checker h346 F2): both read it under the lock as it is, and the backup is of schema 1 too."""
+    for seed in (1, 2):
+        put(store, "team/m", seed)
+    index = as_schema_1(store)
+    backup = tmp_path / "backup"
+    with read_only(store.root):
+        backed = models(store, "backup", str(backup))
+        planned = models(store, "gc", "--keep", "1", "--dry-run")
+        changed = models(store, "gc", "--keep", "1")
+    assert backed.returncode == 0 and "backed up 2 version(s)" in backed.stdout, backed.stderr
+    assert planned.returncode == 0 and "would remove 1 version(s)" in planned.stdout, planned.stderr
+    assert changed.returncode == 1 and f"{index} of schema 1 cannot be changed here" in said(changed), changed.stderr
+    for copy in (index, backup / "index.sqlite"):
+        with contextlib.closing(sqlite3.connect(copy)) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == 1, copy
+    assert len(ArtifactStore(backup, create=False).list()) == 2  # readable (and upgraded here: it is writable)
+
+
 def _two_versions_first_in_production(store, profile: Path) -> dict[str, str]:
     """team/m@1 (production) and @2 of the toy profile ``profile``; the environment that reads them."""
     env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}

@@ -98,7 +98,7 @@ def backup_store(store: ArtifactStore, destination: Path, *, overwrite: bool = F
         _write_marker(top, destination, json.dumps({"source": str(store.root.resolve())}).encode())  # first
         with _folder(where := destination / "blobs", top) as blobs:
             copied, present = _copy(store.blobs, blobs, where, early, gone_ok=True)  # a gc may remove some meanwhile
-            with store.index.writing() as tx:
+            with store.index.writing(changes=False) as tx:  # only read: a read-only store of schema 1 too
                 rows = tx.blob_rows()
                 named, versions = named_blobs(rows), len(rows)
                 _refuse_missing(store, rows, {name for name in named if _regular_size(blobs, name) is None})

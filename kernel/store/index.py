@@ -255,7 +255,7 @@ class StoreIndex:
         )
 
     @contextmanager
-    def _transaction(self, begin: str, wait: float = BUSY_TIMEOUT) -> Iterator[Transaction]:
+    def _transaction(self, begin: str, wait: float = BUSY_TIMEOUT, changes: bool = True) -> Iterator[Transaction]:
         with self._errors(), closing(self.connect()) as conn:
             if begin == "BEGIN IMMEDIATE":
                 self._lock(conn, wait)
@@ -263,7 +263,7 @@ class StoreIndex:
                 conn.execute(begin)
             try:
                 found = _schema(conn, self.path)  # a newer heirloom may have upgraded it under a running process
-                if begin == "BEGIN IMMEDIATE" and self.read_only and found < SCHEMA_VERSION:  # read as it is
+                if begin == "BEGIN IMMEDIATE" and changes and self.read_only and found < SCHEMA_VERSION:  # as it is
                     raise HeirloomError(
                         f"the store index {self.path} of schema {found} cannot be changed here{READ_ONLY}"
                     )
@@ -277,10 +277,11 @@ class StoreIndex:
         """A consistent snapshot for several queries."""
         return self._transaction("BEGIN")
 
-    def writing(self, wait: float = BUSY_TIMEOUT) -> AbstractContextManager[Transaction]:
+    def writing(self, wait: float = BUSY_TIMEOUT, *, changes: bool = True) -> AbstractContextManager[Transaction]:
         """The store's write lock (waiting up to ``wait`` s for it); everything inside commits together or not
-        at all."""
-        return self._transaction("BEGIN IMMEDIATE", wait)
+        at all. ``changes=False``: the lock only keeps writers out while this reads (a backup's snapshot, a gc's
+        dry run), so a read-only index of an older schema is read as it is, not refused as a change."""
+        return self._transaction("BEGIN IMMEDIATE", wait, changes)
 
 
 class Transaction:
