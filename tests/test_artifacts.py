@@ -1634,15 +1634,45 @@ def test_a_daemon_keeps_serving_and_says_so_when_its_index_gets_a_newer_schema(s
 
 
 def test_an_index_of_a_newer_schema_is_refused_with_what_to_do(store):
-    """The refusal named both schema numbers and no next step."""
+    """The refusal named both schema numbers and no next step; then it named no heirloom version, and every
+    release said 0.1.0 anyway (checker h346 F3): it names this heirloom's version and, where the index's rows say
+    it, the newer one that stored its newest version."""
     put(store, "team/m", 1)
     with contextlib.closing(sqlite3.connect(store.root / "index.sqlite")) as newer, newer:
         newer.execute("PRAGMA user_version = 3")
     refused = models(store, "list")
+    ours = heirloom.__version__
     assert refused.returncode == 1 and said(refused) == (
-        f"error: {store.root / 'index.sqlite'} has schema 3; this heirloom reads up to 2: install a heirloom that "
-        "reads it, or restore the backup taken before the upgrade (docs/OPERATIONS.md, Upgrading)"
+        f"error: {store.root / 'index.sqlite'} has schema 3; this heirloom reads up to 2 (heirloom {ours}; a "
+        f"heirloom newer than {ours} wrote it): install a heirloom that reads schema 3, or restore the backup taken "
+        "before the upgrade (docs/OPERATIONS.md, Upgrading)"
     )
+    with contextlib.closing(sqlite3.connect(store.root / "index.sqlite")) as newer, newer:
+        newer.execute("UPDATE artifacts SET heirloom_version = '0.10.1'")  # 0.10 is newer than 0.2: no string order
+    named = models(store, "list")
+    assert named.returncode == 1 and (
+        f"reads up to 2 (heirloom {ours}; its newest version was stored by heirloom 0.10.1): install a heirloom "
+        "that reads schema 3" in said(named)
+    ), named.stderr
+
+
+def test_the_heirloom_version_changes_with_the_store_schema():
+    """Every release said heirloom 0.1.0, schema 1 or 2 (checker h346 F3): ``--version``, a version's
+    ``heirloom_version`` and "install a heirloom that reads it" could not tell them apart. The release that first
+    writes each schema is named beside it; the package (pyproject.toml, and what is installed) is at least that."""
+    import tomllib
+
+    from heirloom.store.index import SCHEMA_RELEASES, SCHEMA_VERSION
+    from heirloom.store.index_hints import release
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert heirloom.__version__ == declared  # an install older than the source tree says an old version
+    assert max(SCHEMA_RELEASES) == SCHEMA_VERSION, "a new schema needs its release in SCHEMA_RELEASES"
+    releases = [release(SCHEMA_RELEASES[number]) for number in sorted(SCHEMA_RELEASES)]
+    assert all(earlier < later for earlier, later in itertools.pairwise(releases)), SCHEMA_RELEASES
+    assert release(declared) >= releases[-1], f"heirloom {declared} writes schema {SCHEMA_VERSION}"
+    shown = run_heirloom("--version")
+    assert shown.returncode == 0 and shown.stdout.strip() == f"heirloom, version {declared}", shown.stdout
 
 
 def as_schema_1(store: ArtifactStore) -> Path:

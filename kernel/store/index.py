@@ -30,6 +30,9 @@ log = logging.getLogger("heirloom.store")
 BACKUP_MARKER = "heirloom-backup.json"
 #: 2 added ``alias_moves``: an older heirloom, which promotes without recording the move, must refuse it.
 SCHEMA_VERSION = 2
+#: The heirloom release that first wrote each schema: a new schema comes with a new release (pyproject.toml's
+#: version; docs/OPERATIONS.md, Upgrading), so an error can say which release reads a store.
+SCHEMA_RELEASES = {1: "0.1.0", 2: "0.2.0"}
 #: Seconds a writer waits for another one to finish (big blobs are written under the lock).
 BUSY_TIMEOUT = 120.0
 #: Seconds storing a fitted model waits: a train's hours are not thrown away over a gc or an open sqlite3 shell.
@@ -103,9 +106,12 @@ def _schema(conn: sqlite3.Connection, path: Path) -> int:
     when it is newer than this heirloom reads: its tables may mean something else now."""
     found = conn.execute("PRAGMA user_version").fetchone()[0]
     if found > SCHEMA_VERSION:
+        from heirloom.core.version import VERSION  # importlib.metadata: only for this error
+
         raise HeirloomError(
-            f"{path} has schema {found}; this heirloom reads up to {SCHEMA_VERSION}: install a heirloom that reads "
-            "it, or restore the backup taken before the upgrade (docs/OPERATIONS.md, Upgrading)"
+            f"{path} has schema {found}; this heirloom reads up to {SCHEMA_VERSION} (heirloom {VERSION}; "
+            f"{index_hints.written_by(conn, VERSION)}): install a heirloom that reads schema {found}, or restore "
+            "the backup taken before the upgrade (docs/OPERATIONS.md, Upgrading)"
         )
     return found
 
