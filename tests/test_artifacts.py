@@ -1734,6 +1734,35 @@ def test_a_read_only_store_of_schema_1_is_backed_up_and_planned_by_gc_as_it_is(s
     assert len(ArtifactStore(backup, create=False).list()) == 2  # readable (and upgraded here: it is writable)
 
 
+def test_a_backup_taken_before_an_upgrade_is_not_mirrored_over_by_the_upgraded_store(store, tmp_path):
+    """The usual backup folder held the backup taken before the upgrade (schema 1); the next ``models backup`` into
+    it (a cron job, maybe the first command of the new release) upgraded the store and mirrored schema 2 over it,
+    exit 0: the only copy an older heirloom reads, which the docs and the upgrade warning say to restore, was gone
+    (checker h346 F1). It is refused, exit 2, naming both schemas and what to do; --overwrite replaces it."""
+    for seed in (1, 2):
+        put(store, "team/m", seed)
+    backup = tmp_path / "backup"
+    assert models(store, "backup", str(backup)).returncode == 0
+    index = as_schema_1(store)  # the store and its backup as a release before schema 2 left them
+    as_schema_1(ArtifactStore(backup, create=False))
+    before = {path: path.read_bytes() for path in backup.rglob("*") if path.is_file()}
+    refused = models(store, "backup", str(backup))
+    assert refused.returncode == 2 and "upgraded the store index" in said(refused), refused.stderr
+    assert (
+        f"error: {backup} holds a backup of schema 1, and the store index {index} is of schema 2: it may be the "
+        "backup taken before the upgrade, the only copy a heirloom older than 0.2.0 reads; back up into another "
+        f"folder and keep {backup} aside while you may want to go back (docs/OPERATIONS.md, Upgrading), or "
+        "--overwrite to replace it" in said(refused)
+    ), refused.stderr
+    assert {path: path.read_bytes() for path in backup.rglob("*") if path.is_file()} == before
+    elsewhere = models(store, "backup", str(tmp_path / "after-upgrade"))
+    assert elsewhere.returncode == 0 and "backed up 2 version(s)" in elsewhere.stdout, elsewhere.stderr
+    replaced = models(store, "backup", str(backup), "--overwrite")
+    assert replaced.returncode == 0 and "backed up 2 version(s)" in replaced.stdout, replaced.stderr
+    with contextlib.closing(sqlite3.connect(backup / "index.sqlite")) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
 def _two_versions_first_in_production(store, profile: Path) -> dict[str, str]:
     """team/m@1 (production) and @2 of the toy profile ``profile``; the environment that reads them."""
     env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}

@@ -187,7 +187,8 @@ class StoreIndex:
         if found < SCHEMA_VERSION:
             log.warning(
                 "upgraded the store index %s from schema %d to %d (a record of alias moves): an older heirloom "
-                "refuses it now; to go back, restore the backup taken before the upgrade (docs/OPERATIONS.md)",
+                "refuses it now; to go back, restore the backup taken before the upgrade (docs/OPERATIONS.md), so "
+                "keep that backup aside: back up into another folder from now on",
                 self.path,
                 found,
                 SCHEMA_VERSION,
