@@ -1634,15 +1634,45 @@ def test_a_daemon_keeps_serving_and_says_so_when_its_index_gets_a_newer_schema(s
 
 
 def test_an_index_of_a_newer_schema_is_refused_with_what_to_do(store):
-    """The refusal named both schema numbers and no next step."""
+    """The refusal named both schema numbers and no next step; then it named no heirloom version, and every
+    release said 0.1.0 anyway (checker h346 F3): it names this heirloom's version and, where the index's rows say
+    it, the newer one that stored its newest version."""
     put(store, "team/m", 1)
     with contextlib.closing(sqlite3.connect(store.root / "index.sqlite")) as newer, newer:
         newer.execute("PRAGMA user_version = 3")
     refused = models(store, "list")
+    ours = heirloom.__version__
     assert refused.returncode == 1 and said(refused) == (
-        f"error: {store.root / 'index.sqlite'} has schema 3; this heirloom reads up to 2: install a heirloom that "
-        "reads it, or restore the backup taken before the upgrade (docs/OPERATIONS.md, Upgrading)"
+        f"error: {store.root / 'index.sqlite'} has schema 3; this heirloom reads up to 2 (heirloom {ours}; a "
+        f"heirloom newer than {ours} wrote it): install a heirloom that reads schema 3, or restore the backup taken "
+        "before the upgrade (docs/OPERATIONS.md, Upgrading)"
     )
+    with contextlib.closing(sqlite3.connect(store.root / "index.sqlite")) as newer, newer:
+        newer.execute("UPDATE artifacts SET heirloom_version = '0.10.1'")  # 0.10 is newer than 0.2: no string order
+    named = models(store, "list")
+    assert named.returncode == 1 and (
+        f"reads up to 2 (heirloom {ours}; its newest version was stored by heirloom 0.10.1): install a heirloom "
+        "that reads schema 3" in said(named)
+    ), named.stderr
+
+
+def test_the_heirloom_version_changes_with_the_store_schema():
+    """Every release said heirloom 0.1.0, schema 1 or 2 (checker h346 F3): ``--version``, a version's
+    ``heirloom_version`` and "install a heirloom that reads it" could not tell them apart. The release that first
+    writes each schema is named beside it; the package (pyproject.toml, and what is installed) is at least that."""
+    import tomllib
+
+    from heirloom.store.index import SCHEMA_RELEASES, SCHEMA_VERSION
+    from heirloom.store.index_hints import release
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert heirloom.__version__ == declared  # an install older than the source tree says an old version
+    assert max(SCHEMA_RELEASES) == SCHEMA_VERSION, "a new schema needs its release in SCHEMA_RELEASES"
+    releases = [release(SCHEMA_RELEASES[number]) for number in sorted(SCHEMA_RELEASES)]
+    assert all(earlier < later for earlier, later in itertools.pairwise(releases)), SCHEMA_RELEASES
+    assert release(declared) >= releases[-1], f"heirloom {declared} writes schema {SCHEMA_VERSION}"
+    shown = run_heirloom("--version")
+    assert shown.returncode == 0 and shown.stdout.strip() == f"heirloom, version {declared}", shown.stdout
 
 
 def as_schema_1(store: ArtifactStore) -> Path:
@@ -1681,6 +1711,56 @@ def test_an_index_of_schema_1_is_upgraded_once_where_writable_and_read_as_it_is_
     store = ArtifactStore(store.root)
     store.promote("team/m@1", "production")
     assert [(m["version"], m["previous"]) for m in store.alias_history("team", "m")] == [(1, 2)]
+
+
+def test_a_read_only_store_of_schema_1_is_backed_up_and_planned_by_gc_as_it_is(store, tmp_path):
+    """OPERATIONS.md says a read-only store is backed up; one an older heirloom wrote (schema 1, read there as it
+    is) failed ``models backup`` and ``gc --dry-run`` with "of schema 1 cannot be changed here", though neither
+    changes it (checker h346 F2): both read it under the lock as it is, and the backup is of schema 1 too."""
+    for seed in (1, 2):
+        put(store, "team/m", seed)
+    index = as_schema_1(store)
+    backup = tmp_path / "backup"
+    with read_only(store.root):
+        backed = models(store, "backup", str(backup))
+        planned = models(store, "gc", "--keep", "1", "--dry-run")
+        changed = models(store, "gc", "--keep", "1")
+    assert backed.returncode == 0 and "backed up 2 version(s)" in backed.stdout, backed.stderr
+    assert planned.returncode == 0 and "would remove 1 version(s)" in planned.stdout, planned.stderr
+    assert changed.returncode == 1 and f"{index} of schema 1 cannot be changed here" in said(changed), changed.stderr
+    for copy in (index, backup / "index.sqlite"):
+        with contextlib.closing(sqlite3.connect(copy)) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == 1, copy
+    assert len(ArtifactStore(backup, create=False).list()) == 2  # readable (and upgraded here: it is writable)
+
+
+def test_a_backup_taken_before_an_upgrade_is_not_mirrored_over_by_the_upgraded_store(store, tmp_path):
+    """The usual backup folder held the backup taken before the upgrade (schema 1); the next ``models backup`` into
+    it (a cron job, maybe the first command of the new release) upgraded the store and mirrored schema 2 over it,
+    exit 0: the only copy an older heirloom reads, which the docs and the upgrade warning say to restore, was gone
+    (checker h346 F1). It is refused, exit 2, naming both schemas and what to do; --overwrite replaces it."""
+    for seed in (1, 2):
+        put(store, "team/m", seed)
+    backup = tmp_path / "backup"
+    assert models(store, "backup", str(backup)).returncode == 0
+    index = as_schema_1(store)  # the store and its backup as a release before schema 2 left them
+    as_schema_1(ArtifactStore(backup, create=False))
+    before = {path: path.read_bytes() for path in backup.rglob("*") if path.is_file()}
+    refused = models(store, "backup", str(backup))
+    assert refused.returncode == 2 and "upgraded the store index" in said(refused), refused.stderr
+    assert (
+        f"error: {backup} holds a backup of schema 1, and the store index {index} is of schema 2: it may be the "
+        "backup taken before the upgrade, the only copy a heirloom older than 0.2.0 reads; back up into another "
+        f"folder and keep {backup} aside while you may want to go back (docs/OPERATIONS.md, Upgrading), or "
+        "--overwrite to replace it" in said(refused)
+    ), refused.stderr
+    assert {path: path.read_bytes() for path in backup.rglob("*") if path.is_file()} == before
+    elsewhere = models(store, "backup", str(tmp_path / "after-upgrade"))
+    assert elsewhere.returncode == 0 and "backed up 2 version(s)" in elsewhere.stdout, elsewhere.stderr
+    replaced = models(store, "backup", str(backup), "--overwrite")
+    assert replaced.returncode == 0 and "backed up 2 version(s)" in replaced.stdout, replaced.stderr
+    with contextlib.closing(sqlite3.connect(backup / "index.sqlite")) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 def _two_versions_first_in_production(store, profile: Path) -> dict[str, str]:

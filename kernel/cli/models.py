@@ -433,7 +433,8 @@ def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, sto
 @click.option(
     "--overwrite",
     is_flag=True,
-    help="Also replace DESTINATION when it is a backup of another store, or a store without a backup marker.",
+    help="Also replace DESTINATION when it is a backup of another store, a store without a backup marker, or a "
+    "backup of an older store schema (the one taken before an upgrade).",
 )
 @store_option
 def models_backup(destination: Path, overwrite: bool, store: ArtifactStore) -> None:
@@ -443,7 +444,8 @@ def models_backup(destination: Path, overwrite: bool, store: ArtifactStore) -> N
     Incremental: blobs already in DESTINATION are kept (checked by size: `models verify
     --store DESTINATION` reads them), ones its new index no longer names are removed. So
     DESTINATION must be new, empty or an earlier backup of this store; a folder with other
-    files (exit 2), or a store with no versions to back up (exit 1), is refused before anything is written.
+    files, or a backup of an older schema than the store's (the one taken before an upgrade: keep it aside)
+    (exit 2), or a store with no versions to back up (exit 1), is refused before anything is written.
     To restore, stop the daemons and put DESTINATION in the store's place (or point
     HEIRLOOM_STORE at it). The logs (feedback/, handoffs/, events/) are append-only files:
     copy them yourself (docs/OPERATIONS.md).

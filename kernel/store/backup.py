@@ -34,6 +34,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, suppress
 from pathlib import Path
+from urllib.parse import quote
 
 import attrs
 
@@ -42,7 +43,7 @@ from heirloom.files import NotRegularFile, not_regular, open_regular, umask
 from heirloom.owners import not_mine, owner_name
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.gc import BLOB_NAME, PARTIAL_BLOB, REPAIR
-from heirloom.store.index import BACKUP_MARKER, StoreIndex
+from heirloom.store.index import BACKUP_MARKER, SCHEMA_RELEASES, SCHEMA_VERSION, StoreIndex
 from heirloom.store.pending import TABLE as PENDING
 
 #: Written first into a backup: which store it copies (so a backup of another store is not
@@ -86,19 +87,20 @@ def backup_store(store: ArtifactStore, destination: Path, *, overwrite: bool = F
     into a backup of another store, or a store folder without MARKER."""
     with store.index.reading() as tx:
         early = named_blobs(tx.blob_rows())
+        (schema,) = tx.conn.execute("PRAGMA user_version").fetchone()
     if not early:
         raise HeirloomError(
             f"the store at {store.root} holds no versions: nothing to back up (is it the store you meant? "
             "HEIRLOOM_HOME, HEIRLOOM_STORE or --store choose it)"
         )
-    check_destination(store.root, destination, overwrite=overwrite)
+    check_destination(store.root, destination, overwrite=overwrite, schema=schema)
     with _writing(destination), _folder(destination) as top, _alone(top, destination):
         for leftover in filter(MARKER_WRITE.fullmatch, os.listdir(top)):  # a marker write a kill cut short
             os.unlink(leftover, dir_fd=top)
         _write_marker(top, destination, json.dumps({"source": str(store.root.resolve())}).encode())  # first
         with _folder(where := destination / "blobs", top) as blobs:
             copied, present = _copy(store.blobs, blobs, where, early, gone_ok=True)  # a gc may remove some meanwhile
-            with store.index.writing() as tx:
+            with store.index.writing(changes=False) as tx:  # only read: a read-only store of schema 1 too
                 rows = tx.blob_rows()
                 named, versions = named_blobs(rows), len(rows)
                 _refuse_missing(store, rows, {name for name in named if _regular_size(blobs, name) is None})
@@ -256,11 +258,12 @@ def nested(root: Path, destination: Path) -> str:
     return f"cannot back up the store at {root} into {destination}: one folder holds the other" if held else ""
 
 
-def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None:
+def check_destination(root: Path, destination: Path, *, overwrite: bool, schema: int = SCHEMA_VERSION) -> None:
     """HeirloomError, before anything is written, unless ``destination`` is new, empty, or
     an earlier backup of the store at ``root`` (one cut short too: it wrote its marker first)
     holding only what a backup writes, none of it a link (a ``blobs`` linked into the store
-    had the backup delete the store's own files)."""
+    had the backup delete the store's own files), whose index is of the store's ``schema`` or newer (without
+    ``overwrite``: the backup taken before an upgrade is the only copy an older heirloom reads)."""
     if destination.is_symlink() and not destination.exists():
         raise DestinationTaken(f"{destination} is a link to nothing ({os.readlink(destination)})")
     if why := nested(root, destination):
@@ -295,6 +298,25 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
         raise DestinationTaken(
             f"{destination} is {what}, not a backup of {root}: --overwrite replaces its versions with this store's"
         )
+    if not overwrite and (older := _schema_of(target / "index.sqlite")) is not None and older < schema:
+        raise DestinationTaken(
+            f"{destination} holds a backup of schema {older}, and the store index {root / 'index.sqlite'} is of "
+            f"schema {schema}: it may be the backup taken before the upgrade, the only copy a heirloom older than "
+            f"{SCHEMA_RELEASES.get(schema, schema)} reads; back up into another folder and keep {destination} aside "
+            "while you may want to go back (docs/OPERATIONS.md, Upgrading), or --overwrite to replace it"
+        )
+
+
+def _schema_of(index: Path) -> int | None:
+    """The schema of a backup's index (a regular file: ``_foreign`` refused anything else), None when there is
+    none or it is unreadable (a backup cut short, damage: replaced as before)."""
+    if not index.is_file():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{quote(str(index))}?mode=ro&immutable=1", uri=True)) as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error:
+        return None
 
 
 def _foreign(folder: Path, name: str) -> bool:

@@ -112,7 +112,7 @@ def collect(
     write lock again, and only those still unreferenced then (a concurrent ``put`` may have
     stored the same content meanwhile).
     """
-    with index.writing() as tx:
+    with index.writing(changes=not dry_run) as tx:  # a dry run reads: a read-only old-schema store too
         plan = _plan(tx, blobs, keep, dry_run, orphans, project)
         if not dry_run:
             tx.delete([(row["project"], row["model"], row["version"]) for row in plan.versions])

@@ -30,6 +30,9 @@ log = logging.getLogger("heirloom.store")
 BACKUP_MARKER = "heirloom-backup.json"
 #: 2 added ``alias_moves``: an older heirloom, which promotes without recording the move, must refuse it.
 SCHEMA_VERSION = 2
+#: The heirloom release that first wrote each schema: a new schema comes with a new release (pyproject.toml's
+#: version; docs/OPERATIONS.md, Upgrading), so an error can say which release reads a store.
+SCHEMA_RELEASES = {1: "0.1.0", 2: "0.2.0"}
 #: Seconds a writer waits for another one to finish (big blobs are written under the lock).
 BUSY_TIMEOUT = 120.0
 #: Seconds storing a fitted model waits: a train's hours are not thrown away over a gc or an open sqlite3 shell.
@@ -103,9 +106,12 @@ def _schema(conn: sqlite3.Connection, path: Path) -> int:
     when it is newer than this heirloom reads: its tables may mean something else now."""
     found = conn.execute("PRAGMA user_version").fetchone()[0]
     if found > SCHEMA_VERSION:
+        from heirloom.core.version import VERSION  # importlib.metadata: only for this error
+
         raise HeirloomError(
-            f"{path} has schema {found}; this heirloom reads up to {SCHEMA_VERSION}: install a heirloom that reads "
-            "it, or restore the backup taken before the upgrade (docs/OPERATIONS.md, Upgrading)"
+            f"{path} has schema {found}; this heirloom reads up to {SCHEMA_VERSION} (heirloom {VERSION}; "
+            f"{index_hints.written_by(conn, VERSION)}): install a heirloom that reads schema {found}, or restore "
+            "the backup taken before the upgrade (docs/OPERATIONS.md, Upgrading)"
         )
     return found
 
@@ -181,7 +187,8 @@ class StoreIndex:
         if found < SCHEMA_VERSION:
             log.warning(
                 "upgraded the store index %s from schema %d to %d (a record of alias moves): an older heirloom "
-                "refuses it now; to go back, restore the backup taken before the upgrade (docs/OPERATIONS.md)",
+                "refuses it now; to go back, restore the backup taken before the upgrade (docs/OPERATIONS.md), so "
+                "keep that backup aside: back up into another folder from now on",
                 self.path,
                 found,
                 SCHEMA_VERSION,
@@ -255,7 +262,7 @@ class StoreIndex:
         )
 
     @contextmanager
-    def _transaction(self, begin: str, wait: float = BUSY_TIMEOUT) -> Iterator[Transaction]:
+    def _transaction(self, begin: str, wait: float = BUSY_TIMEOUT, changes: bool = True) -> Iterator[Transaction]:
         with self._errors(), closing(self.connect()) as conn:
             if begin == "BEGIN IMMEDIATE":
                 self._lock(conn, wait)
@@ -263,7 +270,7 @@ class StoreIndex:
                 conn.execute(begin)
             try:
                 found = _schema(conn, self.path)  # a newer heirloom may have upgraded it under a running process
-                if begin == "BEGIN IMMEDIATE" and self.read_only and found < SCHEMA_VERSION:  # read as it is
+                if begin == "BEGIN IMMEDIATE" and changes and self.read_only and found < SCHEMA_VERSION:  # as it is
                     raise HeirloomError(
                         f"the store index {self.path} of schema {found} cannot be changed here{READ_ONLY}"
                     )
@@ -277,10 +284,11 @@ class StoreIndex:
         """A consistent snapshot for several queries."""
         return self._transaction("BEGIN")
 
-    def writing(self, wait: float = BUSY_TIMEOUT) -> AbstractContextManager[Transaction]:
+    def writing(self, wait: float = BUSY_TIMEOUT, *, changes: bool = True) -> AbstractContextManager[Transaction]:
         """The store's write lock (waiting up to ``wait`` s for it); everything inside commits together or not
-        at all."""
-        return self._transaction("BEGIN IMMEDIATE", wait)
+        at all. ``changes=False``: the lock only keeps writers out while this reads (a backup's snapshot, a gc's
+        dry run), so a read-only index of an older schema is read as it is, not refused as a change."""
+        return self._transaction("BEGIN IMMEDIATE", wait, changes)
 
 
 class Transaction:

@@ -7,6 +7,7 @@ itself refuses the write, and "unable to open database file" whatever stopped it
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -45,3 +46,21 @@ def hint(exc: sqlite3.OperationalError, path: Path, *, writes: bool, read_only: 
     if said.startswith("no such table") and opened:  # emptied under a running daemon
         return " (the file was emptied or replaced while in use: restore index.sqlite from a backup)"
     return " (its folder must be writable, even to read, and its disk not full)" if environment else ""
+
+
+def written_by(conn: sqlite3.Connection, ours: str) -> str:
+    """Which heirloom wrote an index of a newer schema, as far as its rows say: the release that stored its newest
+    version when that is newer than ``ours``; the newer schema's tables may differ, so any failure says less."""
+    try:
+        found = [name for (name,) in conn.execute("SELECT DISTINCT heirloom_version FROM artifacts")]
+    except sqlite3.Error:
+        found = []
+    newer = [name for name in found if release(name) > release(ours)]
+    if newer:
+        return f"its newest version was stored by heirloom {max(newer, key=release)}"
+    return f"a heirloom newer than {ours} wrote it"
+
+
+def release(name: object) -> tuple[int, ...]:
+    """``"0.2.0"`` as ``(0, 2, 0)``; () for what is no plain release number (``0+unknown``, a local build)."""
+    return tuple(map(int, name.split("."))) if isinstance(name, str) and re.fullmatch(r"\d+(\.\d+)*", name) else ()
