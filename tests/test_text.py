@@ -488,6 +488,89 @@ def test_a_utf_8_file_read_as_latin_1_or_cp1252_is_an_error_that_names_utf_8(tmp
         CsvSource(train=str(test), encoding="latin-1", label_column="catégorie")
 
 
+def test_a_utf_16_file_without_a_byte_order_mark_is_said_where_the_profile_is_checked(tmp_path, heirloom_home):
+    """A spreadsheet's "Unicode text" saved without a byte-order mark (UTF-16LE, CRLF) passed ``profile check``, and
+    ``data stats`` said "no column 'text'; did you mean 't\\x00e\\x00x\\x00t\\x00'?" (h347 F1); with
+    ``encoding = "utf-16"`` Python's "UTF-16 stream does not start with BOM" named no file and no key (h347 F2)."""
+    rows = [("text", "label"), *((f"parcel late {n}", "delivery") for n in range(3)), ("Ärger", "billing")]
+    lines = "".join(f"{text},{label}\r\n" for text, label in rows)
+    (tmp_path / "le.csv").write_bytes(lines.encode("utf-16-le"))
+    (tmp_path / "be.csv").write_bytes(lines.replace("\r\n", "\n").encode("utf-16-be"))
+    (tmp_path / "u8.csv").write_bytes(lines.encode("utf-8"))
+    profile = tmp_path / "p.toml"
+    for train, encoding, said in [
+        (
+            "le.csv",
+            "",
+            "le.csv looks like UTF-16LE text without a byte-order mark: set the source's 'encoding' = \"utf-16le\"",
+        ),
+        (
+            "be.csv",
+            "",
+            "be.csv looks like UTF-16BE text without a byte-order mark: set the source's 'encoding' = \"utf-16be\"",
+        ),
+        ("be.csv", "utf-16le", "be.csv looks like UTF-16BE text without a byte-order mark"),  # the other byte order
+        (
+            "le.csv",
+            "utf-16",
+            "sources.s.encoding: 'encoding' 'utf-16' reads a file starting with a byte-order mark, and le.csv has "
+            "none: it looks like UTF-16LE text without one: set 'encoding' = \"utf-16le\"",
+        ),
+        (
+            "u8.csv",  # a UTF-8 file beside a UTF-16 one: one encoding reads them all
+            "utf-16",
+            "sources.s.encoding: 'encoding' 'utf-16' reads a file starting with a byte-order mark, and u8.csv has "
+            "none, nor the NUL bytes of UTF-16 text (UTF-8?); one 'encoding' reads all of a source's files: convert "
+            "the UTF-16 ones to UTF-8 (iconv -f utf-16 -t utf-8) and unset 'encoding'",
+        ),
+    ]:
+        setting = f'encoding = "{encoding}"\n' if encoding else ""
+        write(profile, f'[sources.s]\nuse = "csv"\ntrain = "{train}"\n{setting}')
+        checked = run_heirloom("profile", "check", str(profile))
+        assert checked.returncode == 2, (train, encoding, checked.stdout)
+        assert said in " ".join(checked.stderr.split()), (train, encoding)
+        assert "\\x00" not in checked.stderr
+    for train, encoding in [("le.csv", "utf-16le"), ("be.csv", "utf-16be")]:  # the advice, followed, reads them
+        source = CsvSource(train=str(tmp_path / train), encoding=encoding, test_fraction=0.5)
+        assert sorted(r["text"] for r in source.records()) == [
+            "parcel late 0",
+            "parcel late 1",
+            "parcel late 2",
+            "Ärger",
+        ]
+    with pytest.raises(heirloom.HeirloomError, match=r"le.csv:1 looks like UTF-16LE text without a byte-order mark"):
+        list(csv_rows(tmp_path / "le.csv", ["text", "label"]))  # the reading says so too (a source without the check)
+    with pytest.raises(heirloom.HeirloomError, match=r"'encoding' 'utf-16' reads a file starting with a byte-order"):
+        list(csv_rows(tmp_path / "le.csv", ["text", "label"], encoding="utf-16"))
+
+
+def test_a_utf_8_file_read_as_cp1252_is_told_utf_8_not_the_encoding_it_has(tmp_path):
+    """UTF-8's closing quote (E2 80 9D) and 'Á' (C3 81) hold bytes cp1252 lacks: a UTF-8 file set to cp1252 stopped
+    there and was told to set "cp1252", the encoding it had (h347 F9)."""
+    path = tmp_path / "f.csv"
+    rows = ["text,label", "parcel late,delivery", "he said \u201cwhere is it\u201d,delivery", "bill wrong,billing"]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    said = (
+        r"f.csv:3: not cp1252 text \(byte b'\\x9d' cannot be decoded\); the bytes are UTF-8 text \('\u201d' there\): "
+    )
+    with pytest.raises(heirloom.HeirloomError, match=said + r"set the source's 'encoding' = \"utf-8-sig\""):
+        list(CsvSource(train=str(path), encoding="cp1252").records())
+    path.write_text('text,label\n"\u00c1LVARO here, parcel late",delivery\nbill,billing\n', encoding="utf-8")
+    with pytest.raises(heirloom.HeirloomError, match=r"f.csv:2: .*UTF-8 text \('\u00c1' there\): .*\"utf-8-sig\""):
+        list(CsvSource(train=str(path), encoding="cp1252").records())
+    path.write_bytes(b"text,label\nsome \x81 thing,a\nother,b\n")  # no UTF-8: a one-byte encoding, not cp1252 again
+    with pytest.raises(
+        heirloom.HeirloomError, match=r"f.csv:2: .*; set the source's 'encoding' \(e.g. \"latin-1\""
+    ) as raised:
+        list(CsvSource(train=str(path), encoding="cp1252").records())
+    assert '"cp1252"' not in str(raised.value)
+    path.write_text("text,cat\u00e9gorie\u201d\nsome thing,a\n", encoding="utf-8")  # the header's, where it is checked
+    with pytest.raises(
+        ValueError, match=r"the header of f.csv is not cp1252 text: the bytes are UTF-8 text: .*utf-8-sig"
+    ):
+        CsvSource(train=str(path), encoding="cp1252", label_column="x")
+
+
 def test_a_utf_8_byte_order_mark_read_as_utf_8_names_utf_8_sig(tmp_path):
     """``encoding = "utf-8"`` read an editor's byte-order mark as part of the first column: the error
     suggested the column '\\ufeffticket' (h293 F3), where the UTF-16 mark's says which encoding to set."""

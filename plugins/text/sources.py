@@ -32,7 +32,14 @@ import attrs
 import heirloom
 from heirloom_plugins.decided import CORRECTION
 from heirloom_plugins.seen import REPEATS_SAID, normal_text
-from heirloom_plugins.textfiles import CsvFormat, decoding, first_row_in_reach, read_text, regular_file
+from heirloom_plugins.textfiles import (
+    CsvFormat,
+    bomless_utf16,
+    decoding,
+    first_row_in_reach,
+    read_text,
+    regular_file,
+)
 
 SPLITS = ("train", "validation", "test")
 AGREEMENTS = ("50", "66", "75", "all")
@@ -622,12 +629,12 @@ class JsonlSource(TextSource):
         UTF-16 file passed ``profile check`` and failed ``data stats`` (as a CSV source's header does)."""
         with open(regular_file(path), "rb") as raw:
             head = raw.readline(1 << 20)
-        if b"\0" in head and not head.startswith(_WIDE_BOMS):  # no JSON text holds a NUL: UTF-16 without a BOM
-            wide = "utf-16be" if head.startswith(b"\0") else "utf-16le"
-            raise WrongFormat(
-                f"{path}:1: a NUL byte, which no JSON text holds; it looks like {wide.upper()} text without a "
-                f"byte-order mark: convert it (iconv -f {wide} -t utf-8)"
+        if b"\0" in head and not head.startswith(_WIDE_BOMS):  # no JSON text holds a NUL: UTF-16 without a BOM?
+            wide = bomless_utf16(head)  # as a CSV source's check finds it
+            said = (
+                f"; it looks like {wide.upper()} text without a byte-order mark: convert it (iconv -f {wide} -t utf-8)"
             )
+            raise WrongFormat(f"{path}:1: a NUL byte, which no JSON text holds{said if wide else ''}")
         try:
             with decoding(path, "utf-8-sig", JSON_IS_UTF8, setting=None):
                 codecs.getincrementaldecoder("utf-8-sig")().decode(head)  # not final: a line cut at the limit
