@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -127,6 +128,19 @@ def _utf8_remedy(run: str, encoding: str, setting: str) -> str:
         f'text; set the source\'s {setting!r} = "utf-8-sig" (and convert its other files to UTF-8: iconv -f '
         f"{encoding} -t utf-8)"
     )
+
+
+def normal_label(label: str) -> str:
+    """A label as a source reads it: without surrounding spaces, in Unicode NFC (a decomposed "café" is the composed
+    one), as written otherwise."""
+    return unicodedata.normalize("NFC", label.strip())
+
+
+def normal_labels(labels: list[str]) -> list[str]:
+    """attrs converter: a setting's labels (``labels = [...]``) read as the data's are (``normal_label``): an entry
+    typed in decomposed form (macOS, a pasted file name) or with a space matched no record, and its class was left
+    out of training, the warning saying "'café' (did you mean 'café'?)" (h347 F5)."""
+    return [normal_label(label) if isinstance(label, str) else label for label in labels]
 
 
 def read_text(path: str | Path) -> str:

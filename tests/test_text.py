@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import unicodedata
 from collections import Counter
 
 import pytest
@@ -569,6 +570,33 @@ def test_a_utf_8_file_read_as_cp1252_is_told_utf_8_not_the_encoding_it_has(tmp_p
         ValueError, match=r"the header of f.csv is not cp1252 text: the bytes are UTF-8 text: .*utf-8-sig"
     ):
         CsvSource(train=str(path), encoding="cp1252", label_column="x")
+
+
+def test_labels_and_labels_file_entries_are_read_as_the_datas_labels_are(tmp_path, heirloom_home):
+    """A ``labels`` entry typed in decomposed form (macOS) or with a space matched no record: the class was left out,
+    the warning said "'café' (did you mean 'café'?)" and train stored a model without it, exit 0; a ``labels_file``
+    in NFD stopped with the same unreadable hint (h347 F5). Data labels lose surrounding spaces and are read in NFC."""
+    decomposed = unicodedata.normalize("NFD", "caf\u00e9")
+    rows = [f"the coffee was cold {n},caf\u00e9" for n in range(5)] + [
+        f"my parcel is late {n},delivery" for n in range(5)
+    ]
+    write(tmp_path / "d.csv", "text,label\n" + "\n".join([*rows, *(f"I cannot log in {n},account" for n in range(5))]))
+    (tmp_path / "labels.json").write_text(json.dumps([decomposed, " delivery", "account"]))
+    kept = json.dumps([decomposed, " delivery", "account "])  # a TOML array is JSON's
+    for setting in (f"labels = {kept}", 'labels_file = "labels.json"'):
+        profile = write(
+            tmp_path / "p.toml", f'[sources.s]\nuse = "csv"\ntrain = "d.csv"\ntest_fraction = 0.4\n{setting}\n'
+        )
+        stats = run_heirloom("data", "stats", str(profile), "s", "--json")
+        assert stats.returncode == 0, stats.stderr
+        assert json.loads(stats.stdout)["labels"]["train"].keys() == {"caf\u00e9", "delivery", "account"}, setting
+        assert "match no training record" not in stats.stderr and "did you mean" not in stats.stderr
+    source = CsvSource(train=str(tmp_path / "d.csv"), labels=[f" {decomposed} "])
+    assert source.labels == ["caf\u00e9"]
+    assert {record["label"] for record in source.records()} == {"caf\u00e9"}
+    from heirloom_plugins.support.sources import OutOfScopeSource  # its labels to hold out are the data's too
+
+    assert OutOfScopeSource(data="s", labels=[f"{decomposed} "]).labels == ["caf\u00e9"]
 
 
 def test_a_utf_8_byte_order_mark_read_as_utf_8_names_utf_8_sig(tmp_path):

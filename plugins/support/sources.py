@@ -24,7 +24,7 @@ import attrs
 
 import heirloom
 from heirloom_plugins.decided import RESOLUTION, WAITS_FOR
-from heirloom_plugins.textfiles import regular_file
+from heirloom_plugins.textfiles import normal_labels, regular_file
 
 log = logging.getLogger("heirloom.support")
 
@@ -256,7 +256,7 @@ class OutOfScopeSource(heirloom.Source):
     data: str = heirloom.ref("source")
     #: How many labels to hold out (a seeded choice), or name them in ``labels``.
     holdout: int = attrs.field(default=10, validator=heirloom.at_least(0))
-    labels: list[str] = attrs.field(factory=list)
+    labels: list[str] = attrs.field(factory=list, converter=normal_labels)  # read as the data's labels are
     seed: int = 0
     validation_fraction: float = attrs.field(
         default=0.0, validator=attrs.validators.and_(heirloom.at_least(0), attrs.validators.lt(1))

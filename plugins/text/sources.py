@@ -37,6 +37,8 @@ from heirloom_plugins.textfiles import (
     bomless_utf16,
     decoding,
     first_row_in_reach,
+    normal_label,
+    normal_labels,
     read_text,
     regular_file,
 )
@@ -123,7 +125,7 @@ class TextSource(heirloom.Source):
     #: Seed of those splits (and of ``train_per_label`` sampling): same seed, same data.
     seed: int = 0
     #: Keep only these labels (empty: all), e.g. to train on a subset of intents.
-    labels: list[str] = attrs.field(factory=list)
+    labels: list[str] = attrs.field(factory=list, converter=normal_labels)  # read as the data's labels are
     #: A JSON file listing labels; with ``first_labels`` N, keep its first N in sorted order.
     labels_file: str | None = heirloom.path_field(default=None)
     first_labels: int = attrs.field(default=0, validator=heirloom.at_least(0))
@@ -317,7 +319,7 @@ class TextSource(heirloom.Source):
         listed = json.loads(heirloom.read_regular(path).decode("utf-8"))
         if not isinstance(listed, list) or not all(isinstance(label, str) for label in listed):
             raise heirloom.HeirloomError(f"{path}: expected a JSON list of label names")
-        return listed
+        return normal_labels(listed)  # as the data's labels are read
 
     def _kept_only(
         self, stream: Iterator[dict[str, str]], kept: set[str], split: str | None
@@ -563,7 +565,7 @@ class CsvSource(TextSource, CsvFormat):
                     raise heirloom.HeirloomError(f"{path}:{line}: the {column!r} column is empty or blank")
             if last is not None:
                 self._check_label(path, *last)
-            label = unicodedata.normalize("NFC", label.strip())  # a decomposed "café" is the composed one
+            label = normal_label(label)  # a decomposed "café" is the composed one
             last = (line, label)
             yield {"id": f"{name}:{line}", "text": text, "label": label}
         if last is not None:
@@ -684,8 +686,7 @@ class JsonlSource(TextSource):
                             f"{path}:{number}: the {field!r} field holds a lone surrogate (a \\ud800-\\udfff escape "
                             "without its pair), which is no text: UTF-8 cannot write it"
                         )
-                text, label = str(row[self.text_field]), str(row[self.label_field]).strip()
-                label = unicodedata.normalize("NFC", label)  # a decomposed "café" is the composed one
+                text, label = str(row[self.text_field]), normal_label(str(row[self.label_field]))  # NFC, stripped
                 self.checked_label(f"{path}:{number}: the {self.label_field!r} field", self.label_field, label)
                 first = False
                 yield {"id": f"{name}:{number}", "text": text, "label": label}
