@@ -223,11 +223,14 @@ class TextSource(heirloom.Source):
             heirloom.check_label(label, (), field, allow_new=True)
         except heirloom.RequestError as refused:
             raise heirloom.HeirloomError(f"{where}: {refused.message}") from None
-        forms = self.__dict__.setdefault("_label_forms", {})  # NFKC form -> the label read first
-        if (twin := forms.setdefault(unicodedata.normalize("NFKC", label), label)) != label:
-            raise heirloom.HeirloomError(
-                f"{where}: label {label!r} is {twin!r} in another Unicode form (a no-break space, full-width "
-                f"letters): it would train as a class of its own that prints the same; write it as {twin!r}"
+        forms = self.__dict__.setdefault("_label_forms", {})  # NFKC form -> the label read first, and where
+        plain = unicodedata.normalize("NFKC", label)
+        if (twin := forms.setdefault(plain, (label, where)))[0] != label:
+            other, said = twin  # said: "train.csv:2: the 'label' column"
+            raise heirloom.HeirloomError(  # the plain form is the one feedback and predict's users type
+                f"{where}: label {label!r} is label {other!r} ({said.rsplit(': the ', 1)[0]}) in another Unicode "
+                f"form (a no-break space, full-width letters): they would train as two classes that print the same; "
+                f"write both as {plain!r}"
             )
         looks = self.__dict__.setdefault("_label_looks", {})  # how each prints -> the label read first
         if (alike := looks.setdefault(heirloom.printed_form(label), label)) != label:
