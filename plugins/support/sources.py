@@ -315,6 +315,16 @@ class OutOfScopeSource(heirloom.Source):
                 )
         return self._held
 
+    def stats(self) -> dict[str, Any]:
+        """Records per split and per label, as a text source's: SUPPORT.md counts each kept intent's texts with
+        ``data stats``, and the base counted records only (h347 F7); how many of a team's own ``out_of_scope``
+        texts went to validation is a row too."""
+        records, labels = {}, {}
+        for split in self.splits():
+            counts = Counter(str(record["label"]) for record in self.records(split))
+            records[split], labels[split] = sum(counts.values()), dict(sorted(counts.items()))
+        return {"records": records, "labels": labels}
+
     def records(self, split: str | None = None) -> Iterator[dict[str, Any]]:
         _check_split(split)
         held = set(self.held_out())
