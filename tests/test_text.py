@@ -231,6 +231,21 @@ def test_a_jsonl_file_in_utf_16_or_latin_1_is_refused_where_the_profile_is_check
         list(later.records())
 
 
+def test_a_jsonl_line_cut_short_says_so_in_whole_words(tmp_path):
+    """A line cut at an export's size limit said "Unterminated string starting at", Python's words cut mid-sentence
+    (h347 F4); a line that ends before its JSON does says what usually did that."""
+    cut = " (the line ends before its JSON does: was it cut short, at an export size limit?)"
+    for line, said in [
+        ('{"text": "broken', "column 10: a string opened there never ends" + cut),
+        ('{"text": "a", "label": "b"', "column 27: Expecting ',' delimiter" + cut),
+        ('{"text": "a" "label": "b"}', "column 14: Expecting ',' delimiter"),  # inside the line: no cut
+    ]:
+        path = write(tmp_path / "t.jsonl", f'{{"text": "a", "label": "b"}}\n{line}\n')
+        with pytest.raises(heirloom.HeirloomError) as raised:
+            list(JsonlSource(train=str(path)).read(str(path)))
+        assert str(raised.value) == f"{path}:2: invalid JSON at {said}"
+
+
 def test_a_missing_column_suggests_a_free_column_or_the_delimiter_the_header_holds(tmp_path):
     """``intent`` on a text,label file suggested ``text``, the text column; a ``;`` file said
     only that its one column was ``text;intent``."""
@@ -1209,7 +1224,7 @@ def test_a_bad_jsonl_record_is_named_by_the_files_line_and_the_records_column(tm
     path = write(tmp_path / "items.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": \n')
     with pytest.raises(heirloom.HeirloomError) as caught:
         list(JsonlSource(train=str(path)).records())
-    assert str(caught.value) == f"{path}:2: invalid JSON at column 24: Expecting value"
+    assert str(caught.value).startswith(f"{path}:2: invalid JSON at column 24: Expecting value (the line ends before")
 
 
 def test_a_jsonl_integer_past_pythons_digit_limit_is_an_error_naming_the_line(tmp_path):

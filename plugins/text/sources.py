@@ -586,6 +586,14 @@ def _json_shape(value: Any) -> str:
     return kinds.get(type(value), "null")
 
 
+def _json_error(exc: json.JSONDecodeError) -> str:
+    """The decoder's words, whole (its "Unterminated string starting at" read as cut mid-sentence: h347 F4), and for
+    a line that ends before its JSON does, the usual cause: an export cut at a size limit."""
+    said = "a string opened there never ends" if exc.msg.startswith("Unterminated string") else exc.msg
+    ended = said != exc.msg or exc.pos >= len(exc.doc.rstrip())
+    return f"{said}{' (the line ends before its JSON does: was it cut short, at an export size limit?)' * ended}"
+
+
 def label_spelling(label: str) -> str:
     """``label`` with case, spaces, underscores and hyphens aside: CARD_ARRIVAL, card arrival and
     card_arrival were three classes of one intent, unsaid."""
@@ -666,7 +674,7 @@ class JsonlSource(TextSource):
                     if first and not wide and not line.lstrip(" \t\ufeff").startswith("{"):  # no object begins
                         said = f"{where}: {line.strip()[:40]!r} is no JSON object: a jsonl source reads JSON lines"
                         raise WrongFormat(f'{said}, one object a line (a CSV file needs use = "csv")') from None
-                    raise heirloom.HeirloomError(f"{where}: {exc.msg}{hint}") from None
+                    raise heirloom.HeirloomError(f"{where}: {_json_error(exc)}{hint}") from None
                 except ValueError:  # the only other: an integer past Python's digit limit, whose advice is code
                     limit = f"{sys.get_int_max_str_digits():,}"
                     said = f"{path}:{number}: an integer of over {limit} digits (write a long number as a JSON string)"
