@@ -290,11 +290,14 @@ def csv_rows(
                         "(the rest of the file would be one value)"
                     )
                 if fields != len(columns):  # DictReader pads a short row with None, keeps the rest
-                    spans = began < ended
+                    spans, stray = began < ended, fields < len(columns) and lines.last_cr and not lines.header_cr
                     lines = f"{began}-{ended}" if spans else f"{ended}"
                     hint = (
                         f"a quote opened on line {began} may be unclosed"
                         if spans
+                        else "a carriage return (\\r) in an unquoted text ended the row there: quote the text or "
+                        "remove the \\r"  # a database dump's mixed line ends, said as a delimiter problem (h347 F11)
+                        if stray
                         else f"quote a text that holds {delimiter!r}"
                     )
                     raise heirloom.HeirloomError(
@@ -318,6 +321,9 @@ class _BoundedLines:
 
     def __init__(self, handle: Any, path: str | Path) -> None:
         self.handle, self.path, self.line, self.fields = handle, path, 0, 0
+        #: Whether the header's line, and the last line read, end in a lone carriage return (an old Mac's line end,
+        #: or a stray one in a text: a database dump's mixed line ends).
+        self.header_cr = self.last_cr = False
 
     def __iter__(self) -> _BoundedLines:
         return self
@@ -328,6 +334,8 @@ class _BoundedLines:
         if not text:
             raise StopIteration
         self.line += 1
+        self.last_cr = text.endswith("\r")  # newline="": a "\r\n" ends the line as one
+        self.header_cr = self.header_cr if self.fields else self.last_cr
         if len(text) > limit:
             held = (
                 f"more than a row of the header's {self.fields} field(s) holds (each cell at most "

@@ -278,6 +278,25 @@ def test_a_missing_column_suggests_a_free_column_or_the_delimiter_the_header_hol
         list(source.records())
 
 
+def test_a_stray_carriage_return_in_a_text_is_said_not_a_delimiter(tmp_path):
+    """A lone carriage return inside an unquoted text (a database dump's mixed line ends) ends the row there: the
+    error said to quote a text that holds ',' (h347 F11). In a file whose lines all end so (an old Mac's), or a
+    short row that ends as the header does, the delimiter is still the likelier cause."""
+    path = tmp_path / "d.csv"
+    for content, hint in [
+        (
+            "text,label\nparcel late,delivery\nparcel stuck\rat depot,delivery\n",
+            "a carriage return (\\r) in an unquoted text ended the row there: quote the text or remove the \\r)",
+        ),
+        ("text,label\r\nparcel late,delivery\r\nparcel stuck\r\n", "quote a text that holds ','"),
+        ("text,label\rparcel late,delivery\rparcel stuck\rbill,billing\r", "quote a text that holds ','"),
+    ]:
+        path.write_bytes(content.encode())
+        with pytest.raises(heirloom.HeirloomError, match=r"d.csv:3: the row has 1 fields, the header 2 \(") as raised:
+            list(CsvSource(train=str(path)).records())
+        assert hint in str(raised.value), content
+
+
 def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
     def records(content: bytes, **settings) -> list[dict[str, str]]:
         (tmp_path / "intents.csv").write_bytes(content)
