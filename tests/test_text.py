@@ -297,6 +297,26 @@ def test_a_stray_carriage_return_in_a_text_is_said_not_a_delimiter(tmp_path):
         assert hint in str(raised.value), content
 
 
+def test_a_row_repeating_the_header_is_left_out_and_said(tmp_path, caplog):
+    """Exports joined with ``cat`` (each with its header, an Excel one with its byte-order mark too) trained the
+    repeated header as a record "text" of a class named "label", silently (h347 F8)."""
+    part = "text,label\n" + "".join(f"parcel {n},delivery\n" for n in range(3))
+    path = tmp_path / "all.csv"
+    for joined in (part + part, f"\ufeff{part}\ufeff{part}"):
+        path.write_text(joined, encoding="utf-8")
+        source = CsvSource(train=str(path), test_fraction=0.5, validation_fraction=0)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="heirloom.text"):
+            records = [r for split in ("train", "test") for r in source.records(split)]
+        assert sorted(r["id"] for r in records) == [f"all.csv:{n}" for n in (2, 3, 4, 6, 7, 8)]
+        assert {r["label"] for r in records} == {"delivery"}
+        warned = [r.getMessage() for r in caplog.records if "repeat the header" in r.getMessage()]
+        assert warned == [
+            f"{path}: 1 row(s) repeat the header, line(s) 5: files joined, each with its header? Left out (each "
+            "would train as a record of the label 'label')"
+        ]
+
+
 def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
     def records(content: bytes, **settings) -> list[dict[str, str]]:
         (tmp_path / "intents.csv").write_bytes(content)

@@ -561,8 +561,12 @@ class CsvSource(TextSource, CsvFormat):
         name = Path(path).name
         columns = (self.text_column, self.label_column)
         last: tuple[int, str] | None = None  # a row's label is checked once the next is read: the file's
+        headers: list[int] = []  # rows that repeat the header
         for line, row in self.csv_rows(path, columns):  # last row may be a quote never closed, said so
             text, label = row[self.text_column], row[self.label_column]
+            if all((row[c] or "").strip().lstrip("\ufeff") == c for c in row if c is not None):
+                headers.append(line)  # files joined with cat, each with its header (and a BOM): a class 'label'
+                continue
             for column, value in ((self.text_column, text), (self.label_column, label)):
                 if heirloom.blank(value):  # a blank text teaches nothing, and the daemon refuses one
                     raise heirloom.HeirloomError(f"{path}:{line}: the {column!r} column is empty or blank")
@@ -573,6 +577,17 @@ class CsvSource(TextSource, CsvFormat):
             yield {"id": f"{name}:{line}", "text": text, "label": label}
         if last is not None:
             self._check_label(path, *last)
+        said = self.__dict__.setdefault("_said_headers", set())
+        if headers and path not in said:  # once: each split reads the file again
+            said.add(path)
+            log.warning(
+                "%s: %d row(s) repeat the header, line(s) %s: files joined, each with its header? Left out (each "
+                "would train as a record of the label %r)",
+                path,
+                len(headers),
+                ", ".join(map(str, headers[:SHOWN_IDS])) + (", ..." if len(headers) > SHOWN_IDS else ""),
+                self.label_column,
+            )
 
     def _check_label(self, path: str, line: int, label: str) -> None:
         self.checked_label(f"{path}:{line}: the {self.label_column!r} column", self.label_column, label)
