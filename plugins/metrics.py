@@ -143,7 +143,14 @@ def majority_baseline(metrics: dict[str, Any], truth: list[str], label_counts: d
     if tied > 1:
         which = f"one of {tied} labels tied as most frequent in training"
     lines = [f"always answering {majority!r} ({which}): accuracy {metrics['majority']['accuracy']:.3f}"]
-    if metrics["support"] and metrics["accuracy"] <= metrics["majority"]["accuracy"]:
+    unknown = sum(metrics.get("unknown_labels", {}).values())
+    if metrics["support"] and unknown * 2 > metrics["support"]:  # a test file in Title Case: no text is to blame
+        lines.append(
+            f"warning: {unknown} of the {metrics['support']} records have labels the model does not predict (above), "
+            "each an error whatever the texts: compare the held-out file's labels with the training file's (another "
+            "case or spelling?)"
+        )
+    elif metrics["support"] and metrics["accuracy"] <= metrics["majority"]["accuracy"]:
         lines.append("warning: no better than always answering it: the texts may not tell these labels apart")
     return [*lines, ""]
 

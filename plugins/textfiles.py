@@ -11,7 +11,9 @@ import csv
 import difflib
 import itertools
 import json
+import os
 import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -47,8 +49,55 @@ def _wide_encoding(start: bytes) -> str | None:
     return next((name for bom, name in _WIDE_BOMS if start.startswith(bom)), None)
 
 
-def _encoding_remedy(setting: str) -> str:
-    """What to do about a CSV file that is not in the encoding the source's ``setting`` names."""
+def bomless_utf16(head: bytes) -> str | None:
+    """``utf-16le`` or ``utf-16be`` (names Python and iconv both know) for a file whose first bytes are UTF-16
+    text without a byte-order mark (a spreadsheet's "Unicode text" saved without one): two characters, each a
+    NUL byte beside another (every other byte NUL, which no other text holds), else None."""
+    if _wide_encoding(head) or len(head) < 4:
+        return None
+    if head[1] == head[3] == 0 and head[0] and head[2]:
+        return "utf-16le"
+    return "utf-16be" if head[0] == head[2] == 0 and head[1] and head[3] else None
+
+
+def _bomless_remedy(name: str, start: bytes, encoding: str, setting: str) -> str | None:
+    """What to say of a file (``name``) starting with ``start`` read as ``encoding``: UTF-16 without a byte-order
+    mark read as another encoding (its columns were 't\\x00e\\x00x\\x00t\\x00', h347 F1), or a file without
+    the mark that ``encoding`` (utf-16, utf-32) needs (Python's words named no file, h347 F2); None: neither."""
+    wide, codec = bomless_utf16(start), codecs.lookup(encoding).name
+    if codec not in ("utf-16", "utf-32") or _wide_encoding(start):
+        if not wide or codec == codecs.lookup(wide).name:
+            return None
+        return (
+            f'{name} looks like {wide.upper()} text without a byte-order mark: set the source\'s {setting!r} = "{wide}"'
+        )
+    said = f"{setting!r} {encoding!r} reads a file starting with a byte-order mark, and {name} has none"
+    if wide:
+        return f'{said}: it looks like {wide.upper()} text without one: set {setting!r} = "{wide}"'
+    return (
+        f"{said}, nor the NUL bytes of UTF-16 text (UTF-8?); one {setting!r} reads all of a source's files: convert "
+        f"the {encoding.upper()} ones to UTF-8 (iconv -f {encoding} -t utf-8) and unset {setting!r}"
+    )
+
+
+def _encoding_remedy(setting: str, encoding: str, raw: bytes = b"", at: int | None = None) -> str:
+    """What to do about a CSV file (its bytes ``raw``, as far as known) that is not in the ``encoding`` the
+    source's ``setting`` names: UTF-8's "utf-8-sig" when the bytes are UTF-8 text (a UTF-8 file read as cp1252
+    stops at the closing quote "\u201d", whose last byte cp1252 lacks: it was told to set "cp1252", h347 F9),
+    else a one-byte encoding, never the one set; ``at``: the byte the encoding cannot read, whose character is said."""
+    if codecs.lookup(encoding).name != "utf-8" and raw[:1] and not raw.isascii():
+        try:
+            codecs.getincrementaldecoder("utf-8-sig")().decode(raw)  # not final: the bytes may end mid-character
+        except UnicodeDecodeError:
+            pass
+        else:
+            said = ""
+            if at is not None:  # the character that byte is part of: back to its first byte
+                first = next(i for i in range(at, max(at - 4, -1), -1) if i == 0 or not 0x80 <= raw[i] < 0xC0)
+                said = f" ({codecs.getincrementaldecoder('utf-8')().decode(raw[first : first + 4])[:1]!r} there)"
+            return f'the bytes are UTF-8 text{said}: set the source\'s {setting!r} = "utf-8-sig" (UTF-8, the default)'
+    if codecs.lookup(encoding).name == "cp1252":  # it reads all but 0x81, 0x8D, 0x8F, 0x90 and 0x9D
+        return f'set the source\'s {setting!r} (e.g. "latin-1", which reads every byte)'
     return f'set the source\'s {setting!r} (e.g. "cp1252" for a Windows export, else "latin-1")'
 
 
@@ -79,6 +128,19 @@ def _utf8_remedy(run: str, encoding: str, setting: str) -> str:
         f'text; set the source\'s {setting!r} = "utf-8-sig" (and convert its other files to UTF-8: iconv -f '
         f"{encoding} -t utf-8)"
     )
+
+
+def normal_label(label: str) -> str:
+    """A label as a source reads it: without surrounding spaces, in Unicode NFC (a decomposed "café" is the composed
+    one), as written otherwise."""
+    return unicodedata.normalize("NFC", label.strip())
+
+
+def normal_labels(labels: list[str]) -> list[str]:
+    """attrs converter: a setting's labels (``labels = [...]``) read as the data's are (``normal_label``): an entry
+    typed in decomposed form (macOS, a pasted file name) or with a space matched no record, and its class was left
+    out of training, the warning saying "'café' (did you mean 'café'?)" (h347 F5)."""
+    return [normal_label(label) if isinstance(label, str) else label for label in labels]
 
 
 def read_text(path: str | Path) -> str:
@@ -139,15 +201,24 @@ def decoding(path: str | Path, encoding: str, remedy: str, *, setting: str | Non
         try:
             raw.decode(encoding)
         except UnicodeDecodeError as exc:  # its object: the bytes it decoded (utf-8-sig's without the BOM)
-            data, byte = exc.object, exc.object[exc.start : exc.start + 1]
-            line = data[: exc.start].decode(encoding, errors="replace").count("\n") + 1  # UTF-16 has 0x0A in others
+            data, at, byte = exc.object, exc.start, exc.object[exc.start : exc.start + 1]
+            line = data[:at].decode(encoding, errors="replace").count("\n") + 1  # UTF-16 has 0x0A in others
         else:  # pragma: no cover - the same bytes decoded in one piece
             raise
         if wide := _wide_encoding(raw[:4]):
             remedy = _wide_remedy(wide, setting, remedy)
+        elif setting is not None:
+            remedy = _encoding_remedy(setting, encoding, data, at)
         raise heirloom.HeirloomError(
             f"{path}:{line}: not {encoding} text (byte {byte!r} cannot be decoded); {remedy}"
         ) from None
+    except UnicodeError:  # the decoder's own: "UTF-16 stream does not start with BOM"
+        with open(regular_file(path), "rb") as handle:
+            start = handle.read(4)
+        said = _bomless_remedy(str(path), start, encoding, setting or "encoding")
+        if said is None:  # pragma: no cover - no other codec error
+            raise
+        raise heirloom.HeirloomError(said) from None
 
 
 @attrs.frozen
@@ -181,12 +252,16 @@ def csv_rows(
     header column."""
     setting = named.encoding
     fd = regular_file(path)
+    start = os.pread(fd, 4, 0)
+    if bomless_utf16(start) and (said := _bomless_remedy(f"{path}:1", start, encoding, setting)):
+        os.close(fd)  # read as another encoding, its header was 't\x00e\x00x\x00t\x00'
+        raise heirloom.HeirloomError(said)
     one_byte = codecs.lookup(encoding).name == LATIN_1  # bytes 0x80-0x9F read as C1 controls: a Windows file?
     misread = codecs.lookup(encoding).name in _ONE_BYTE  # a UTF-8 file can be read so without an error
     with open(fd, newline="", encoding=encoding) as handle:
         lines = _BoundedLines(handle, path)
         reader = csv.DictReader(lines, delimiter=delimiter, strict=True)  # strict: a quote inside quotes is doubled
-        with decoding(path, encoding, _encoding_remedy(setting), setting=setting), _csv_errors(path, reader):
+        with decoding(path, encoding, _encoding_remedy(setting, encoding), setting=setting), _csv_errors(path, reader):
             columns = reader.fieldnames = [name.strip() for name in reader.fieldnames or []]  # ' Rating ' is 'Rating'
             lines.fields = len(columns)
             twice = sorted({name for name in columns if columns.count(name) > 1 and name in required})
@@ -215,11 +290,14 @@ def csv_rows(
                         "(the rest of the file would be one value)"
                     )
                 if fields != len(columns):  # DictReader pads a short row with None, keeps the rest
-                    spans = began < ended
+                    spans, stray = began < ended, fields < len(columns) and lines.last_cr and not lines.header_cr
                     lines = f"{began}-{ended}" if spans else f"{ended}"
                     hint = (
                         f"a quote opened on line {began} may be unclosed"
                         if spans
+                        else "a carriage return (\\r) in an unquoted text ended the row there: quote the text or "
+                        "remove the \\r"  # a database dump's mixed line ends, said as a delimiter problem (h347 F11)
+                        if stray
                         else f"quote a text that holds {delimiter!r}"
                     )
                     raise heirloom.HeirloomError(
@@ -243,6 +321,9 @@ class _BoundedLines:
 
     def __init__(self, handle: Any, path: str | Path) -> None:
         self.handle, self.path, self.line, self.fields = handle, path, 0, 0
+        #: Whether the header's line, and the last line read, end in a lone carriage return (an old Mac's line end,
+        #: or a stray one in a text: a database dump's mixed line ends).
+        self.header_cr = self.last_cr = False
 
     def __iter__(self) -> _BoundedLines:
         return self
@@ -253,6 +334,8 @@ class _BoundedLines:
         if not text:
             raise StopIteration
         self.line += 1
+        self.last_cr = text.endswith("\r")  # newline="": a "\r\n" ends the line as one
+        self.header_cr = self.header_cr if self.fields else self.last_cr
         if len(text) > limit:
             held = (
                 f"more than a row of the header's {self.fields} field(s) holds (each cell at most "
@@ -501,6 +584,8 @@ class CsvFormat:
             fd = heirloom.open_regular(Path(path))  # not one (a FIFO): the reading's to report
             with open(fd, "rb") as handle:
                 start = handle.read(4)
+                if said := _bomless_remedy(Path(path).name, start, encoding, setting):
+                    raise ValueError(said)
                 handle.seek(0)
                 first = _first_line(handle, encoding)
         except OSError:
@@ -508,7 +593,9 @@ class CsvFormat:
         if (wide := _wide_encoding(start)) and not codecs.lookup(encoding).name.startswith(wide):
             raise ValueError(f"{Path(path).name} is not {encoding} text: {_wide_remedy(wide, setting)}")
         if "\udcff" in first:  # bytes of the header the encoding cannot read
-            said = f"the header of {Path(path).name} is not {encoding} text: {_encoding_remedy(setting)}"
+            with open(path, "rb") as handle:
+                raw = handle.readline(HEADER_CHARS)
+            said = f"the header of {Path(path).name} is not {encoding} text: {_encoding_remedy(setting, encoding, raw)}"
             raise ValueError(said)
         if run := _utf8_read_as(first, encoding):  # "did you mean 'CatÃ©gorie'?"
             raise ValueError(f"the header of {Path(path).name} holds {_utf8_remedy(run, encoding, setting)}")

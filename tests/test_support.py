@@ -879,6 +879,31 @@ def test_data_stats_names_no_out_of_scope_test_texts_as_a_label_training_lacks(t
     assert "'upgrade' (first at test test.csv:4)" in stats.stderr and "'out_of_scope'" not in stats.stderr
 
 
+def test_data_stats_of_an_out_of_scope_source_counts_each_label(tmp_path):
+    """SUPPORT.md cites ``data stats`` for how many texts each kept intent has; an out-of-scope source counted
+    records per split only, so neither that nor how many of a team's own out_of_scope texts went to validation
+    showed (h347 F7)."""
+    rows = "".join(
+        f"{label} question {n},{label}\n" for label in ("roaming", "top_up", "bill", "sim") for n in range(8)
+    )
+    rows += "".join(f"sing me a song {n},out_of_scope\n" for n in range(3))
+    write(tmp_path / "train.csv", "text,intent\n" + rows)
+    write(tmp_path / "test.csv", "text,intent\nroaming again,roaming\nsim again,sim\nnew sim,sim\n")
+    profile = write(
+        tmp_path / "p.toml",
+        '[sources.s]\nuse = "csv"\ntrain = "train.csv"\ntest = "test.csv"\nlabel_column = "intent"\n'
+        'validation_fraction = 0\n[sources.o]\nuse = "out-of-scope"\ndata = "s"\nlabels = ["sim"]\n'
+        "validation_fraction = 0.25\n",
+    )
+    stats = run_heirloom("data", "stats", str(profile), "o", "--json", env={"HEIRLOOM_HOME": str(tmp_path)})
+    assert stats.returncode == 0, stats.stderr
+    said = json.loads(stats.stdout)
+    assert said["labels"]["train"] == {"bill": 6, "roaming": 6, "top_up": 6}
+    assert said["labels"]["validation"] == {"bill": 2, "out_of_scope": 11, "roaming": 2, "top_up": 2}  # 8 sim, 3 own
+    assert said["labels"]["test"] == {"out_of_scope": 2, "roaming": 1}
+    assert said["records"] == {"train": 18, "validation": 17, "test": 3}
+
+
 def test_a_team_profile_keeping_the_inherited_holdout_is_told_before_anything_trains(tmp_path, data_dir):
     """A team's profile extending support kept its ``holdout = 10`` on 12 intents: data stats said nothing, and
     train stored an encoder and a faq model trained on 2 intents, then failed at the intent model naming no key

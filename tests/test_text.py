@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import unicodedata
 from collections import Counter
 
 import pytest
@@ -229,6 +231,21 @@ def test_a_jsonl_file_in_utf_16_or_latin_1_is_refused_where_the_profile_is_check
         list(later.records())
 
 
+def test_a_jsonl_line_cut_short_says_so_in_whole_words(tmp_path):
+    """A line cut at an export's size limit said "Unterminated string starting at", Python's words cut mid-sentence
+    (h347 F4); a line that ends before its JSON does says what usually did that."""
+    cut = " (the line ends before its JSON does: was it cut short, at an export size limit?)"
+    for line, said in [
+        ('{"text": "broken', "column 10: a string opened there never ends" + cut),
+        ('{"text": "a", "label": "b"', "column 27: Expecting ',' delimiter" + cut),
+        ('{"text": "a" "label": "b"}', "column 14: Expecting ',' delimiter"),  # inside the line: no cut
+    ]:
+        path = write(tmp_path / "t.jsonl", f'{{"text": "a", "label": "b"}}\n{line}\n')
+        with pytest.raises(heirloom.HeirloomError) as raised:
+            list(JsonlSource(train=str(path)).read(str(path)))
+        assert str(raised.value) == f"{path}:2: invalid JSON at {said}"
+
+
 def test_a_missing_column_suggests_a_free_column_or_the_delimiter_the_header_holds(tmp_path):
     """``intent`` on a text,label file suggested ``text``, the text column; a ``;`` file said
     only that its one column was ``text;intent``."""
@@ -259,6 +276,45 @@ def test_a_missing_column_suggests_a_free_column_or_the_delimiter_the_header_hol
     unicode.write_bytes(f"text\tintent\n{rows}".encode("utf-16") + lone_surrogate)
     with pytest.raises(heirloom.HeirloomError, match=r"d.csv:5: not utf-16 text \(byte b'\\x00'"):  # it said :8
         list(source.records())
+
+
+def test_a_stray_carriage_return_in_a_text_is_said_not_a_delimiter(tmp_path):
+    """A lone carriage return inside an unquoted text (a database dump's mixed line ends) ends the row there: the
+    error said to quote a text that holds ',' (h347 F11). In a file whose lines all end so (an old Mac's), or a
+    short row that ends as the header does, the delimiter is still the likelier cause."""
+    path = tmp_path / "d.csv"
+    for content, hint in [
+        (
+            "text,label\nparcel late,delivery\nparcel stuck\rat depot,delivery\n",
+            "a carriage return (\\r) in an unquoted text ended the row there: quote the text or remove the \\r)",
+        ),
+        ("text,label\r\nparcel late,delivery\r\nparcel stuck\r\n", "quote a text that holds ','"),
+        ("text,label\rparcel late,delivery\rparcel stuck\rbill,billing\r", "quote a text that holds ','"),
+    ]:
+        path.write_bytes(content.encode())
+        with pytest.raises(heirloom.HeirloomError, match=r"d.csv:3: the row has 1 fields, the header 2 \(") as raised:
+            list(CsvSource(train=str(path)).records())
+        assert hint in str(raised.value), content
+
+
+def test_a_row_repeating_the_header_is_left_out_and_said(tmp_path, caplog):
+    """Exports joined with ``cat`` (each with its header, an Excel one with its byte-order mark too) trained the
+    repeated header as a record "text" of a class named "label", silently (h347 F8)."""
+    part = "text,label\n" + "".join(f"parcel {n},delivery\n" for n in range(3))
+    path = tmp_path / "all.csv"
+    for joined in (part + part, f"\ufeff{part}\ufeff{part}"):
+        path.write_text(joined, encoding="utf-8")
+        source = CsvSource(train=str(path), test_fraction=0.5, validation_fraction=0)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="heirloom.text"):
+            records = [r for split in ("train", "test") for r in source.records(split)]
+        assert sorted(r["id"] for r in records) == [f"all.csv:{n}" for n in (2, 3, 4, 6, 7, 8)]
+        assert {r["label"] for r in records} == {"delivery"}
+        warned = [r.getMessage() for r in caplog.records if "repeat the header" in r.getMessage()]
+        assert warned == [
+            f"{path}: 1 row(s) repeat the header, line(s) 5: files joined, each with its header? Left out (each "
+            "would train as a record of the label 'label')"
+        ]
 
 
 def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
@@ -488,6 +544,116 @@ def test_a_utf_8_file_read_as_latin_1_or_cp1252_is_an_error_that_names_utf_8(tmp
         CsvSource(train=str(test), encoding="latin-1", label_column="catégorie")
 
 
+def test_a_utf_16_file_without_a_byte_order_mark_is_said_where_the_profile_is_checked(tmp_path, heirloom_home):
+    """A spreadsheet's "Unicode text" saved without a byte-order mark (UTF-16LE, CRLF) passed ``profile check``, and
+    ``data stats`` said "no column 'text'; did you mean 't\\x00e\\x00x\\x00t\\x00'?" (h347 F1); with
+    ``encoding = "utf-16"`` Python's "UTF-16 stream does not start with BOM" named no file and no key (h347 F2)."""
+    rows = [("text", "label"), *((f"parcel late {n}", "delivery") for n in range(3)), ("Ärger", "billing")]
+    lines = "".join(f"{text},{label}\r\n" for text, label in rows)
+    (tmp_path / "le.csv").write_bytes(lines.encode("utf-16-le"))
+    (tmp_path / "be.csv").write_bytes(lines.replace("\r\n", "\n").encode("utf-16-be"))
+    (tmp_path / "u8.csv").write_bytes(lines.encode("utf-8"))
+    profile = tmp_path / "p.toml"
+    for train, encoding, said in [
+        (
+            "le.csv",
+            "",
+            "le.csv looks like UTF-16LE text without a byte-order mark: set the source's 'encoding' = \"utf-16le\"",
+        ),
+        (
+            "be.csv",
+            "",
+            "be.csv looks like UTF-16BE text without a byte-order mark: set the source's 'encoding' = \"utf-16be\"",
+        ),
+        ("be.csv", "utf-16le", "be.csv looks like UTF-16BE text without a byte-order mark"),  # the other byte order
+        (
+            "le.csv",
+            "utf-16",
+            "sources.s.encoding: 'encoding' 'utf-16' reads a file starting with a byte-order mark, and le.csv has "
+            "none: it looks like UTF-16LE text without one: set 'encoding' = \"utf-16le\"",
+        ),
+        (
+            "u8.csv",  # a UTF-8 file beside a UTF-16 one: one encoding reads them all
+            "utf-16",
+            "sources.s.encoding: 'encoding' 'utf-16' reads a file starting with a byte-order mark, and u8.csv has "
+            "none, nor the NUL bytes of UTF-16 text (UTF-8?); one 'encoding' reads all of a source's files: convert "
+            "the UTF-16 ones to UTF-8 (iconv -f utf-16 -t utf-8) and unset 'encoding'",
+        ),
+    ]:
+        setting = f'encoding = "{encoding}"\n' if encoding else ""
+        write(profile, f'[sources.s]\nuse = "csv"\ntrain = "{train}"\n{setting}')
+        checked = run_heirloom("profile", "check", str(profile))
+        assert checked.returncode == 2, (train, encoding, checked.stdout)
+        assert said in " ".join(checked.stderr.split()), (train, encoding)
+        assert "\\x00" not in checked.stderr
+    for train, encoding in [("le.csv", "utf-16le"), ("be.csv", "utf-16be")]:  # the advice, followed, reads them
+        source = CsvSource(train=str(tmp_path / train), encoding=encoding, test_fraction=0.5)
+        assert sorted(r["text"] for r in source.records()) == [
+            "parcel late 0",
+            "parcel late 1",
+            "parcel late 2",
+            "Ärger",
+        ]
+    with pytest.raises(heirloom.HeirloomError, match=r"le.csv:1 looks like UTF-16LE text without a byte-order mark"):
+        list(csv_rows(tmp_path / "le.csv", ["text", "label"]))  # the reading says so too (a source without the check)
+    with pytest.raises(heirloom.HeirloomError, match=r"'encoding' 'utf-16' reads a file starting with a byte-order"):
+        list(csv_rows(tmp_path / "le.csv", ["text", "label"], encoding="utf-16"))
+
+
+def test_a_utf_8_file_read_as_cp1252_is_told_utf_8_not_the_encoding_it_has(tmp_path):
+    """UTF-8's closing quote (E2 80 9D) and 'Á' (C3 81) hold bytes cp1252 lacks: a UTF-8 file set to cp1252 stopped
+    there and was told to set "cp1252", the encoding it had (h347 F9)."""
+    path = tmp_path / "f.csv"
+    rows = ["text,label", "parcel late,delivery", "he said \u201cwhere is it\u201d,delivery", "bill wrong,billing"]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    said = (
+        r"f.csv:3: not cp1252 text \(byte b'\\x9d' cannot be decoded\); the bytes are UTF-8 text \('\u201d' there\): "
+    )
+    with pytest.raises(heirloom.HeirloomError, match=said + r"set the source's 'encoding' = \"utf-8-sig\""):
+        list(CsvSource(train=str(path), encoding="cp1252").records())
+    path.write_text('text,label\n"\u00c1LVARO here, parcel late",delivery\nbill,billing\n', encoding="utf-8")
+    with pytest.raises(heirloom.HeirloomError, match=r"f.csv:2: .*UTF-8 text \('\u00c1' there\): .*\"utf-8-sig\""):
+        list(CsvSource(train=str(path), encoding="cp1252").records())
+    path.write_bytes(b"text,label\nsome \x81 thing,a\nother,b\n")  # no UTF-8: a one-byte encoding, not cp1252 again
+    with pytest.raises(
+        heirloom.HeirloomError, match=r"f.csv:2: .*; set the source's 'encoding' \(e.g. \"latin-1\""
+    ) as raised:
+        list(CsvSource(train=str(path), encoding="cp1252").records())
+    assert '"cp1252"' not in str(raised.value)
+    path.write_text("text,cat\u00e9gorie\u201d\nsome thing,a\n", encoding="utf-8")  # the header's, where it is checked
+    with pytest.raises(
+        ValueError, match=r"the header of f.csv is not cp1252 text: the bytes are UTF-8 text: .*utf-8-sig"
+    ):
+        CsvSource(train=str(path), encoding="cp1252", label_column="x")
+
+
+def test_labels_and_labels_file_entries_are_read_as_the_datas_labels_are(tmp_path, heirloom_home):
+    """A ``labels`` entry typed in decomposed form (macOS) or with a space matched no record: the class was left out,
+    the warning said "'café' (did you mean 'café'?)" and train stored a model without it, exit 0; a ``labels_file``
+    in NFD stopped with the same unreadable hint (h347 F5). Data labels lose surrounding spaces and are read in NFC."""
+    decomposed = unicodedata.normalize("NFD", "caf\u00e9")
+    rows = [f"the coffee was cold {n},caf\u00e9" for n in range(5)] + [
+        f"my parcel is late {n},delivery" for n in range(5)
+    ]
+    write(tmp_path / "d.csv", "text,label\n" + "\n".join([*rows, *(f"I cannot log in {n},account" for n in range(5))]))
+    (tmp_path / "labels.json").write_text(json.dumps([decomposed, " delivery", "account"]))
+    kept = json.dumps([decomposed, " delivery", "account "])  # a TOML array is JSON's
+    for setting in (f"labels = {kept}", 'labels_file = "labels.json"'):
+        profile = write(
+            tmp_path / "p.toml", f'[sources.s]\nuse = "csv"\ntrain = "d.csv"\ntest_fraction = 0.4\n{setting}\n'
+        )
+        stats = run_heirloom("data", "stats", str(profile), "s", "--json")
+        assert stats.returncode == 0, stats.stderr
+        assert json.loads(stats.stdout)["labels"]["train"].keys() == {"caf\u00e9", "delivery", "account"}, setting
+        assert "match no training record" not in stats.stderr and "did you mean" not in stats.stderr
+    source = CsvSource(train=str(tmp_path / "d.csv"), labels=[f" {decomposed} "])
+    assert source.labels == ["caf\u00e9"]
+    assert {record["label"] for record in source.records()} == {"caf\u00e9"}
+    from heirloom_plugins.support.sources import OutOfScopeSource  # its labels to hold out are the data's too
+
+    assert OutOfScopeSource(data="s", labels=[f"{decomposed} "]).labels == ["caf\u00e9"]
+
+
 def test_a_utf_8_byte_order_mark_read_as_utf_8_names_utf_8_sig(tmp_path):
     """``encoding = "utf-8"`` read an editor's byte-order mark as part of the first column: the error
     suggested the column '\\ufeffticket' (h293 F3), where the UTF-16 mark's says which encoding to set."""
@@ -613,13 +779,21 @@ def test_labels_of_a_file_in_another_unicode_form_are_an_error_and_look_alikes_a
     header = "text,label\nProfit rose,très positif\nLoss widened,négatif\n"
     for twin in ("très\u00a0positif", "\uff54rès positif"):
         path = write(tmp_path / "news.csv", header + f"Flat year,{twin}\n")
-        said = r"news.csv:4: the 'label' column: label .* is 'très positif' in another Unicode form"
+        said = r"news.csv:4: the 'label' column: label .* is label 'très positif' \(.*news.csv:2\) in another Unicode"
         with pytest.raises(heirloom.HeirloomError, match=said) as caught:
             list(CsvSource(train=str(path)).records())
-        assert str(caught.value).endswith("write it as 'très positif'")  # readable, not 'tr\xe8s positif'
+        assert str(caught.value).endswith("write both as 'très positif'")  # readable, not 'tr\xe8s positif'
+        # the odd one read first: the plain one's line was blamed, and told to write the no-break space (h347 F3)
+        path = write(tmp_path / "news.csv", f"text,label\nProfit rose,{twin}\nLoss widened,très positif\n")
+        said = (
+            rf"news.csv:3: the 'label' column: label 'très positif' is label {re.escape(repr(twin))} \(.*news.csv:2\)"
+        )
+        with pytest.raises(heirloom.HeirloomError, match=said) as caught:
+            list(CsvSource(train=str(path)).records())
+        assert str(caught.value).endswith("write both as 'très positif'")
     lines = ['{"text": "a", "label": "positive"}', '{"text": "b", "label": "\uff50ositive"}']
     path = write(tmp_path / "j.jsonl", "\n".join(lines) + "\n")
-    with pytest.raises(heirloom.HeirloomError, match=r"j.jsonl:2: the 'label' field: label .* is 'positive' in"):
+    with pytest.raises(heirloom.HeirloomError, match=r"j.jsonl:2: the 'label' field: label .* is label 'positive' \("):
         list(JsonlSource(train=str(path)).records())
     train, test = write(tmp_path / "train.csv", "text,label\nhair,k\u0131l\nclay,kil\n"), tmp_path / "test.csv"
     write(test, "text,label\nthe vowel,\u026a\nthe other,i\n")  # IPA's two vowels
@@ -1089,7 +1263,7 @@ def test_a_bad_jsonl_record_is_named_by_the_files_line_and_the_records_column(tm
     path = write(tmp_path / "items.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": \n')
     with pytest.raises(heirloom.HeirloomError) as caught:
         list(JsonlSource(train=str(path)).records())
-    assert str(caught.value) == f"{path}:2: invalid JSON at column 24: Expecting value"
+    assert str(caught.value).startswith(f"{path}:2: invalid JSON at column 24: Expecting value (the line ends before")
 
 
 def test_a_jsonl_integer_past_pythons_digit_limit_is_an_error_naming_the_line(tmp_path):

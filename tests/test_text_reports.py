@@ -254,6 +254,21 @@ def test_eval_json_warns_on_stderr_of_test_labels_the_model_does_not_predict(tem
     assert said in evaluated.stderr
 
 
+def test_a_test_file_whose_labels_the_model_does_not_predict_is_blamed_not_the_texts(templated, tmp_path):
+    """A test export in Title Case (`Refund` for `refund`): every record an error, and the report's closing warning
+    said "the texts may not tell these labels apart", the wrong fix (h347 F10)."""
+    profile, env, _ = templated
+    _csv(tmp_path / "test.csv", [(text, label.title()) for text, label in TEST_ROWS])
+    evaluated = run_heirloom("eval", profile, "--set", f"sources.s.test={tmp_path / 'test.csv'}", env=env)
+    assert evaluated.returncode == 0, evaluated.stderr
+    said = " ".join(evaluated.stdout.split())
+    assert (
+        "warning: 10 of the 10 records have labels the model does not predict (above), each an error whatever the "
+        "texts: compare the held-out file's labels with the training file's (another case or spelling?)"
+    ) in said, evaluated.stdout
+    assert "the texts may not tell these labels apart" not in said
+
+
 def _table(text: str) -> dict[str, list[str]]:
     """The per-label rows of a report, by label (the lines above the accuracy line)."""
     lines = text.splitlines()

@@ -24,7 +24,7 @@ import attrs
 
 import heirloom
 from heirloom_plugins.decided import RESOLUTION, WAITS_FOR
-from heirloom_plugins.textfiles import regular_file
+from heirloom_plugins.textfiles import normal_labels, regular_file
 
 log = logging.getLogger("heirloom.support")
 
@@ -256,7 +256,7 @@ class OutOfScopeSource(heirloom.Source):
     data: str = heirloom.ref("source")
     #: How many labels to hold out (a seeded choice), or name them in ``labels``.
     holdout: int = attrs.field(default=10, validator=heirloom.at_least(0))
-    labels: list[str] = attrs.field(factory=list)
+    labels: list[str] = attrs.field(factory=list, converter=normal_labels)  # read as the data's labels are
     seed: int = 0
     validation_fraction: float = attrs.field(
         default=0.0, validator=attrs.validators.and_(heirloom.at_least(0), attrs.validators.lt(1))
@@ -314,6 +314,16 @@ class OutOfScopeSource(heirloom.Source):
                     named,
                 )
         return self._held
+
+    def stats(self) -> dict[str, Any]:
+        """Records per split and per label, as a text source's: SUPPORT.md counts each kept intent's texts with
+        ``data stats``, and the base counted records only (h347 F7); how many of a team's own ``out_of_scope``
+        texts went to validation is a row too."""
+        records, labels = {}, {}
+        for split in self.splits():
+            counts = Counter(str(record["label"]) for record in self.records(split))
+            records[split], labels[split] = sum(counts.values()), dict(sorted(counts.items()))
+        return {"records": records, "labels": labels}
 
     def records(self, split: str | None = None) -> Iterator[dict[str, Any]]:
         _check_split(split)

@@ -32,7 +32,16 @@ import attrs
 import heirloom
 from heirloom_plugins.decided import CORRECTION
 from heirloom_plugins.seen import REPEATS_SAID, normal_text
-from heirloom_plugins.textfiles import CsvFormat, decoding, first_row_in_reach, read_text, regular_file
+from heirloom_plugins.textfiles import (
+    CsvFormat,
+    bomless_utf16,
+    decoding,
+    first_row_in_reach,
+    normal_label,
+    normal_labels,
+    read_text,
+    regular_file,
+)
 
 SPLITS = ("train", "validation", "test")
 AGREEMENTS = ("50", "66", "75", "all")
@@ -116,7 +125,7 @@ class TextSource(heirloom.Source):
     #: Seed of those splits (and of ``train_per_label`` sampling): same seed, same data.
     seed: int = 0
     #: Keep only these labels (empty: all), e.g. to train on a subset of intents.
-    labels: list[str] = attrs.field(factory=list)
+    labels: list[str] = attrs.field(factory=list, converter=normal_labels)  # read as the data's labels are
     #: A JSON file listing labels; with ``first_labels`` N, keep its first N in sorted order.
     labels_file: str | None = heirloom.path_field(default=None)
     first_labels: int = attrs.field(default=0, validator=heirloom.at_least(0))
@@ -214,11 +223,14 @@ class TextSource(heirloom.Source):
             heirloom.check_label(label, (), field, allow_new=True)
         except heirloom.RequestError as refused:
             raise heirloom.HeirloomError(f"{where}: {refused.message}") from None
-        forms = self.__dict__.setdefault("_label_forms", {})  # NFKC form -> the label read first
-        if (twin := forms.setdefault(unicodedata.normalize("NFKC", label), label)) != label:
-            raise heirloom.HeirloomError(
-                f"{where}: label {label!r} is {twin!r} in another Unicode form (a no-break space, full-width "
-                f"letters): it would train as a class of its own that prints the same; write it as {twin!r}"
+        forms = self.__dict__.setdefault("_label_forms", {})  # NFKC form -> the label read first, and where
+        plain = unicodedata.normalize("NFKC", label)
+        if (twin := forms.setdefault(plain, (label, where)))[0] != label:
+            other, said = twin  # said: "train.csv:2: the 'label' column"
+            raise heirloom.HeirloomError(  # the plain form is the one feedback and predict's users type
+                f"{where}: label {label!r} is label {other!r} ({said.rsplit(': the ', 1)[0]}) in another Unicode "
+                f"form (a no-break space, full-width letters): they would train as two classes that print the same; "
+                f"write both as {plain!r}"
             )
         looks = self.__dict__.setdefault("_label_looks", {})  # how each prints -> the label read first
         if (alike := looks.setdefault(heirloom.printed_form(label), label)) != label:
@@ -310,7 +322,7 @@ class TextSource(heirloom.Source):
         listed = json.loads(heirloom.read_regular(path).decode("utf-8"))
         if not isinstance(listed, list) or not all(isinstance(label, str) for label in listed):
             raise heirloom.HeirloomError(f"{path}: expected a JSON list of label names")
-        return listed
+        return normal_labels(listed)  # as the data's labels are read
 
     def _kept_only(
         self, stream: Iterator[dict[str, str]], kept: set[str], split: str | None
@@ -549,18 +561,33 @@ class CsvSource(TextSource, CsvFormat):
         name = Path(path).name
         columns = (self.text_column, self.label_column)
         last: tuple[int, str] | None = None  # a row's label is checked once the next is read: the file's
+        headers: list[int] = []  # rows that repeat the header
         for line, row in self.csv_rows(path, columns):  # last row may be a quote never closed, said so
             text, label = row[self.text_column], row[self.label_column]
+            if all((row[c] or "").strip().lstrip("\ufeff") == c for c in row if c is not None):
+                headers.append(line)  # files joined with cat, each with its header (and a BOM): a class 'label'
+                continue
             for column, value in ((self.text_column, text), (self.label_column, label)):
                 if heirloom.blank(value):  # a blank text teaches nothing, and the daemon refuses one
                     raise heirloom.HeirloomError(f"{path}:{line}: the {column!r} column is empty or blank")
             if last is not None:
                 self._check_label(path, *last)
-            label = unicodedata.normalize("NFC", label.strip())  # a decomposed "café" is the composed one
+            label = normal_label(label)  # a decomposed "café" is the composed one
             last = (line, label)
             yield {"id": f"{name}:{line}", "text": text, "label": label}
         if last is not None:
             self._check_label(path, *last)
+        said = self.__dict__.setdefault("_said_headers", set())
+        if headers and path not in said:  # once: each split reads the file again
+            said.add(path)
+            log.warning(
+                "%s: %d row(s) repeat the header, line(s) %s: files joined, each with its header? Left out (each "
+                "would train as a record of the label %r)",
+                path,
+                len(headers),
+                ", ".join(map(str, headers[:SHOWN_IDS])) + (", ..." if len(headers) > SHOWN_IDS else ""),
+                self.label_column,
+            )
 
     def _check_label(self, path: str, line: int, label: str) -> None:
         self.checked_label(f"{path}:{line}: the {self.label_column!r} column", self.label_column, label)
@@ -572,6 +599,14 @@ def _json_shape(value: Any) -> str:
         return f"the keys {', '.join(map(repr, value))[:200]}" if value else "an empty object"
     kinds = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
     return kinds.get(type(value), "null")
+
+
+def _json_error(exc: json.JSONDecodeError) -> str:
+    """The decoder's words, whole (its "Unterminated string starting at" read as cut mid-sentence: h347 F4), and for
+    a line that ends before its JSON does, the usual cause: an export cut at a size limit."""
+    said = "a string opened there never ends" if exc.msg.startswith("Unterminated string") else exc.msg
+    ended = said != exc.msg or exc.pos >= len(exc.doc.rstrip())
+    return f"{said}{' (the line ends before its JSON does: was it cut short, at an export size limit?)' * ended}"
 
 
 def label_spelling(label: str) -> str:
@@ -622,12 +657,12 @@ class JsonlSource(TextSource):
         UTF-16 file passed ``profile check`` and failed ``data stats`` (as a CSV source's header does)."""
         with open(regular_file(path), "rb") as raw:
             head = raw.readline(1 << 20)
-        if b"\0" in head and not head.startswith(_WIDE_BOMS):  # no JSON text holds a NUL: UTF-16 without a BOM
-            wide = "utf-16be" if head.startswith(b"\0") else "utf-16le"
-            raise WrongFormat(
-                f"{path}:1: a NUL byte, which no JSON text holds; it looks like {wide.upper()} text without a "
-                f"byte-order mark: convert it (iconv -f {wide} -t utf-8)"
+        if b"\0" in head and not head.startswith(_WIDE_BOMS):  # no JSON text holds a NUL: UTF-16 without a BOM?
+            wide = bomless_utf16(head)  # as a CSV source's check finds it
+            said = (
+                f"; it looks like {wide.upper()} text without a byte-order mark: convert it (iconv -f {wide} -t utf-8)"
             )
+            raise WrongFormat(f"{path}:1: a NUL byte, which no JSON text holds{said if wide else ''}")
         try:
             with decoding(path, "utf-8-sig", JSON_IS_UTF8, setting=None):
                 codecs.getincrementaldecoder("utf-8-sig")().decode(head)  # not final: a line cut at the limit
@@ -654,7 +689,7 @@ class JsonlSource(TextSource):
                     if first and not wide and not line.lstrip(" \t\ufeff").startswith("{"):  # no object begins
                         said = f"{where}: {line.strip()[:40]!r} is no JSON object: a jsonl source reads JSON lines"
                         raise WrongFormat(f'{said}, one object a line (a CSV file needs use = "csv")') from None
-                    raise heirloom.HeirloomError(f"{where}: {exc.msg}{hint}") from None
+                    raise heirloom.HeirloomError(f"{where}: {_json_error(exc)}{hint}") from None
                 except ValueError:  # the only other: an integer past Python's digit limit, whose advice is code
                     limit = f"{sys.get_int_max_str_digits():,}"
                     said = f"{path}:{number}: an integer of over {limit} digits (write a long number as a JSON string)"
@@ -677,8 +712,7 @@ class JsonlSource(TextSource):
                             f"{path}:{number}: the {field!r} field holds a lone surrogate (a \\ud800-\\udfff escape "
                             "without its pair), which is no text: UTF-8 cannot write it"
                         )
-                text, label = str(row[self.text_field]), str(row[self.label_field]).strip()
-                label = unicodedata.normalize("NFC", label)  # a decomposed "café" is the composed one
+                text, label = str(row[self.text_field]), normal_label(str(row[self.label_field]))  # NFC, stripped
                 self.checked_label(f"{path}:{number}: the {self.label_field!r} field", self.label_field, label)
                 first = False
                 yield {"id": f"{name}:{number}", "text": text, "label": label}
