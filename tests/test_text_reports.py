@@ -90,6 +90,9 @@ def test_no_saturation_warning_when_test_is_as_good_or_validation_below_its_best
     assert saturation_warning({"accuracy": 1.0, "macro_f1": 1.0}, {"accuracy": 0.97, "macro_f1": 0.96}, hint) == ""
     assert saturation_warning({"accuracy": 0.99}, {"accuracy": 0.6}, hint) == ""
     assert saturation_warning({}, {"accuracy": 0.6}, hint) == ""
+    unknown = {"accuracy": 0.0, "support": 10, "unknown_labels": {"Refund": 6, "Billing": 4}}  # a Title Case test file
+    assert saturation_warning({"accuracy": 1.0}, unknown, hint) == ""  # the report says what to compare instead
+    assert saturation_warning({"accuracy": 1.0}, {**unknown, "unknown_labels": {"Refund": 4}}, hint) != ""
     said = saturation_warning({"accuracy": 0.98, "macro_f1": 1.0}, {"accuracy": 0.97, "macro_f1": 0.9}, hint)
     assert said.startswith("warning: validation macro_f1 is 1.0000 but test macro_f1 0.9000")
 
