@@ -96,6 +96,7 @@ class HybridRecommender(heirloom.Model):
         are items the users have, left out of what is recommended and of the test ranking."""
         progress = progress or heirloom.NullProgress()
         began = time.perf_counter()
+        inherited = _parent(parent)  # a damaged one is said before the data is read
         lines: list[str | None] = []
         items, pairs, times = read_records(data, lines)
         recency, recency_summary = self._recency(pairs, times, lines, progress)
@@ -118,7 +119,6 @@ class HybridRecommender(heirloom.Model):
             f"fitting hybrid-recommender: {len(histories)} users, {len(catalogue)} items, "
             f"{len(histories.items)} distinct interactions"
         )
-        inherited = Fitted.from_state(parent, "parent") if parent is not None else None
         unblended = parent is not None and "shrink" not in parent.metadata.get("choice", {})
         parent_chosen = how_chosen(parent) if parent is not None else None
         choice, trials, chosen = self._choose(
@@ -474,6 +474,17 @@ class HybridRecommender(heirloom.Model):
         if self._fitted is None:
             raise heirloom.HeirloomError("hybrid-recommender has no weights yet: fit it or load a state first")
         return self._fitted
+
+
+def _parent(parent: heirloom.State | None) -> Fitted | None:
+    """The warm start's parent as data; a damaged one (a tensor of another dtype, NaN weights) is refused, saying how
+    to train without it: only its choice is reused, but its damage is no state to build on unsaid."""
+    if parent is None:
+        return None
+    try:
+        return Fitted.from_state(parent, "parent")
+    except heirloom.HeirloomError as exc:
+        raise heirloom.HeirloomError(f'{exc}; set the model\'s inherit = "" to fit without it') from None
 
 
 def _validation(
