@@ -21,7 +21,7 @@ import attrs
 import numpy as np
 
 import heirloom
-from heirloom_plugins.recommend import ease
+from heirloom_plugins.recommend import ease, sizing
 from heirloom_plugins.recommend.checks import grid, share
 from heirloom_plugins.recommend.data import Catalogue, Histories, catalogue_of, listed, read_records
 from heirloom_plugins.recommend.fitted import Fitted, how_chosen
@@ -98,7 +98,12 @@ class HybridRecommender(heirloom.Model):
         began = time.perf_counter()
         inherited = _parent(parent)  # a damaged one is said before the data is read
         lines: list[str | None] = []
-        items, pairs, times = read_records(data, lines)
+        resources = getattr(getattr(self, "ctx", None), "resources", None)
+
+        def refuse(items: int) -> None:  # before the long read of the interactions, and once the catalogue is known
+            sizing.refuse_if_too_big(items, resources, "hybrid-recommender")
+
+        items, pairs, times = read_records(sizing.sized(data, refuse), lines)
         recency, recency_summary = self._recency(pairs, times, lines, progress)
         pairs, stray = listed(items, pairs)
         if stray:
@@ -109,6 +114,7 @@ class HybridRecommender(heirloom.Model):
         if not pairs:
             raise heirloom.HeirloomError("hybrid-recommender needs interactions to fit; the training data has none")
         catalogue = catalogue_of(items, pairs)
+        refuse(len(catalogue))
         index = catalogue.index
         weights = None if recency is None else {(user, index[item]): recency[user, item] for user, item in pairs}
         histories = Histories.build(((user, index[item]) for user, item in pairs), weights=weights)
