@@ -489,6 +489,8 @@ def _parent(parent: heirloom.State | None) -> Fitted | None:
         return None
     try:
         return Fitted.from_state(parent, "parent")
+    except heirloom.ForeignState:  # another model type's: the kernel names the parent and its key
+        raise
     except heirloom.HeirloomError as exc:
         raise heirloom.HeirloomError(f'{exc}; set the model\'s inherit = "" to fit without it') from None
 
