@@ -153,11 +153,14 @@ def _scalar_union(tp: Any) -> bool:
 def _strict_union(tp: Any, converter: cattrs.Converter, quote: Quote, show: Show) -> Any:
     """A union of plain values takes a value of one of its types, by that type's own hook: a boolean is no
     ``int`` (cattrs' passthrough took ``true`` for ``int | str``, as ``isinstance(True, int)``), an integer is a
-    ``float`` and a float with no fraction an ``int`` where that member's hook says so, as for a lone field."""
+    ``float`` and a float with no fraction an ``int`` where that member's hook says so, as for a lone field, but
+    not in a union with ``str``: an id that may be a string or an integer takes only those (PROTOCOL.md; ``1.0``
+    was recorded as user ``"1"``, checker h345 F1)."""
     members = typing.get_args(tp)
     hooks = {member: converter.get_structure_hook(member) for member in members if member is not type(None)}
     names = " or ".join("None" if member is type(None) else member.__name__ for member in members)
-    numbers = {int: float, float: int}  # the member a number of the other kind may be given to
+    # the member a number of the other kind may be given to
+    numbers = {int: float} if str in members else {int: float, float: int}
 
     def structure(value: Any, _: Any) -> Any:
         if value is None and type(None) in members:

@@ -24,17 +24,19 @@ import attrs
 import numpy as np
 
 from heirloom_plugins.recommend.data import Histories
+from heirloom_plugins.recommend.sizing import add_gram
 
 #: Users per dense block when multiplying interaction matrices (bounds memory).
 USER_BLOCK = 2048
 
 
 def cooccurrence(histories: Histories, items: int) -> np.ndarray:
-    """``X'X``: how many users interacted with both items (float64, items x items)."""
+    """``X'X``: how many users interacted with both items (float64, items x items), in blocks of
+    users and of items (``sizing.add_gram``: one ``X.T @ X`` crashed OpenBLAS past ~20,000 items)."""
     gram = np.zeros((items, items), dtype=np.float64)
     for start in range(0, len(histories), USER_BLOCK):
         block = histories.matrix(np.arange(start, min(start + USER_BLOCK, len(histories))), items)
-        gram += block.T @ block
+        add_gram(block.T, gram)
     return gram
 
 

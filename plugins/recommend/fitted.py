@@ -8,6 +8,7 @@ import attrs
 import numpy as np
 
 import heirloom
+from heirloom_plugins.recommend import integrity
 from heirloom_plugins.recommend.data import Catalogue, Histories
 from heirloom_plugins.recommend.ease import Hybrid
 from heirloom_plugins.recommend.tower import HashedTower, ItemText, SparseRows, TowerSettings
@@ -128,6 +129,8 @@ class Fitted:
             raise heirloom.HeirloomError(
                 f"the {what} has inconsistent shapes: idf {found} (expected ({settings.buckets},))"
             )
+        users = [*histories.users, *metadata.get("validation_users", [])]
+        integrity.check(tensors, n, settings.buckets, {"items.ids": catalogue.ids, "users": users}, what)
         return cls(
             catalogue,
             histories,

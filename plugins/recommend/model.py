@@ -21,7 +21,7 @@ import attrs
 import numpy as np
 
 import heirloom
-from heirloom_plugins.recommend import ease
+from heirloom_plugins.recommend import ease, sizing
 from heirloom_plugins.recommend.checks import grid, share
 from heirloom_plugins.recommend.data import Catalogue, Histories, catalogue_of, listed, read_records
 from heirloom_plugins.recommend.fitted import Fitted, how_chosen
@@ -96,8 +96,14 @@ class HybridRecommender(heirloom.Model):
         are items the users have, left out of what is recommended and of the test ranking."""
         progress = progress or heirloom.NullProgress()
         began = time.perf_counter()
+        inherited = _parent(parent)  # a damaged one is said before the data is read
         lines: list[str | None] = []
-        items, pairs, times = read_records(data, lines)
+        resources = getattr(getattr(self, "ctx", None), "resources", None)
+
+        def refuse(items: int) -> None:  # before the long read of the interactions, and once the catalogue is known
+            sizing.refuse_if_too_big(items, resources, "hybrid-recommender")
+
+        items, pairs, times = read_records(sizing.sized(data, refuse), lines)
         recency, recency_summary = self._recency(pairs, times, lines, progress)
         pairs, stray = listed(items, pairs)
         if stray:
@@ -108,6 +114,7 @@ class HybridRecommender(heirloom.Model):
         if not pairs:
             raise heirloom.HeirloomError("hybrid-recommender needs interactions to fit; the training data has none")
         catalogue = catalogue_of(items, pairs)
+        refuse(len(catalogue))
         index = catalogue.index
         weights = None if recency is None else {(user, index[item]): recency[user, item] for user, item in pairs}
         histories = Histories.build(((user, index[item]) for user, item in pairs), weights=weights)
@@ -118,7 +125,6 @@ class HybridRecommender(heirloom.Model):
             f"fitting hybrid-recommender: {len(histories)} users, {len(catalogue)} items, "
             f"{len(histories.items)} distinct interactions"
         )
-        inherited = Fitted.from_state(parent, "parent") if parent is not None else None
         unblended = parent is not None and "shrink" not in parent.metadata.get("choice", {})
         parent_chosen = how_chosen(parent) if parent is not None else None
         choice, trials, chosen = self._choose(
@@ -474,6 +480,19 @@ class HybridRecommender(heirloom.Model):
         if self._fitted is None:
             raise heirloom.HeirloomError("hybrid-recommender has no weights yet: fit it or load a state first")
         return self._fitted
+
+
+def _parent(parent: heirloom.State | None) -> Fitted | None:
+    """The warm start's parent as data; a damaged one (a tensor of another dtype, NaN weights) is refused, saying how
+    to train without it: only its choice is reused, but its damage is no state to build on unsaid."""
+    if parent is None:
+        return None
+    try:
+        return Fitted.from_state(parent, "parent")
+    except heirloom.ForeignState:  # another model type's: the kernel names the parent and its key
+        raise
+    except heirloom.HeirloomError as exc:
+        raise heirloom.HeirloomError(f'{exc}; set the model\'s inherit = "" to fit without it') from None
 
 
 def _validation(

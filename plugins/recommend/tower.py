@@ -23,6 +23,7 @@ import numpy as np
 
 import heirloom
 from heirloom_plugins.recommend.records import TITLE_YEAR
+from heirloom_plugins.recommend.sizing import add_gram
 from heirloom_plugins.spaceless import letter_runs, words_of
 
 BLOCKS = ("title", "year", "genre")
@@ -105,12 +106,13 @@ class SparseRows:
         return SparseRows(indptr, row_of[order], self.values[order])
 
     def gram(self) -> np.ndarray:
-        """``F @ F.T`` (rows x rows), through a dense matrix of the used columns only."""
+        """``F @ F.T`` (rows x rows), through a dense matrix of the used columns only, in row blocks
+        (``sizing.add_gram``: one ``dense @ dense.T`` crashed OpenBLAS past ~19,500 items)."""
         used, compact = np.unique(self.indices, return_inverse=True)
         dense = np.zeros((self.rows, len(used)), dtype=np.float64)
         row_of = np.repeat(np.arange(self.rows), np.diff(self.indptr))
         np.add.at(dense, (row_of, compact), self.values)
-        return dense @ dense.T
+        return add_gram(dense, np.zeros((self.rows, self.rows), dtype=np.float64))
 
 
 def tokens(text: ItemText) -> list[tuple[str, str]]:

@@ -1,0 +1,117 @@
+"""The item x item products of a catalogue, and the memory a fit of one needs.
+
+``A @ A.T`` in one call takes BLAS's SYRK path, which the OpenBLAS numpy bundles
+(scipy-openblas 0.3.31) crashes in with SIGSEGV from about 20,000 rows: ``heirloom train``
+died with exit 139 and nothing printed on a catalogue of 21,000 items (checker h345 F2). The
+products here go in row blocks, which BLAS computes as GEMM. What a fit holds is several dense
+item x item float64 matrices at once, so a catalogue past what memory allows is refused
+before it is read, naming the size, the memory it needs and what there is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+import heirloom
+from heirloom_plugins.recommend.records import ITEM
+
+#: Rows per product of ``add_gram`` (a block with fewer rows than the result is GEMM, never SYRK).
+ROW_BLOCK = 4096
+#: Dense item x item float64 matrices a train holds at its peak (co-occurrence, text kernel, the
+#: solve's inverse and weights, the text columns, the blend, then evaluation's cold-start refit),
+#: measured over what the process held before: 8.0 x items^2 x 8 bytes with fixed grids (3,000 and
+#: 6,000 items: 806 MB and 2.5 GB resident), 8.5 x with the grid search (3,000 items: 839 MB).
+COPIES = 9
+MIB = 1 << 20
+
+
+def add_gram(rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out += rows @ rows.T`` (symmetric) in blocks of ``ROW_BLOCK`` rows, each block's product with the rows
+    from it on only, mirrored below the diagonal: the work of one SYRK, not twice it. Returns ``out``."""
+    for start in range(0, len(rows), ROW_BLOCK):
+        end = min(start + ROW_BLOCK, len(rows))
+        product = rows[start:end] @ rows[start:].T  # (block, rows from start): GEMM but for the last square block
+        out[start:end, start:] += product
+        out[end:, start:end] += product[:, end - start :].T
+    return out
+
+
+def fit_bytes(items: int) -> int:
+    """The memory a fit on a catalogue of ``items`` needs beyond its records."""
+    return COPIES * items * items * 8
+
+
+def available(resources: Any) -> tuple[int, str] | None:
+    """Bytes a fit may still take and where that figure comes from: the resource manager's
+    ``memory_budget_mb`` (its ``usage()``) less what this process holds, else the machine's
+    available memory; None where neither is known."""
+    usage: Any = {}
+    try:
+        usage = resources.usage() if resources is not None else {}
+    except Exception:  # noqa: BLE001 - a manager's report is advice here; the machine's figure stands in
+        usage = {}
+    budget = usage.get("memory_budget_mb") if isinstance(usage, dict) else None
+    if type(budget) is int and budget > 0:
+        held = _resident()
+        return max(budget * MIB - held, 0), f"resources.memory_budget_mb = {budget}, of which this process holds " + (
+            f"{held / MIB:.0f} MiB"
+        )
+    free = _machine_available()
+    return None if free is None else (free, "the machine's available memory")
+
+
+def refuse_if_too_big(items: int, resources: Any, what: str) -> None:
+    """Raise ResourceExhaustedError when a fit on ``items`` items cannot fit in what is available."""
+    found = available(resources)
+    needed = fit_bytes(items)
+    if found is None or needed <= found[0]:
+        return
+    room, source = found
+    largest = int((room / (COPIES * 8)) ** 0.5)
+    raise heirloom.ResourceExhaustedError(
+        f"{what}: a catalogue of {items:,} items needs about {needed / MIB:,.0f} MiB to fit ({COPIES} dense "
+        f"{items:,} x {items:,} float64 matrices), and {room / MIB:,.0f} MiB is available ({source}): at most about "
+        f"{largest:,} items fit here; train on a machine with more memory or a smaller catalogue"
+    )
+
+
+def _resident() -> int:
+    """This process's resident memory in bytes (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _machine_available() -> int | None:
+    """MemAvailable (Linux), else the physical memory; None where unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def sized(records: Iterable[Any], check: Callable[[int], None]) -> Iterator[Any]:
+    """``records`` unchanged; when the first interaction follows item records, ``check`` gets how many
+    distinct items those listed (the catalogue is at least that), before the interactions are read."""
+    ids: set[Any] | None = set()
+    for record in records:
+        if ids is not None and isinstance(record, Mapping):
+            if record.get("type") == ITEM:
+                ids.add(record.get("item"))
+            elif ids:
+                check(len(ids))
+                ids = None
+        yield record
