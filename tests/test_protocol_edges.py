@@ -343,15 +343,18 @@ def _keyed_burst(address: str, repeats: int, then: Callable[[], None] = lambda: 
     for request_id in range(1, repeats + 1):
         sock.send_multipart([SIGNATURE, msgpack.packb({"id": request_id, **first}), body])
     then()
-    statuses = {}
+    statuses, said = {}, set()
     while len(statuses) < repeats + 1 and sock.poll(8000):
-        reply = msgpack.unpackb(sock.recv_multipart()[1])
+        frames = sock.recv_multipart()
+        reply = msgpack.unpackb(frames[1])
         statuses[reply["id"]] = reply["status"]
+        if reply["status"] != "OK":
+            said.add(msgpack.unpackb(frames[2]).get("message"))
     missing = sorted(set(range(repeats + 1)) - set(statuses))
     counts = Counter(statuses.values())
     if missing or set(counts) != {"OK"}:
         sock.close()
-        raise AssertionError((missing[:10], len(missing), counts))
+        raise AssertionError((missing[:10], len(missing), counts, sorted(said)))
     return sock
 
 

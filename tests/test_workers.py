@@ -491,20 +491,21 @@ def test_a_remote_worker_that_connects_to_a_draining_broker_is_told_to_drain(tmp
     after three heartbeats to check --connect (the right address), and outlived the broker, retrying.
     The broker answers it DRAIN (still not taking it, nor waiting for it): it stops, exit 0."""
     worker_address = free_tcp_address()
-    daemon = Daemon(tmp_path, "--workers", "2", "--worker-bind", worker_address)
+    daemon = Daemon(tmp_path, "--workers", "2", "--worker-bind", worker_address, grace=30)
     command = _worker_command(tmp_path, worker_address)
     late = None
     try:
         daemon.wait_ready()
         with daemon.client(timeout=30) as client:
-            slow = client.submit("t.slow", {"ms": 4000})  # keeps the broker draining
+            # keeps the broker draining while the late worker starts: 4 s were too few for one at load 11 in CI
+            slow = client.submit("t.slow", {"ms": 15000})
             time.sleep(0.5)
             daemon.process.send_signal(signal.SIGTERM)
             daemon.wait_logged("draining")
             env = _worker_env()
             late = subprocess.Popen(command, stderr=(tmp_path / "late.log").open("w"), env=env)
             assert late.wait(30) == 0, (tmp_path / "late.log").read_text()
-            assert slow.result(30).body == {"slept_ms": 4000}
+            assert slow.result(30).body == {"slept_ms": 15000}
         assert daemon.process.wait(30) == 0, daemon.log()
         said = (tmp_path / "late.log").read_text()
         _, drains, after = said.partition("heirloom.server: draining")

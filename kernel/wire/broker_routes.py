@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("heirloom.wire.broker")
 #: Seconds between the DRAINs told a remote worker that has not yet said it stopped.
 REMIND_SECONDS = 0.5
+#: Seconds the broker reads, once a local worker exited 0 with requests in flight, for the replies and GONE it sent.
+GONE_WAIT = 1.0
 SCALE_DESCRIPTION = "Admin: keep {'workers': N} workers, where the resource manager places them."
 
 
@@ -151,6 +153,8 @@ class BrokerRoutes:
     def _forget_pid(self: Broker, pid: int, code: int, reason: str) -> None:
         """A local worker's process ended (``code``, ``reason``): its connection dropped, the line logged once."""
         connected = [w for w in self.workers.values() if w.pid == pid and w.local]
+        if code == 0 and any(worker.in_flight for worker in connected):
+            connected = self._read_until_gone(connected)
         for worker in connected:
             self._drop(worker, reason)
         if pid in self._counted:  # dropped and counted when it fell silent or failed to start
@@ -160,6 +164,17 @@ class BrokerRoutes:
         elif not connected:  # it died before its first heartbeat: nothing in flight, no _drop to say so
             self.workers_lost += not self.draining
             log.log(logging.INFO if self.draining else logging.WARNING, "%s", reason)
+
+    def _read_until_gone(self: Broker, workers: list[Worker]) -> list[Worker]:
+        """Read what ``workers``, whose process exited after a drain, sent before it: its last replies and its GONE
+        (for up to GONE_WAIT seconds); those of them still connected. The exit was reaped while the tail of a
+        burst of replies waited unread in the broker's queue, and two clients were answered UNAVAILABLE "exited
+        with 0 while handling the request" for requests their worker had answered (a CI run at load 11)."""
+        until = time.monotonic() + GONE_WAIT
+        while (left := [w for w in workers if self.workers.get(w.identity) is w]) and time.monotonic() < until:
+            drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
+            self.backend.poll(max(1, int((until - time.monotonic()) * 1000)))
+        return left
 
     def _lost_in_drain(self: Broker, worker: Worker) -> None:
         """A worker the draining broker could not tell DRAIN: its connection closed. What it sent before it
