@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from tests.daemons import Daemon
 from tests.helpers import REPO, free_port, run_heirloom, write
 
 PROFILE = """
@@ -134,10 +135,18 @@ def test_serve_with_nothing_at_the_address_fails_within_seconds(tmp_path, addres
 
 
 @contextlib.contextmanager
-def _listener(answer: bytes | None) -> Iterator[int]:
-    """Another program on a free port: it accepts, sends ``answer`` once it has read a greeting (None: never
-    a word), and keeps each connection open; its port."""
-    server = socket.create_server(("127.0.0.1", 0))
+def _listener(answer: bytes | None, port: int = 0, host: str = "127.0.0.1") -> Iterator[int]:
+    """Another program on ``port`` (0: a free one) of ``host`` ("": every address): it accepts, sends ``answer``
+    once it has read a greeting (None: never a word), and keeps each connection open; its port."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            server = socket.create_server((host, port))
+            break
+        except OSError:  # a process killed there a moment ago holds it until it is gone
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     held: list[socket.socket] = []
 
     def serve() -> None:
@@ -421,3 +430,64 @@ def test_a_broker_ray_may_end_at_a_rejoin_says_why_and_one_it_cannot_names_no_ri
             [sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
         )
         assert run.returncode == 0 and run.stdout.strip() == said, run
+
+
+_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty HTTP/2 SETTINGS frame, as a gRPC server greets
+
+
+@needs_ray
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (_SETTINGS, "heirloom-ray-rejoin still in a Ray call after 10s; leaving Ray to this process's exit"),
+        (None, "resources.address = 'auto': a process answers there, but it is no Ray head"),
+    ],
+    ids=["ray-init-retries", "rejoin-fails"],
+)
+def test_a_rejoin_leaves_the_broker_answering_draining_on_sigterm_and_ray_not_started_again(tmp_path, answer, said):
+    """Checker h348 F4: a pool whose head went away took a process at its address for a restarted head and joined
+    it again (address = "auto") on the broker's loop: ray.init retried it for a minute, `_health` went unanswered, a
+    SIGTERM ended the process with 15 and no drain, and a SIGTERM after a failed rejoin made close() call Ray again,
+    starting a local Ray that wrote ~/.ray/auth_token. Here the killed head's port answers HTTP/2 but is no GCS
+    (ray.init retries it for minutes), or answers nothing (the rejoin fails)."""
+    temp = tempfile.mkdtemp(prefix="hr", dir="/tmp")  # short: Ray's socket paths live under it
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env |= {"HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_cli = [os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head", "--port", str(port)]
+    ray_cli += ["--num-cpus", "1", "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp]
+    keys = 'address = "auto"\nworkers = 1\nnum_cpus = 8'  # no node has room: the worker stays pending
+    daemon = None
+    try:
+        started = subprocess.run([*ray_cli, "--node-ip-address", "127.0.0.1"], capture_output=True, text=True, env=env)
+        assert started.returncode == 0, started.stderr
+        (tmp_path / "d").mkdir()
+        daemon = Daemon(  # "auto" found through RAY_ADDRESS: never another cluster on this host
+            tmp_path / "d",
+            profile=PROFILE.format(keys=keys),
+            env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}", "HEIRLOOM_HOME": str(tmp_path / "home")},
+        )
+        daemon.wait_logged("1 ray worker(s) not placed after", timeout=90)
+        _kill_matching(temp)  # the head and its raylet die, as at `ray stop`
+        with _listener(answer, port, host=""):  # on every address: Ray dials this host's own IP for 127.0.0.1
+            daemon.wait_logged("restarted (this process's Ray node is gone", timeout=60)
+            unanswered, failure, until = [], "", time.monotonic() + (6 if answer else 30)
+            with daemon.client(timeout=2.0, retries=0) as client:
+                while time.monotonic() < until and said not in failure:  # the rejoin runs meanwhile
+                    try:
+                        failure = client.call("_ready")["start_failure"] or ""
+                    except Exception as exc:  # noqa: BLE001 - what the test reports
+                        unanswered.append(repr(exc))
+                    time.sleep(0.5)
+            assert unanswered == [], daemon.log()[-3000:]
+            assert daemon.terminate(timeout=60) == 0, daemon.log()[-3000:]
+        log = daemon.log()
+        assert said in (log if answer else failure), (failure, log[-3000:])
+        assert "draining" in log and log.rstrip().endswith("stopped"), log[-3000:]
+        assert "not the main thread" not in log and "Started a local Ray instance" not in log, log[-3000:]
+        assert not (tmp_path / ".ray" / "auth_token").exists()
+    finally:
+        if daemon is not None:
+            daemon.kill()
+        _kill_matching(temp)
+        shutil.rmtree(temp, ignore_errors=True)
