@@ -432,6 +432,35 @@ def test_a_broker_ray_may_end_at_a_rejoin_says_why_and_one_it_cannot_names_no_ri
         assert run.returncode == 0 and run.stdout.strip() == said, run
 
 
+@contextlib.contextmanager
+def _ray_head(tmp_path: Path, keys: str) -> Iterator[tuple[Daemon, int, str]]:
+    """A one-CPU Ray head of the test's own (its temp folder, its HOME: a token it writes stays there) and a broker
+    with ``keys`` under ``[resources]``, whose ``auto`` finds that head through RAY_ADDRESS (never another cluster
+    on this host); both killed after."""
+    temp = tempfile.mkdtemp(prefix="hr", dir="/tmp")  # short: Ray's socket paths live under it
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env |= {"HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_cli = [os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head", "--port", str(port)]
+    ray_cli += ["--num-cpus", "1", "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp]
+    daemon = None
+    try:
+        started = subprocess.run([*ray_cli, "--node-ip-address", "127.0.0.1"], capture_output=True, text=True, env=env)
+        assert started.returncode == 0, started.stderr
+        (tmp_path / "d").mkdir()
+        daemon = Daemon(
+            tmp_path / "d",
+            profile=PROFILE.format(keys=keys),
+            env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}", "HEIRLOOM_HOME": str(tmp_path / "home")},
+        )
+        yield daemon, port, temp
+    finally:
+        if daemon is not None:
+            daemon.kill()
+        _kill_matching(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
 _SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty HTTP/2 SETTINGS frame, as a gRPC server greets
 
 
@@ -450,23 +479,8 @@ def test_a_rejoin_leaves_the_broker_answering_draining_on_sigterm_and_ray_not_st
     SIGTERM ended the process with 15 and no drain, and a SIGTERM after a failed rejoin made close() call Ray again,
     starting a local Ray that wrote ~/.ray/auth_token. Here the killed head's port answers HTTP/2 but is no GCS
     (ray.init retries it for minutes), or answers nothing (the rejoin fails)."""
-    temp = tempfile.mkdtemp(prefix="hr", dir="/tmp")  # short: Ray's socket paths live under it
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-    env |= {"HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0"}
-    ray_cli = [os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head", "--port", str(port)]
-    ray_cli += ["--num-cpus", "1", "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp]
     keys = 'address = "auto"\nworkers = 1\nnum_cpus = 8'  # no node has room: the worker stays pending
-    daemon = None
-    try:
-        started = subprocess.run([*ray_cli, "--node-ip-address", "127.0.0.1"], capture_output=True, text=True, env=env)
-        assert started.returncode == 0, started.stderr
-        (tmp_path / "d").mkdir()
-        daemon = Daemon(  # "auto" found through RAY_ADDRESS: never another cluster on this host
-            tmp_path / "d",
-            profile=PROFILE.format(keys=keys),
-            env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}", "HEIRLOOM_HOME": str(tmp_path / "home")},
-        )
+    with _ray_head(tmp_path, keys) as (daemon, port, temp):
         daemon.wait_logged("1 ray worker(s) not placed after", timeout=90)
         _kill_matching(temp)  # the head and its raylet die, as at `ray stop`
         with _listener(answer, port, host=""):  # on every address: Ray dials this host's own IP for 127.0.0.1
@@ -486,8 +500,26 @@ def test_a_rejoin_leaves_the_broker_answering_draining_on_sigterm_and_ray_not_st
         assert "draining" in log and log.rstrip().endswith("stopped"), log[-3000:]
         assert "not the main thread" not in log and "Started a local Ray instance" not in log, log[-3000:]
         assert not (tmp_path / ".ray" / "auth_token").exists()
-    finally:
-        if daemon is not None:
-            daemon.kill()
-        _kill_matching(temp)
-        shutil.rmtree(temp, ignore_errors=True)
+
+
+@needs_ray
+def test_many_pending_actors_do_not_delay_placements_or_start_failure(tmp_path):
+    """Checker h348 F1: the pool asked its actors one by one, waiting a second for each pending one, so with many
+    pending the ready workers' node_id/actor_id/state and `start_failure` came as many seconds late (26 pending: 55 s)
+    though SCALE.md says the pool says why after 10 s. 12 workers of half a CPU on a one-CPU head: 10 stay pending."""
+    with _ray_head(tmp_path, 'address = "auto"\nworkers = 12\nnum_cpus = 0.5') as (daemon, _, _):
+        daemon.wait_logged("keeping 12 ray worker(s)", timeout=90)
+        began, ready = time.monotonic(), {}
+        with daemon.client(timeout=2.0) as client:
+            while time.monotonic() - began < 20 and "10 of 12 ray worker(s)" not in str(ready.get("start_failure")):
+                ready = client.call("_ready")
+                time.sleep(0.5)
+            placed = [w for w in ready["workers"] if w.get("actor_id") and w.get("state") == "ALIVE"]
+            deadline = time.monotonic() + 10
+            while len(placed) < 2 and time.monotonic() < deadline:  # the 2 that run: placed within the refresh
+                ready = client.call("_ready")
+                placed = [w for w in ready["workers"] if w.get("actor_id") and w.get("state") == "ALIVE"]
+                time.sleep(0.5)
+        assert "10 of 12 ray worker(s) not running after" in str(ready["start_failure"]), (ready, daemon.log()[-2000:])
+        assert len(placed) == 2 and all(w["node_id"] for w in placed), ready
+        assert time.monotonic() - began < 30, ready

@@ -380,6 +380,7 @@ class RayWorkerPool(heirloom.WorkerPool):
         self._lock = threading.Lock()
         self._placements: dict[int, dict[str, Any]] = {}
         self._pids: dict[str, int] = {}  # actor id -> its worker's pid, last seen: a new one is a restart
+        self._asked: dict[Any, Any] = {}  # actor -> its info() call not answered yet (the refresh thread's own)
         self._changed = 0.0
         self._low_since: float | None = None
         self._missing_since: float | None = None
@@ -475,15 +476,20 @@ class RayWorkerPool(heirloom.WorkerPool):
             with self._lock:
                 actors = list(self._actors)
             found: dict[int, dict[str, Any]] = {}
-            for actor in actors:
-                if self._closed.is_set():
-                    return  # close() ends these actors and then Ray: no call of this thread may follow
+            if self._closed.is_set():
+                return  # close() ends these actors and then Ray: no call of this thread may follow
+            try:
+                answered = self._ask(actors)
+            except Exception as exc:  # noqa: BLE001 - the refresh goes on whatever Ray raises
+                self._say(f"cannot ask the ray workers where they run: {first_line(exc)}")
+                continue
+            for actor, ref in answered:
                 try:
-                    info = ray.get(actor.info.remote(), timeout=REFRESH_S)
+                    info = ray.get(ref, timeout=0)
                 except ray.exceptions.ActorDiedError as exc:  # its restarts are used up: Ray gives up on it
                     self._replace(actor, exc)
                     continue
-                except Exception:  # noqa: BLE001 - pending, restarting or unreachable: _look_into says why
+                except Exception:  # noqa: BLE001 - restarting or unreachable: _look_into says why
                     continue
                 pid = info.pop("pid")
                 if (before := self._pids.get(info["actor_id"])) not in (None, pid):
@@ -498,6 +504,17 @@ class RayWorkerPool(heirloom.WorkerPool):
                 self._look_into(missing)
             except Exception as exc:  # noqa: BLE001 - the refresh goes on whatever Ray raises
                 self._say(f"cannot tell why {missing} ray worker(s) are not running: {first_line(exc)}")
+
+    def _ask(self, actors: list[Any]) -> list[tuple[Any, Any]]:
+        """Ask every actor where it runs at once, waiting ``REFRESH_S`` in all: the actors that answered (or died),
+        with their answer. One asked one by one waited a second for each pending actor, so that with many pending
+        ``_ready``'s placements and ``start_failure`` lagged by as many seconds (checker h348 F1). A pending actor's
+        question stays asked until it answers: asked anew each second, those questions piled up."""
+        asked = {actor: self._asked.get(actor) or actor.info.remote() for actor in actors}
+        done, _ = ray.wait(list(asked.values()), num_returns=len(asked), timeout=REFRESH_S) if asked else ([], [])
+        answered = set(done)  # asked anew next time: a restart changes its worker's pid
+        self._asked = {actor: ref for actor, ref in asked.items() if ref not in answered}
+        return [(actor, ref) for actor, ref in asked.items() if ref in answered]
 
     @staticmethod
     def _restarted(actor_id: str, before: int, pid: int) -> None:
