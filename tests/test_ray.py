@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from heirloom.wire.client import RemoteError
 from tests.daemons import Daemon
 from tests.helpers import REPO, free_port, run_heirloom, write
 
@@ -73,6 +74,7 @@ def test_profile_check_without_the_extra_names_it(tmp_path):
         ("min_workers = 1", "'min_workers' and 'max_workers' go together"),
         ("min_workers = 2\nmax_workers = 3\nworkers = 1", "need 1 <= min_workers <= workers <= max_workers"),
         ("max_restarts = -2", "'max_restarts' must be >= -1, got -2"),
+        ("workers = 300", "'workers': 300 workers is more than 256, the most a ray pool without resources.max_workers"),
     ],
 )
 def test_profile_check_refuses_bad_ray_keys(tmp_path, keys, message):
@@ -503,10 +505,12 @@ def test_a_rejoin_leaves_the_broker_answering_draining_on_sigterm_and_ray_not_st
 
 
 @needs_ray
-def test_many_pending_actors_do_not_delay_placements_or_start_failure(tmp_path):
+def test_many_pending_actors_do_not_delay_placements_or_start_failure_and_scale_refuses_as_sent(tmp_path):
     """Checker h348 F1: the pool asked its actors one by one, waiting a second for each pending one, so with many
     pending the ready workers' node_id/actor_id/state and `start_failure` came as many seconds late (26 pending: 55 s)
-    though SCALE.md says the pool says why after 10 s. 12 workers of half a CPU on a one-CPU head: 10 stay pending."""
+    though SCALE.md says the pool says why after 10 s. 12 workers of half a CPU on a one-CPU head: 10 stay pending.
+    h348 F2/F3: `_scale` took 3,000 workers (the broker stalled 10 s scaling down) and quoted a body in Python's
+    notation (`True`), a misspelt key unnamed."""
     with _ray_head(tmp_path, 'address = "auto"\nworkers = 12\nnum_cpus = 0.5') as (daemon, _, _):
         daemon.wait_logged("keeping 12 ray worker(s)", timeout=90)
         began, ready = time.monotonic(), {}
@@ -523,3 +527,19 @@ def test_many_pending_actors_do_not_delay_placements_or_start_failure(tmp_path):
         assert "10 of 12 ray worker(s) not running after" in str(ready["start_failure"]), (ready, daemon.log()[-2000:])
         assert len(placed) == 2 and all(w["node_id"] for w in placed), ready
         assert time.monotonic() - began < 30, ready
+        takes = '_scale takes {"workers": N}, N >= 1; got '
+        with daemon.client(timeout=5.0) as client:
+            for body, said, field in [
+                ({"workers": True}, f'{takes}map {{"workers": true}}', "body.workers"),
+                ({"wrokers": 2}, f"{takes}the unknown key \"wrokers\"; did you mean 'workers'?", "body.wrokers"),
+                (
+                    {"workers": 3000},
+                    "_scale: 3000 workers is more than 256, the most a ray pool without",
+                    "body.workers",
+                ),
+            ]:
+                with pytest.raises(RemoteError) as refused:
+                    client.call("_scale", body)
+                assert refused.value.code == "INVALID_ARGUMENT" and refused.value.field == field, refused.value
+                assert refused.value.message.startswith(said), refused.value.message
+            assert client.call("_ready")["expected_workers"] == 12

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import heirloom
 from heirloom.options import loopback
+from heirloom_plugins.ray_cluster import MAX_WORKERS, too_many
 
 
 def _import_ray_naming_this_driver() -> tuple[ModuleType, str | None]:
@@ -419,6 +420,8 @@ class RayWorkerPool(heirloom.WorkerPool):
     def scale(self, count: int) -> int:
         if self.config.max_workers:
             count = max(self.config.min_workers, min(self.config.max_workers, count))
+        elif count > MAX_WORKERS:
+            raise ValueError(too_many(count))
         if self._lost:  # rejoining a restarted cluster: it starts this many
             self._lost = count
             return count
