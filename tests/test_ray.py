@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import zmq
 
+from heirloom.wire.client import RemoteError
+from tests.daemons import Daemon
 from tests.helpers import REPO, free_port, run_heirloom, write
 
 PROFILE = """
@@ -72,6 +74,7 @@ def test_profile_check_without_the_extra_names_it(tmp_path):
         ("min_workers = 1", "'min_workers' and 'max_workers' go together"),
         ("min_workers = 2\nmax_workers = 3\nworkers = 1", "need 1 <= min_workers <= workers <= max_workers"),
         ("max_restarts = -2", "'max_restarts' must be >= -1, got -2"),
+        ("workers = 300", "'workers': 300 workers is more than 256, the most a ray pool without resources.max_workers"),
     ],
 )
 def test_profile_check_refuses_bad_ray_keys(tmp_path, keys, message):
@@ -134,10 +137,18 @@ def test_serve_with_nothing_at_the_address_fails_within_seconds(tmp_path, addres
 
 
 @contextlib.contextmanager
-def _listener(answer: bytes | None) -> Iterator[int]:
-    """Another program on a free port: it accepts, sends ``answer`` once it has read a greeting (None: never
-    a word), and keeps each connection open; its port."""
-    server = socket.create_server(("127.0.0.1", 0))
+def _listener(answer: bytes | None, port: int = 0, host: str = "127.0.0.1") -> Iterator[int]:
+    """Another program on ``port`` (0: a free one) of ``host`` ("": every address): it accepts, sends ``answer``
+    once it has read a greeting (None: never a word), and keeps each connection open; its port."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            server = socket.create_server((host, port))
+            break
+        except OSError:  # a process killed there a moment ago holds it until it is gone
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     held: list[socket.socket] = []
 
     def serve() -> None:
@@ -421,3 +432,114 @@ def test_a_broker_ray_may_end_at_a_rejoin_says_why_and_one_it_cannot_names_no_ri
             [sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
         )
         assert run.returncode == 0 and run.stdout.strip() == said, run
+
+
+@contextlib.contextmanager
+def _ray_head(tmp_path: Path, keys: str) -> Iterator[tuple[Daemon, int, str]]:
+    """A one-CPU Ray head of the test's own (its temp folder, its HOME: a token it writes stays there) and a broker
+    with ``keys`` under ``[resources]``, whose ``auto`` finds that head through RAY_ADDRESS (never another cluster
+    on this host); both killed after."""
+    temp = tempfile.mkdtemp(prefix="hr", dir="/tmp")  # short: Ray's socket paths live under it
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env |= {"HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_cli = [os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head", "--port", str(port)]
+    ray_cli += ["--num-cpus", "1", "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp]
+    daemon = None
+    try:
+        started = subprocess.run([*ray_cli, "--node-ip-address", "127.0.0.1"], capture_output=True, text=True, env=env)
+        assert started.returncode == 0, started.stderr
+        (tmp_path / "d").mkdir()
+        daemon = Daemon(
+            tmp_path / "d",
+            profile=PROFILE.format(keys=keys),
+            env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}", "HEIRLOOM_HOME": str(tmp_path / "home")},
+        )
+        yield daemon, port, temp
+    finally:
+        if daemon is not None:
+            daemon.kill()
+        _kill_matching(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty HTTP/2 SETTINGS frame, as a gRPC server greets
+
+
+@needs_ray
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (_SETTINGS, "heirloom-ray-rejoin still in a Ray call after 10s; leaving Ray to this process's exit"),
+        (None, "resources.address = 'auto': a process answers there, but it is no Ray head"),
+    ],
+    ids=["ray-init-retries", "rejoin-fails"],
+)
+def test_a_rejoin_leaves_the_broker_answering_draining_on_sigterm_and_ray_not_started_again(tmp_path, answer, said):
+    """Checker h348 F4: a pool whose head went away took a process at its address for a restarted head and joined
+    it again (address = "auto") on the broker's loop: ray.init retried it for a minute, `_health` went unanswered, a
+    SIGTERM ended the process with 15 and no drain, and a SIGTERM after a failed rejoin made close() call Ray again,
+    starting a local Ray that wrote ~/.ray/auth_token. Here the killed head's port answers HTTP/2 but is no GCS
+    (ray.init retries it for minutes), or answers nothing (the rejoin fails)."""
+    keys = 'address = "auto"\nworkers = 1\nnum_cpus = 8'  # no node has room: the worker stays pending
+    with _ray_head(tmp_path, keys) as (daemon, port, temp):
+        daemon.wait_logged("1 ray worker(s) not placed after", timeout=90)
+        _kill_matching(temp)  # the head and its raylet die, as at `ray stop`
+        with _listener(answer, port, host=""):  # on every address: Ray dials this host's own IP for 127.0.0.1
+            daemon.wait_logged("restarted (this process's Ray node is gone", timeout=60)
+            unanswered, failure, until = [], "", time.monotonic() + (6 if answer else 30)
+            with daemon.client(timeout=2.0, retries=0) as client:
+                while time.monotonic() < until and said not in failure:  # the rejoin runs meanwhile
+                    try:
+                        failure = client.call("_ready")["start_failure"] or ""
+                    except Exception as exc:  # noqa: BLE001 - what the test reports
+                        unanswered.append(repr(exc))
+                    time.sleep(0.5)
+            assert unanswered == [], daemon.log()[-3000:]
+            assert daemon.terminate(timeout=60) == 0, daemon.log()[-3000:]
+        log = daemon.log()
+        assert said in (log if answer else failure), (failure, log[-3000:])
+        assert "draining" in log and log.rstrip().endswith("stopped"), log[-3000:]
+        assert "not the main thread" not in log and "Started a local Ray instance" not in log, log[-3000:]
+        assert not (tmp_path / ".ray" / "auth_token").exists()
+
+
+@needs_ray
+def test_many_pending_actors_do_not_delay_placements_or_start_failure_and_scale_refuses_as_sent(tmp_path):
+    """Checker h348 F1: the pool asked its actors one by one, waiting a second for each pending one, so with many
+    pending the ready workers' node_id/actor_id/state and `start_failure` came as many seconds late (26 pending: 55 s)
+    though SCALE.md says the pool says why after 10 s. 12 workers of half a CPU on a one-CPU head: 10 stay pending.
+    h348 F2/F3: `_scale` took 3,000 workers (the broker stalled 10 s scaling down) and quoted a body in Python's
+    notation (`True`), a misspelt key unnamed."""
+    with _ray_head(tmp_path, 'address = "auto"\nworkers = 12\nnum_cpus = 0.5') as (daemon, _, _):
+        daemon.wait_logged("keeping 12 ray worker(s)", timeout=90)
+        began, ready = time.monotonic(), {}
+        with daemon.client(timeout=2.0) as client:
+            while time.monotonic() - began < 20 and "10 of 12 ray worker(s)" not in str(ready.get("start_failure")):
+                ready = client.call("_ready")
+                time.sleep(0.5)
+            placed = [w for w in ready["workers"] if w.get("actor_id") and w.get("state") == "ALIVE"]
+            deadline = time.monotonic() + 10
+            while len(placed) < 2 and time.monotonic() < deadline:  # the 2 that run: placed within the refresh
+                ready = client.call("_ready")
+                placed = [w for w in ready["workers"] if w.get("actor_id") and w.get("state") == "ALIVE"]
+                time.sleep(0.5)
+        assert "10 of 12 ray worker(s) not running after" in str(ready["start_failure"]), (ready, daemon.log()[-2000:])
+        assert len(placed) == 2 and all(w["node_id"] for w in placed), ready
+        assert time.monotonic() - began < 30, ready
+        takes = '_scale takes {"workers": N}, N >= 1; got '
+        with daemon.client(timeout=5.0) as client:
+            for body, said, field in [
+                ({"workers": True}, f'{takes}map {{"workers": true}}', "body.workers"),
+                ({"wrokers": 2}, f"{takes}the unknown key \"wrokers\"; did you mean 'workers'?", "body.wrokers"),
+                (
+                    {"workers": 3000},
+                    "_scale: 3000 workers is more than 256, the most a ray pool without",
+                    "body.workers",
+                ),
+            ]:
+                with pytest.raises(RemoteError) as refused:
+                    client.call("_scale", body)
+                assert refused.value.code == "INVALID_ARGUMENT" and refused.value.field == field, refused.value
+                assert refused.value.message.startswith(said), refused.value.message
+            assert client.call("_ready")["expected_workers"] == 12

@@ -22,8 +22,8 @@ class WorkerPool(abc.ABC):
 
     @abc.abstractmethod
     def scale(self, count: int) -> int:
-        """Keep ``count`` workers from now on (clamped to the pool's bounds); returns the
-        count kept. Called from the broker's I/O loop: return at once, place in the background."""
+        """Keep ``count`` workers (clamped to the pool's bounds; ValueError, whose message ``_scale`` quotes, refuses
+        it); returns the count kept. Called from the broker's I/O loop: return at once, place in the background."""
 
     @abc.abstractmethod
     def placements(self) -> dict[int, dict[str, Any]]:

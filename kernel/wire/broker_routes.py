@@ -6,6 +6,7 @@ what it says when a local worker's process ends."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ from heirloom.wire.protocol import (
     RequestError,
     cut,
     packb,
+    quoted,
     unpackb,
 )
 from heirloom.wire.routing import Endpoint
@@ -45,7 +47,7 @@ log = logging.getLogger("heirloom.wire.broker")
 REMIND_SECONDS = 0.5
 #: Seconds the broker reads, once a local worker exited 0 with requests in flight, for the replies and GONE it sent.
 GONE_WAIT = 1.0
-SCALE_DESCRIPTION = "Admin: keep {'workers': N} workers, where the resource manager places them."
+SCALE_DESCRIPTION = 'Admin: keep {"workers": N} workers, where the resource manager places them.'
 
 
 class BrokerRoutes:
@@ -270,10 +272,19 @@ class BrokerRoutes:
                 "header.route",
             )
         body = unpackb(body_frames[0]) if len(body_frames) == 1 else None
+        takes = '_scale takes {"workers": N}, N >= 1'
+        if isinstance(body, dict) and (other := next((key for key in body if key != "workers"), None)) is not None:
+            name = cut(json.dumps(other, ensure_ascii=False) if isinstance(other, str) else quoted(other))
+            hint = did_you_mean(other, ["workers"]) if isinstance(other, str) else ""
+            field = f"body.{other}" if isinstance(other, str) else "body"
+            raise RequestError(INVALID_ARGUMENT, f"{takes}; got the unknown key {name}{hint}", cut(field))
         count = body.get("workers") if isinstance(body, dict) else None
-        if type(count) is not int or count < 1:
-            raise RequestError(INVALID_ARGUMENT, f"_scale takes {{'workers': N}}, N >= 1; got {body!r}", "body.workers")
-        return {"workers": self.pool.scale(count)}
+        if type(count) is not int or count < 1:  # quoted as sent: true, not Python's True
+            raise RequestError(INVALID_ARGUMENT, f"{takes}; got {quoted(body)}", "body.workers")
+        try:
+            return {"workers": self.pool.scale(count)}
+        except ValueError as exc:  # a count the pool refuses: its own words
+            raise RequestError(INVALID_ARGUMENT, f"_scale: {exc}", "body.workers") from None
 
     def _workers(self: Broker) -> list[dict[str, Any]]:
         placed = self.pool.placements() if self.pool is not None else {}

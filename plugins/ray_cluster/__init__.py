@@ -19,6 +19,16 @@ from heirloom_plugins.local_resources import LocalResources
 
 _ADDRESS = re.compile(r"^(auto|local|ray://\S+|[\w.\-]+:\d+)$")
 EXTRA_HINT = "pip install 'heirloom[ray]'"
+#: The most workers a pool without ``max_workers`` keeps (``workers``, ``_scale``): a ``_scale`` of 3,000 stalled the
+#: broker (a thread per removed worker) and its refresh (checker h348 F2). ``max_workers`` bounds a pool instead.
+MAX_WORKERS = 256
+
+
+def too_many(count: int) -> str:
+    return (
+        f"{count} workers is more than {MAX_WORKERS}, the most a ray pool without resources.max_workers keeps "
+        "(docs/SCALE.md)"
+    )
 
 
 def _ray_installed(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -51,6 +61,8 @@ class RayResources(LocalResources):
     placement: str = attrs.field(default="spread", validator=attrs.validators.in_(("spread", "pack")))
 
     def __attrs_post_init__(self) -> None:
+        if not self.max_workers and self.workers > MAX_WORKERS:
+            raise ValueError(f"'workers': {too_many(self.workers)}")
         if bool(self.min_workers) != bool(self.max_workers):
             raise ValueError("'min_workers' and 'max_workers' go together (set both to scale, or neither)")
         if self.max_workers and not (1 <= self.min_workers <= self.workers <= self.max_workers):

@@ -9,6 +9,7 @@ by the broker through its lapsed heartbeats, which answers its in-flight request
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import importlib
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import heirloom
 from heirloom.options import loopback
+from heirloom_plugins.ray_cluster import MAX_WORKERS, too_many
 
 
 def _import_ray_naming_this_driver() -> tuple[ModuleType, str | None]:
@@ -50,6 +52,11 @@ def _import_ray_naming_this_driver() -> tuple[ModuleType, str | None]:
         del os.environ["RAY_RAYLET_PID"]
 
 
+#: Ray's core installs a crash handler for SIGTERM (among others) as it joins, and sets SIGTERM's action back to
+#: the default as it leaves, in C, unseen by Python: a broker that rejoined on a thread of its own (only the main
+#: thread may set a handler again) then died of a SIGTERM without its drain (checker h348 F4). Without that handler
+#: the process's own handlers stay; a crash of Ray's core still ends the process, without Ray's stack trace.
+_KEEP_SIGTERM = os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
 ray, RAYLET_PID = _import_ray_naming_this_driver()
 
 if TYPE_CHECKING:
@@ -129,12 +136,14 @@ def no_grpc(host: str, port: int) -> str | None:
     return None
 
 
-def connect(config: RayResources) -> bool:
-    """Join the configured cluster unless this process has already; True if it joined now."""
+def connect(config: RayResources, *, again: bool = False) -> bool:
+    """Join the configured cluster unless this process has already; True if it joined now. ``again`` (a rejoin):
+    ``auto`` is looked up first and checked as a HOST:PORT address is, so a head that is gone fails within seconds
+    (ray.init dialled the GCS of a head `ray stop` was ending for 60 s)."""
     if ray.is_initialized():
         return False
     where = f"resources.address = {config.address!r}"
-    target = host_port(config.address)
+    target = host_port(config.address) or (_auto_target() if again and config.address == "auto" else None)
     if target is not None and (why := unreachable(*target)):
         raise heirloom.HeirloomError(
             f"{where}: nothing answers there ({why}); start the cluster's head (`ray start --head`, "
@@ -161,6 +170,26 @@ def connect(config: RayResources) -> bool:
             '(`ray start --head`, docs/SCALE.md), or set address = "local" for a cluster of this host alone'
         ) from None
     return True
+
+
+def _auto_target() -> tuple[str, int] | None:
+    """The HOST:PORT ``auto`` stands for now, as ray.init finds it (None: none found; ray.init says so)."""
+    try:
+        found = ray._private.services.canonicalize_bootstrap_address("auto")
+    except Exception:  # noqa: BLE001 - no cluster found (a private API): ray.init's own error says so
+        return None
+    return host_port(found) if found else None
+
+
+class _NoThreadWarning(logging.Filter):
+    """Ray's "SIGTERM handler is not set because current thread is not the main thread.", at each rejoin (run off
+    the broker's main thread so that its loop goes on): heirloom's own handler is the one kept, as wanted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("SIGTERM handler is not set")
+
+
+logging.getLogger("ray._private.worker").addFilter(_NoThreadWarning())
 
 
 @contextlib.contextmanager
@@ -352,12 +381,15 @@ class RayWorkerPool(heirloom.WorkerPool):
         self._lock = threading.Lock()
         self._placements: dict[int, dict[str, Any]] = {}
         self._pids: dict[str, int] = {}  # actor id -> its worker's pid, last seen: a new one is a restart
+        self._asked: dict[Any, Any] = {}  # actor -> its info() call not answered yet (the refresh thread's own)
         self._changed = 0.0
         self._low_since: float | None = None
         self._missing_since: float | None = None
         self._said_at = -math.inf
         self._trouble: str | None = None  # what _look_into found last, for _ready
         self._rejoined_at = -math.inf
+        self._joining: threading.Thread | None = None  # the rejoin's thread
+        self._node_gone_since: float | None = None  # when _look_into first found this process's Ray node gone
         self._lost = 0  # workers to start again once a restarted cluster can be joined
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []  # those that call Ray: close() waits for them
@@ -365,13 +397,14 @@ class RayWorkerPool(heirloom.WorkerPool):
         self.scale(config.workers)
         self._start(self._refresh_loop, name="heirloom-ray-placements")
 
-    def _start(self, target: Callable[..., None], *args: Any, name: str) -> None:
+    def _start(self, target: Callable[..., None], *args: Any, name: str) -> threading.Thread:
         """Run ``target`` on a thread that close() waits for before ``ray.shutdown()``: a Ray call
         after it would start Ray again from that thread (checker 291 F1)."""
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
+        return thread
 
     def _actor_class(self) -> Any:
         return ray.remote(WorkerActor).options(
@@ -387,6 +420,8 @@ class RayWorkerPool(heirloom.WorkerPool):
     def scale(self, count: int) -> int:
         if self.config.max_workers:
             count = max(self.config.min_workers, min(self.config.max_workers, count))
+        elif count > MAX_WORKERS:
+            raise ValueError(too_many(count))
         if self._lost:  # rejoining a restarted cluster: it starts this many
             self._lost = count
             return count
@@ -402,7 +437,7 @@ class RayWorkerPool(heirloom.WorkerPool):
         return count
 
     def observe(self, in_flight: int, ready: int) -> None:
-        if self._lost:  # here, on the broker's thread: only the main thread may keep its signal handlers
+        if self._lost:
             self._rejoin()
         if not self.config.max_workers:
             return
@@ -444,15 +479,20 @@ class RayWorkerPool(heirloom.WorkerPool):
             with self._lock:
                 actors = list(self._actors)
             found: dict[int, dict[str, Any]] = {}
-            for actor in actors:
-                if self._closed.is_set():
-                    return  # close() ends these actors and then Ray: no call of this thread may follow
+            if self._closed.is_set():
+                return  # close() ends these actors and then Ray: no call of this thread may follow
+            try:
+                answered = self._ask(actors)
+            except Exception as exc:  # noqa: BLE001 - the refresh goes on whatever Ray raises
+                self._say(f"cannot ask the ray workers where they run: {first_line(exc)}")
+                continue
+            for actor, ref in answered:
                 try:
-                    info = ray.get(actor.info.remote(), timeout=REFRESH_S)
+                    info = ray.get(ref, timeout=0)
                 except ray.exceptions.ActorDiedError as exc:  # its restarts are used up: Ray gives up on it
                     self._replace(actor, exc)
                     continue
-                except Exception:  # noqa: BLE001 - pending, restarting or unreachable: _look_into says why
+                except Exception:  # noqa: BLE001 - restarting or unreachable: _look_into says why
                     continue
                 pid = info.pop("pid")
                 if (before := self._pids.get(info["actor_id"])) not in (None, pid):
@@ -467,6 +507,17 @@ class RayWorkerPool(heirloom.WorkerPool):
                 self._look_into(missing)
             except Exception as exc:  # noqa: BLE001 - the refresh goes on whatever Ray raises
                 self._say(f"cannot tell why {missing} ray worker(s) are not running: {first_line(exc)}")
+
+    def _ask(self, actors: list[Any]) -> list[tuple[Any, Any]]:
+        """Ask every actor where it runs at once, waiting ``REFRESH_S`` in all: the actors that answered (or died),
+        with their answer. One asked one by one waited a second for each pending actor, so that with many pending
+        ``_ready``'s placements and ``start_failure`` lagged by as many seconds (checker h348 F1). A pending actor's
+        question stays asked until it answers: asked anew each second, those questions piled up."""
+        asked = {actor: self._asked.get(actor) or actor.info.remote() for actor in actors}
+        done, _ = ray.wait(list(asked.values()), num_returns=len(asked), timeout=REFRESH_S) if asked else ([], [])
+        answered = set(done)  # asked anew next time: a restart changes its worker's pid
+        self._asked = {actor: ref for actor, ref in asked.items() if ref not in answered}
+        return [(actor, ref) for actor, ref in asked.items() if ref in answered]
 
     @staticmethod
     def _restarted(actor_id: str, before: int, pid: int) -> None:
@@ -494,9 +545,14 @@ class RayWorkerPool(heirloom.WorkerPool):
         if waited < STUCK_S:
             return
         where = f"the Ray cluster at resources.address = {self.config.address!r}"
-        if why := _head_unreachable():
+        why = _head_unreachable()
+        gone = not why and self._node_lost()
+        self._node_gone_since = (self._node_gone_since or now) if gone else None
+        if why:
             self._say(f"{where} does not answer ({why}) for {waited:.0f}s: {missing} worker(s) wait for it")
-        elif self._node_lost():
+        elif gone and now - self._node_gone_since < REJOIN_EVERY_S:
+            return  # `ray stop` ends this node's raylet seconds before the head's GCS: not taken for a restart yet
+        elif gone:
             with self._lock:
                 self._lost, self._actors = len(self._actors), []
             log.warning(
@@ -525,13 +581,18 @@ class RayWorkerPool(heirloom.WorkerPool):
             log.warning("%s", message)
 
     def _rejoin(self) -> None:
-        """Join a cluster whose head restarted: this process's node and actors are gone and it
-        can place nothing until it joins again; then start the lost workers anew. Blocks the
-        broker's loop for the seconds ray.init takes, at most every ``REJOIN_EVERY_S``: it has no
-        workers to serve meanwhile."""
-        if time.monotonic() - self._rejoined_at < REJOIN_EVERY_S:
+        """Join a cluster whose head restarted, on a thread of its own, at most every ``REJOIN_EVERY_S``: this
+        process's node and actors are gone and it can place nothing until it joins again. The broker's loop goes on
+        meanwhile (answering ``_health``, draining on SIGTERM): ray.init of ``auto`` held it for 60 s, and a SIGTERM
+        then ended the process in Ray's handler, without a drain (checker h348 F4)."""
+        if (self._joining and self._joining.is_alive()) or time.monotonic() - self._rejoined_at < REJOIN_EVERY_S:
             return
         self._rejoined_at = time.monotonic()
+        self._joining = self._start(self._join_again, name="heirloom-ray-rejoin")
+
+    def _join_again(self) -> None:
+        """Leave the old cluster's session and join anew (off the main thread, Ray sets no signal handler: see
+        ``_KEEP_SIGTERM``); then start the lost workers anew."""
         if risk := _shutdown_may_end_process():  # said before Ray's core can end the process without a word
             log.error(
                 "leaving the old cluster's session (ray.shutdown()) may end this process in Ray's core, without "
@@ -539,15 +600,18 @@ class RayWorkerPool(heirloom.WorkerPool):
                 "exits with status 1 then: a supervisor's Restart=on-failure starts it again (docs/SCALE.md, Ray)",
                 risk,
             )
-        with contextlib.suppress(Exception), _signals_kept():  # the old connection is broken already
+        with contextlib.suppress(Exception):  # the old connection is broken already
             ray.shutdown()
         try:
-            connect(self.config)
-        except heirloom.HeirloomError as exc:  # not back yet: try again on the next refresh
+            self._owns_ray = connect(self.config, again=True) or self._owns_ray
+        except heirloom.HeirloomError as exc:  # not back yet: try again on the next check
             self._say(f"{exc}; {self._lost} worker(s) wait for it")
             return
+        if self._closed.is_set():
+            return  # close() leaves Ray once this thread has ended
         self._actor = self._actor_class()
-        count, self._lost, self._said_at, self._missing_since = self._lost, 0, -math.inf, None
+        with self._lock:
+            count, self._lost, self._said_at, self._missing_since = self._lost, 0, -math.inf, None
         self.scale(count)
 
     def _node_lost(self) -> bool:
@@ -580,21 +644,25 @@ class RayWorkerPool(heirloom.WorkerPool):
         self._closed.set()
         with self._lock:
             actors, self._actors, self._retiring = self._actors + self._retiring, [], []
-        stops = [actor.stop.remote(2.0) for actor in actors]
-        with contextlib.suppress(Exception):  # a dead actor has nothing left to stop
-            ray.get(stops, timeout=5.0)
-        for actor in actors:
-            ray.kill(actor, no_restart=True)
+        if actors and ray.is_initialized():  # not after a failed rejoin left Ray: a call would start a local Ray
+            stops = [actor.stop.remote(2.0) for actor in actors]  # (and write ~/.ray/auth_token, h348 F4)
+            with contextlib.suppress(Exception):  # a dead actor has nothing left to stop
+                ray.get(stops, timeout=5.0)
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
         deadline = time.monotonic() + CLOSE_WAIT_S
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        if busy := [t.name for t in self._threads if t.is_alive()]:
+        busy_threads = [t for t in self._threads if t.is_alive()]
+        if busy := [t.name for t in busy_threads]:
             log.warning(
                 "ray thread(s) %s still in a Ray call after %.0fs; leaving Ray to this process's exit",
                 ", ".join(busy),
                 CLOSE_WAIT_S,
             )
-        elif self._owns_ray:
+            if self._joining in busy_threads:  # Ray's exit hook (ray.shutdown) would wait for the join's lock for
+                atexit.unregister(ray._private.worker.shutdown)  # minutes: the process exits, its cluster sees it go
+        elif self._owns_ray and ray.is_initialized():
             ray.shutdown()
 
 
