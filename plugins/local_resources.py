@@ -21,11 +21,11 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom_plugins.memory import PAGE, resident_bytes
 
 log = logging.getLogger("heirloom.resources")
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 #: Seconds between two attempts to give memory back while past the budget (a gc pass holds the I/O thread).
 _RELEASE_INTERVAL = 1.0
 
@@ -51,7 +51,11 @@ def _device_present(instance: Any, attribute: attrs.Attribute, value: str) -> No
 
 def resident_mb() -> float:
     """This process's resident memory in MiB (Linux /proc; 0 where unavailable)."""
-    return resident_bytes() / 2**20
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * _PAGE / 2**20
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _statm_pages(fd: int) -> int:
@@ -237,7 +241,7 @@ class LocalResources(heirloom.Resources):
         return resident
 
     def _resident(self) -> float:
-        return resident_mb() if self._statm is None else _statm_pages(self._statm) * PAGE / 2**20
+        return resident_mb() if self._statm is None else _statm_pages(self._statm) * _PAGE / 2**20
 
     def usage(self) -> dict[str, Any]:
         return {

@@ -10,13 +10,13 @@ before it is read, naming the size, the memory it needs and what there is.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 import heirloom
-from heirloom_plugins.memory import machine_available, resident_bytes
 from heirloom_plugins.recommend.records import ITEM
 
 #: Rows per product of ``add_gram`` (a block with fewer rows than the result is GEMM, never SYRK).
@@ -56,11 +56,11 @@ def available(resources: Any) -> tuple[int, str] | None:
         usage = {}
     budget = usage.get("memory_budget_mb") if isinstance(usage, dict) else None
     if type(budget) is int and budget > 0:
-        held = resident_bytes()
+        held = _resident()
         return max(budget * MIB - held, 0), f"resources.memory_budget_mb = {budget}, of which this process holds " + (
             f"{held / MIB:.0f} MiB"
         )
-    free = machine_available()
+    free = _machine_available()
     return None if free is None else (free, "the machine's available memory")
 
 
@@ -77,6 +77,30 @@ def refuse_if_too_big(items: int, resources: Any, what: str) -> None:
         f"{items:,} x {items:,} float64 matrices), and {room / MIB:,.0f} MiB is available ({source}): at most about "
         f"{largest:,} items fit here; train on a machine with more memory or a smaller catalogue"
     )
+
+
+def _resident() -> int:
+    """This process's resident memory in bytes (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _machine_available() -> int | None:
+    """MemAvailable (Linux), else the physical memory; None where unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def sized(records: Iterable[Any], check: Callable[[int], None]) -> Iterator[Any]:
