@@ -10,6 +10,7 @@ before it is read, naming the size, the memory it needs and what there is.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -47,8 +48,9 @@ def fit_bytes(items: int) -> int:
 
 def available(resources: Any) -> tuple[int, str] | None:
     """Bytes a fit may still take and where that figure comes from: the resource manager's
-    ``memory_budget_mb`` (its ``usage()``) less what this process holds, else the machine's
-    available memory; None where neither is known."""
+    ``memory_budget_mb`` less the ``resident_mb`` it reports for this process (both from its
+    ``usage()``, as ``_stats`` shows them), else the machine's available memory; None where
+    neither is known."""
     usage: Any = {}
     try:
         usage = resources.usage() if resources is not None else {}
@@ -56,7 +58,8 @@ def available(resources: Any) -> tuple[int, str] | None:
         usage = {}
     budget = usage.get("memory_budget_mb") if isinstance(usage, dict) else None
     if type(budget) is int and budget > 0:
-        held = _resident()
+        resident = usage.get("resident_mb")
+        held = int(resident * MIB) if type(resident) in (int, float) and math.isfinite(resident) and resident > 0 else 0
         return max(budget * MIB - held, 0), f"resources.memory_budget_mb = {budget}, of which this process holds " + (
             f"{held / MIB:.0f} MiB"
         )
@@ -77,15 +80,6 @@ def refuse_if_too_big(items: int, resources: Any, what: str) -> None:
         f"{items:,} x {items:,} float64 matrices), and {room / MIB:,.0f} MiB is available ({source}): at most about "
         f"{largest:,} items fit here; train on a machine with more memory or a smaller catalogue"
     )
-
-
-def _resident() -> int:
-    """This process's resident memory in bytes (Linux; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, IndexError, ValueError):
-        return 0
 
 
 def _machine_available() -> int | None:
