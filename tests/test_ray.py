@@ -504,13 +504,18 @@ def test_a_rejoin_leaves_the_broker_answering_draining_on_sigterm_and_ray_not_st
         assert not (tmp_path / ".ray" / "auth_token").exists()
 
 
+def _threads(pid: int) -> int:
+    """The threads a process runs now (Linux)."""
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
 @needs_ray
 def test_many_pending_actors_do_not_delay_placements_or_start_failure_and_scale_refuses_as_sent(tmp_path):
     """Checker h348 F1: the pool asked its actors one by one, waiting a second for each pending one, so with many
     pending the ready workers' node_id/actor_id/state and `start_failure` came as many seconds late (26 pending: 55 s)
     though SCALE.md says the pool says why after 10 s. 12 workers of half a CPU on a one-CPU head: 10 stay pending.
-    h348 F2/F3: `_scale` took 3,000 workers (the broker stalled 10 s scaling down) and quoted a body in Python's
-    notation (`True`), a misspelt key unnamed."""
+    h348 F2/F3: `_scale` took 3,000 workers (the broker stalled 10 s scaling down, a thread per removed worker)
+    and quoted a body in Python's notation (`True`), a misspelt key unnamed."""
     with _ray_head(tmp_path, 'address = "auto"\nworkers = 12\nnum_cpus = 0.5') as (daemon, _, _):
         daemon.wait_logged("keeping 12 ray worker(s)", timeout=90)
         began, ready = time.monotonic(), {}
@@ -543,3 +548,8 @@ def test_many_pending_actors_do_not_delay_placements_or_start_failure_and_scale_
                 assert refused.value.code == "INVALID_ARGUMENT" and refused.value.field == field, refused.value
                 assert refused.value.message.startswith(said), refused.value.message
             assert client.call("_ready")["expected_workers"] == 12
+            threads = _threads(daemon.process.pid)
+            assert client.call("_scale", {"workers": 1}) == {"workers": 1}
+            assert client.call("_health")  # the broker answers while the 11 drain
+            added = _threads(daemon.process.pid) - threads
+        assert added <= 3, f"scaling 12 ray workers down to 1 started {added} threads"  # one retires them all

@@ -430,8 +430,8 @@ class RayWorkerPool(heirloom.WorkerPool):
                 self._actors.append(self._actor.remote(self.argv, os.getcwd(), self._env))
             retired, self._actors = self._actors[count:], self._actors[:count]
             self._retiring += retired
-        for actor in retired:
-            self._start(self._retire, actor, name="heirloom-ray-retire")
+        if retired:
+            self._start(self._retire, retired, name="heirloom-ray-retire")
         self._changed = time.monotonic()
         log.info("keeping %d ray worker(s)", count)
         return count
@@ -455,19 +455,20 @@ class RayWorkerPool(heirloom.WorkerPool):
         else:
             self._low_since = None
 
-    def _retire(self, actor: Any) -> None:
-        """Let the worker drain (the broker stops sending it work), then end its actor for good; once
-        closed, close() ends it instead."""
+    def _retire(self, actors: list[Any]) -> None:
+        """Let the workers drain (the broker stops sending them work), then end their actors for good;
+        once closed, close() ends them instead. One thread per scale-down, not per actor: scaling
+        3,000 down to 1 ran 3,019 threads and stalled the broker 10 s (checker h348 F2)."""
         with self._lock:
-            if actor not in self._retiring:
-                return
-            stopped = actor.stop.remote(RETIRE_GRACE_S)
+            draining = [actor for actor in actors if actor in self._retiring]
+            stopped = [actor.stop.remote(RETIRE_GRACE_S) for actor in draining]
         with contextlib.suppress(Exception):  # already gone (or ended by close()): nothing to drain
-            ray.get(stopped, timeout=RETIRE_GRACE_S + 5)
+            ray.wait(stopped, num_returns=len(stopped), timeout=RETIRE_GRACE_S + 5)
         with self._lock:
-            if actor in self._retiring:
-                self._retiring.remove(actor)
-                ray.kill(actor, no_restart=True)
+            for actor in draining:
+                if actor in self._retiring:
+                    self._retiring.remove(actor)
+                    ray.kill(actor, no_restart=True)
 
     def placements(self) -> dict[int, dict[str, Any]]:
         return self._placements
