@@ -1684,33 +1684,74 @@ def as_schema_1(store: ArtifactStore) -> Path:
     return index
 
 
-def test_an_index_of_schema_1_is_upgraded_once_where_writable_and_read_as_it_is_where_not(store):
+def test_an_index_of_schema_1_is_upgraded_once_by_its_first_change_and_read_as_it_is_before(store):
     """The record of alias moves came without a new schema number: an older heirloom promoted on the
     upgraded store without a word and without recording the move, so the history named a wrong holder
-    (checker h314 F1). A schema-1 index (no alias_moves) is upgraded to 2 once, saying so; read-only, as it is."""
+    (checker h314 F1). A schema-1 index (no alias_moves) is upgraded to 2 once, saying so, by the first command
+    that changes it (here a promote, which records its move); before, it is read as it is (checker v9 F2)."""
     for seed in (1, 2):
         put(store, "team/m", seed)
     store.promote("team/m@2", "production")
     index = as_schema_1(store)
     reader = ArtifactStore(store.root, create=False)  # read-only: read as it is, nothing written
     assert reader.alias_history("team", "m") == [] and [a.version for a in reader.list()] == [1, 2]
-    with contextlib.closing(sqlite3.connect(index)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
-    upgraded = models(store, "list", "--json")
-    assert upgraded.returncode == 0, upgraded.stderr
-    assert [(a["ref"], a["aliases"]) for a in json.loads(upgraded.stdout)] == [
+    listed = models(store, "list", "--json")
+    assert listed.returncode == 0 and "upgraded" not in listed.stderr, listed.stderr
+    assert [(a["ref"], a["aliases"]) for a in json.loads(listed.stdout)] == [
         ("team/m@1", []),
         ("team/m@2", ["production"]),
     ]
+    with contextlib.closing(sqlite3.connect(index)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    upgraded = models(store, "promote", "team/m@1", "production")
+    assert upgraded.returncode == 0, upgraded.stderr
     assert said(upgraded).count(f"upgraded the store index {index} from schema 1 to 2") == 1, upgraded.stderr
     assert "to go back, restore the backup taken before the upgrade" in said(upgraded)
     with contextlib.closing(sqlite3.connect(index)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
-    again = models(store, "list")
+    again = models(store, "promote", "team/m@2", "production")
     assert again.returncode == 0 and "upgraded" not in again.stderr, again.stderr
-    store = ArtifactStore(store.root)
-    store.promote("team/m@1", "production")
-    assert [(m["version"], m["previous"]) for m in store.alias_history("team", "m")] == [(1, 2)]
+    assert [(m["version"], m["previous"]) for m in ArtifactStore(store.root).alias_history("team", "m")] == [
+        (1, 2),
+        (2, 1),
+    ]
+
+
+def test_commands_that_only_read_leave_an_index_of_schema_1_as_it_is_and_back_it_up_as_it_is(store, tmp_path):
+    """OPERATIONS.md's step 1 (``models backup``) run with the new release installed upgraded the store first and
+    wrote a schema-2 "pre-upgrade" backup the older release refuses, while the warning pointed at that backup
+    (checker v9 F2). A command that only reads leaves a writable schema-1 index as it is, and the backup is of
+    schema 1, which a release of schema 1 reads; the first change (a train, promote, gc) upgrades it."""
+    for seed in (1, 2):
+        put(store, "team/m", seed)
+    store.promote("team/m@2", "production")
+    index = as_schema_1(store)
+    backup = tmp_path / "pre-upgrade"
+    readers = [
+        ("backup", str(backup)),
+        ("list",),
+        ("show", "team/m@production"),
+        ("lineage", "team/m@1"),
+        ("history", "team/m"),
+        ("verify",),
+        ("gc", "--keep", "1", "--dry-run"),
+    ]
+    for args in readers:
+        done = models(store, *args)
+        assert done.returncode == 0 and "upgraded" not in done.stderr, (args, done.stderr)
+    for copy in (index, backup / "index.sqlite"):
+        with contextlib.closing(sqlite3.connect(copy)) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == 1, copy
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            assert "alias_moves" not in tables, copy
+    again = models(store, "backup", str(backup))  # the nightly backup into it before the upgrade: incremental
+    assert again.returncode == 0 and "backed up 2 version(s)" in again.stdout, again.stderr
+    changed = models(store, "gc", "--keep", "1")
+    assert changed.returncode == 0 and "upgraded the store index" in said(changed), changed.stderr
+    refused = models(store, "backup", str(backup))  # now the pre-upgrade backup is kept from being mirrored over
+    assert refused.returncode == 2 and "holds a backup of schema 1" in said(refused), refused.stderr
+    with contextlib.closing(sqlite3.connect(backup / "index.sqlite")) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
 
 
 def test_a_read_only_store_of_schema_1_is_backed_up_and_planned_by_gc_as_it_is(store, tmp_path):
@@ -1746,8 +1787,9 @@ def test_a_backup_taken_before_an_upgrade_is_not_mirrored_over_by_the_upgraded_s
     index = as_schema_1(store)  # the store and its backup as a release before schema 2 left them
     as_schema_1(ArtifactStore(backup, create=False))
     before = {path: path.read_bytes() for path in backup.rglob("*") if path.is_file()}
+    store.promote("team/m@2", "production")  # the new release's first change upgrades the store (checker v9 F2)
     refused = models(store, "backup", str(backup))
-    assert refused.returncode == 2 and "upgraded the store index" in said(refused), refused.stderr
+    assert refused.returncode == 2, refused.stderr
     assert (
         f"error: {backup} holds a backup of schema 1, and the store index {index} is of schema 2: it may be the "
         "backup taken before the upgrade, the only copy a heirloom older than 0.2.0 reads; back up into another "

@@ -58,7 +58,7 @@ RECORD_COLUMNS = (
     "framework",
 )
 #: Every move of an alias, when, from which version: which version served when (an audit). Schema 2;
-#: an index of schema 1 gets it when first opened where it is writable, and kept none before.
+#: an index of schema 1 gets it with its first change (train, promote, gc), and kept none before.
 ALIAS_MOVES = """
 CREATE TABLE IF NOT EXISTS alias_moves (
     project TEXT NOT NULL,
@@ -171,28 +171,27 @@ class StoreIndex:
                     raise HeirloomError(f"the store index {path} has no heirloom tables (no store made them)")
                 into_wal(conn, BUSY_TIMEOUT)  # another process may be creating it too
                 conn.executescript(SCHEMA)
-            elif found < SCHEMA_VERSION and not self.read_only:  # read-only, it is read as it is
-                self._upgrade(conn)
         self._opened = True  # from now on a missing index is one moved away, never one to create
 
-    def _upgrade(self, conn: sqlite3.Connection) -> None:
-        """Schema 1 to 2 in one transaction (read again under the lock: another process may have just done it),
-        said once: an older heirloom refuses the index from now on, and going back needs the backup."""
-        self._lock(conn, BUSY_TIMEOUT)
-        found = conn.execute("PRAGMA user_version").fetchone()[0]
-        if found < SCHEMA_VERSION:
-            conn.execute(ALIAS_MOVES)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-        if found < SCHEMA_VERSION:
-            log.warning(
-                "upgraded the store index %s from schema %d to %d (a record of alias moves): an older heirloom "
-                "refuses it now; to go back, restore the backup taken before the upgrade (docs/OPERATIONS.md), so "
-                "keep that backup aside: back up into another folder from now on",
-                self.path,
-                found,
-                SCHEMA_VERSION,
-            )
+    def _upgrade(self, conn: sqlite3.Connection, found: int) -> None:
+        """Schema ``found`` to SCHEMA_VERSION, inside the first transaction that changes the index (its write lock
+        held, the schema read under it), so it commits with that change or not at all. Opening, or a command that
+        only reads (``models list``, ``backup``, ``gc --dry-run``, a daemon), upgraded the store before: the
+        "pre-upgrade" backup the new release took was of schema 2, which the older one refuses (checker v9 F2)."""
+        conn.execute(ALIAS_MOVES)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _upgraded(self, found: int) -> None:
+        """Said once, after the upgrade committed: an older heirloom refuses the index now, so going back
+        needs the backup."""
+        log.warning(
+            "upgraded the store index %s from schema %d to %d (a record of alias moves): an older heirloom "
+            "refuses it now; to go back, restore the backup taken before the upgrade (docs/OPERATIONS.md), so "
+            "keep that backup aside: back up into another folder from now on",
+            self.path,
+            found,
+            SCHEMA_VERSION,
+        )
 
     def connect(self) -> sqlite3.Connection:
         """A connection to the index (read-only and immutable in a folder this process cannot write,
@@ -270,15 +269,20 @@ class StoreIndex:
                 conn.execute(begin)
             try:
                 found = _schema(conn, self.path)  # a newer heirloom may have upgraded it under a running process
-                if begin == "BEGIN IMMEDIATE" and changes and self.read_only and found < SCHEMA_VERSION:  # as it is
+                upgrade = begin == "BEGIN IMMEDIATE" and changes and found < SCHEMA_VERSION
+                if upgrade and self.read_only:  # read there as it is
                     raise HeirloomError(
                         f"the store index {self.path} of schema {found} cannot be changed here{READ_ONLY}"
                     )
+                if upgrade:  # the first change upgrades it, in the same transaction
+                    self._upgrade(conn, found)
                 yield Transaction(conn)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            if upgrade:
+                self._upgraded(found)
 
     def reading(self) -> AbstractContextManager[Transaction]:
         """A consistent snapshot for several queries."""
