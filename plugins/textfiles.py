@@ -44,6 +44,18 @@ _WIDE_BOMS = (
 )
 
 
+#: Encodings that read a byte-order mark as text (U+FEFF), by Python's codec name: the mark's name, and the
+#: encoding to set instead, which reads the mark as the mark.
+_MARKED = {
+    "utf-8": ("UTF-8", '"utf-8-sig" (the default: UTF-8 with or without the mark)'),
+    **{
+        f"utf-{bits}-{end}": (f"UTF-{bits}", f'"utf-{bits}" (it reads the mark and the byte order it gives)')
+        for bits in (16, 32)
+        for end in ("le", "be")
+    },
+}
+
+
 def _wide_encoding(start: bytes) -> str | None:
     """``utf-32`` or ``utf-16`` for a file starting with that byte-order mark, else None."""
     return next((name for bom, name in _WIDE_BOMS if start.startswith(bom)), None)
@@ -609,11 +621,12 @@ class CsvFormat:
         missing = [(setting, column) for setting, column in {**columns, **cased}.items() if column not in header]
         if not missing:
             return
-        if first.startswith("\ufeff") and codecs.lookup(encoding).name == "utf-8":  # "did you mean '\ufefftext'?"
+        if first.startswith("\ufeff") and (mark := _MARKED.get(codecs.lookup(encoding).name)):  # "'\ufefftext'?"
+            name, fixed = mark  # utf-16le read a UTF-16 file's mark as text too (checker v9 F3)
             raise ValueError(
                 f"'{missing[0][0]}' {missing[0][1]!r} is not a column of {Path(path).name}: the file starts with a "
-                f"UTF-8 byte-order mark, which {encoding!r} reads as part of the first column's name: set the "
-                f'source\'s {setting!r} = "utf-8-sig" (the default: UTF-8 with or without the mark)'
+                f"{name} byte-order mark, which {encoding!r} reads as part of the first column's name: set the "
+                f"source's {setting!r} = {fixed}"
             )
         (setting, column), *others = missing  # the first leads (the error's key path), the others follow
         if _json_object(first):  # a jsonl file named where a CSV file belongs: its "columns" were JSON

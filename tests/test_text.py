@@ -600,6 +600,39 @@ def test_a_utf_16_file_without_a_byte_order_mark_is_said_where_the_profile_is_ch
         list(csv_rows(tmp_path / "le.csv", ["text", "label"], encoding="utf-16"))
 
 
+@pytest.mark.parametrize(
+    ("mark", "encoding", "wide", "fixed"),
+    [
+        (b"\xff\xfe", "utf-16le", "utf-16-le", "utf-16"),
+        (b"\xfe\xff", "utf-16be", "utf-16-be", "utf-16"),
+        (b"\xff\xfe\x00\x00", "utf-32le", "utf-32-le", "utf-32"),
+        (b"\x00\x00\xfe\xff", "utf-32be", "utf-32-be", "utf-32"),
+    ],
+)
+def test_a_wide_file_with_its_byte_order_mark_read_without_the_mark_says_to_set_the_encoding_that_reads_it(
+    tmp_path, heirloom_home, mark, encoding, wide, fixed
+):
+    """A UTF-16 file with its byte-order mark, read as ``utf-16le`` (what the advice for a file without the mark
+    says to set), got "did you mean '\\ufefftext'?" and not a word of the mark (checker v9 F3); it is said as a
+    UTF-8 file's mark read as ``utf-8`` is, and the encoding it names reads the file."""
+    rows = ["text,label", *(f"parcel late {n},delivery" for n in range(3)), "Ärger,billing"]
+    (tmp_path / "bom.csv").write_bytes(mark + "".join(f"{row}\n" for row in rows).encode(wide))
+    profile = tmp_path / "p.toml"
+    write(profile, f'[sources.s]\nuse = "csv"\ntrain = "bom.csv"\nencoding = "{encoding}"\n')
+    checked = run_heirloom("profile", "check", str(profile))
+    said = " ".join(checked.stderr.split())
+    assert checked.returncode == 2, checked.stdout
+    assert said.startswith(f"{profile}: sources.s.text_column: "), said
+    assert (
+        "'text_column' 'text' is not a column of bom.csv: the file starts with a "
+        f"{fixed.upper()} byte-order mark, which '{encoding}' reads as part of the first column's name: set the "
+        f"source's 'encoding' = \"{fixed}\"" in said
+    ), said
+    assert "did you mean" not in said and "\\ufeff" not in said
+    source = CsvSource(train=str(tmp_path / "bom.csv"), encoding=fixed, test_fraction=0.5)
+    assert sorted(r["text"] for r in source.records()) == ["parcel late 0", "parcel late 1", "parcel late 2", "Ärger"]
+
+
 def test_a_utf_8_file_read_as_cp1252_is_told_utf_8_not_the_encoding_it_has(tmp_path):
     """UTF-8's closing quote (E2 80 9D) and 'Á' (C3 81) hold bytes cp1252 lacks: a UTF-8 file set to cp1252 stopped
     there and was told to set "cp1252", the encoding it had (h347 F9)."""
