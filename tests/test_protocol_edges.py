@@ -407,6 +407,24 @@ def test_a_drain_sends_a_burst_of_replies_before_its_worker_exits(tmp_path):
             'body.pionts: unknown key "pionts", packed as binary (keys are msgpack strings); did you mean '
             "'points'? (valid keys: points, checked_on)",
         ),
+        (  # latin-1 "été" and b"\xff" read alike as U+FFFD, field too (checker v9 F5)
+            {"points": [], b"\xe9t\xe9": []},
+            "body.\\xe9t\\xe9",
+            'body.\\xe9t\\xe9: unknown key "\\xe9t\\xe9", packed as binary that is not UTF-8 text (keys are msgpack '
+            "strings) (valid keys: points, checked_on)",
+        ),
+        (
+            {"points": [], b"\xff": []},
+            "body.\\xff",
+            'body.\\xff: unknown key "\\xff", packed as binary that is not UTF-8 text (keys are msgpack strings) '
+            "(valid keys: points, checked_on)",
+        ),
+        (  # an ESC went into the field raw
+            {"points": [], b"p\x1b[31m": []},
+            "body.p\\u001b[31m",
+            'body.p\\u001b[31m: unknown key "p\\u001b[31m", packed as binary (keys are msgpack strings) '
+            "(valid keys: points, checked_on)",
+        ),
     ],
 )
 def test_a_body_key_packed_as_bin_is_told_in_the_protocols_words(send, body, field, said):

@@ -49,16 +49,36 @@ def binary_key(body: Any, path: list[str], message: str) -> tuple[list[str], str
     key = next((key for key in keys if type(key) is bytes and str(key) == path[-1]), None)
     if key is None or valid is None:
         return None
-    text, names = key.decode("utf-8", "replace"), valid[1].split(", ")
-    shown = json.dumps(text, ensure_ascii=False)  # a NUL shows as \u0000, as the header's near-miss shows it
-    if text in names:
+    text, utf8 = _key_text(key)
+    names = valid[1].split(", ")
+    shown = f'"{text}"'  # a NUL shows as \x00 in the message and the field alike
+    if utf8 and text in names:
         where = "body" + "".join(step if step.startswith("[") else f".{step}" for step in path[:-1])
         return [
             *path[:-1],
             text,
         ], f"{'the body' if where == 'body' else where} has {shown} as binary: keys are msgpack strings"
-    hint = did_you_mean(text, names)
+    hint = did_you_mean(text, names) if utf8 else ""
+    packed = "packed as binary" if utf8 else "packed as binary that is not UTF-8 text"
     return [
         *path[:-1],
         text,
-    ], f"unknown key {shown}, packed as binary (keys are msgpack strings){hint} ({valid[0][1:-1]})"
+    ], f"unknown key {shown}, {packed} (keys are msgpack strings){hint} ({valid[0][1:-1]})"
+
+
+def _key_text(key: bytes) -> tuple[str, bool]:
+    """A bin key as a message and a field show it, and whether it is UTF-8: its text as JSON escapes it (``\\"``,
+    ``\\u001b``, as the header's near-miss shows a NUL), every other character that does not print escaped too
+    (``\\u200b``), and bytes that are not UTF-8 as ``\\xe9``: they read as U+FFFD, so latin-1 ``été`` and ``\\xff``
+    read alike and the field held the replacement characters (checker v9 F5)."""
+    try:
+        text, utf8 = key.decode("utf-8"), True
+    except UnicodeDecodeError:
+        text, utf8 = key.decode("utf-8", "surrogateescape"), False  # each byte that is not UTF-8: one surrogate
+    return "".join(_escaped(c) for c in text), utf8
+
+
+def _escaped(c: str) -> str:
+    if 0xDC80 <= ord(c) <= 0xDCFF:  # a byte surrogateescape kept
+        return f"\\x{ord(c) - 0xDC00:02x}"
+    return json.dumps(c, ensure_ascii=not c.isprintable())[1:-1]
