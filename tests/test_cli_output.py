@@ -209,3 +209,38 @@ def test_commands_printing_lines_say_their_stdout_cannot_be_written(trained, tmp
         assert json.loads(shown.stdout)["version"] == 1, shown.stderr
     if case == "keys-new":
         assert sorted(path.name for path in (tmp_path / "keys").iterdir()) == ["heirloom.key", "heirloom.key_secret"]
+
+
+@pytest.mark.parametrize("stdout", ["closed", "full", "gone"])
+@pytest.mark.parametrize(
+    "args", [["--version"], ["--help"], ["-h"], ["models", "--help"], ["train", "--help"], ["models", "list", "-h"]]
+)
+def test_version_and_help_follow_the_readmes_exit_codes_where_stdout_cannot_take_them(tmp_path, args, stdout):
+    """``--version`` and ``--help`` skipped the CLI's stdout writer (checker v9 F4): exit 0 saying nothing under
+    ``>&-``, the older ``error: No space left on device`` under ``>/dev/full``, and ``--version`` exit 1 without a
+    word when the reader went away. Now README's exit codes: 1 with the one line naming stdout, or 141 quietly."""
+    if stdout == "full" and not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    command = [*HEIRLOOM, *args]
+    environment = {**os.environ, "HEIRLOOM_HOME": str(tmp_path / "home")}
+    if stdout == "closed":
+        run = {"args": f"exec {' '.join(map(repr, command))} >&-", "shell": True}
+        result = subprocess.run(**run, text=True, stderr=subprocess.PIPE, env=environment, cwd=REPO, timeout=120)
+    else:
+        read, write_end = os.pipe()
+        os.close(read)  # the reader went away before a byte was written
+        target = open("/dev/full", "w") if stdout == "full" else os.fdopen(write_end, "w")  # noqa: SIM115
+        with target:
+            result = subprocess.run(
+                command, text=True, stdout=target, stderr=subprocess.PIPE, env=environment, cwd=REPO, timeout=120
+            )
+        if stdout == "full":
+            os.close(write_end)
+    if stdout == "gone":
+        assert (result.returncode, result.stderr) == (141, ""), result.stderr
+        return
+    said = "stdout is closed" if stdout == "closed" else "No space left on device"
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [f"error: cannot write the output to stdout: {said}"], result.stderr
+    shown = subprocess.run(command, text=True, capture_output=True, env=environment, cwd=REPO, timeout=120)
+    assert shown.returncode == 0 and shown.stdout.startswith(("heirloom, version", "Usage: ")), shown.stderr
