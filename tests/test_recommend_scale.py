@@ -37,13 +37,13 @@ def test_a_catalogue_larger_than_memory_allows_is_refused_naming_sizes():
     with pytest.raises(heirloom.ResourceExhaustedError) as caught:
         sizing.refuse_if_too_big(10**6, None, "hybrid-recommender")
     said = str(caught.value)
-    assert "a catalogue of 1,000,000 items needs about 68,664,551 MiB" in said
+    assert "a catalogue of 1,000,000 items needs about 91,552,782 MiB" in said
     assert "is available (the machine's available memory): at most about" in said
     sizing.refuse_if_too_big(100, None, "hybrid-recommender")  # a small one passes
 
 
 def test_train_refuses_a_catalogue_past_the_memory_budget_before_reading_the_interactions(tmp_path):
-    """6,000 items need ~2.4 GiB to fit; with ``memory_budget_mb = 1000`` train stops at once, saying
+    """6,000 items need ~3.3 GiB to fit; with ``memory_budget_mb = 1000`` train stops at once, saying
     so, rather than reading every rating and failing with a MemoryError or a SIGSEGV (h345 F2)."""
     items = ["item,title,genres"] + [f"i{i},song {i},rock" for i in range(6000)]
     write(tmp_path / "items.csv", "\n".join(items) + "\n")
@@ -59,9 +59,46 @@ def test_train_refuses_a_catalogue_past_the_memory_budget_before_reading_the_int
     trained = run_heirloom("train", str(profile), env=env, timeout=300)
     assert trained.returncode != 0 and "Traceback" not in trained.stderr, trained.stderr
     said = " ".join(trained.stderr.split())
-    assert "a catalogue of 6,000 items needs about 2,472 MiB to fit" in said, trained.stderr
+    assert "a catalogue of 6,000 items needs about 3,344 MiB to fit" in said, trained.stderr
     assert re.search(r"resources.memory_budget_mb = 1000, of which this process holds [1-9]\d* MiB", said)
     assert "fitting hybrid-recommender" not in said  # refused before the fit
     assert time.monotonic() - began < 120
     listed = run_heirloom("models", "list", "big", env=env)
     assert "big/recs@1" not in listed.stdout
+
+
+def test_the_figure_of_items_that_fit_is_what_the_check_lets_through():
+    """ "at most about 2,942 items fit here" came from another formula than the estimate: 2,942 items needed
+    more than the room it was said of (checker v9 F1). The figure is the largest catalogue the estimate fits."""
+    for room in (0, 47 << 20, 595 << 20, 700 << 20, 16_030 << 20, 1 << 40):
+        largest = sizing.largest_fitting(room)
+        assert largest == 0 or sizing.fit_bytes(largest) <= room, room
+        assert sizing.fit_bytes(largest + 1) > room, room
+
+
+def test_a_train_the_memory_check_lets_through_does_not_fail_on_its_budget(tmp_path, data_dir):
+    """The estimate undercounted the peak by 15 to 18%: MovieLens (1,682 items) passed the check with a budget of
+    300 MiB, read and fitted, then failed ``this process holds 313 MiB, past resources.memory_budget_mb = 300``
+    (checker v9 F1). A budget just above what the check asks (its estimate and what the process held) trains."""
+    env = {"HEIRLOOM_DATA": str(data_dir)}
+    refused = run_heirloom(
+        "train",
+        "recommend",
+        "--set",
+        "resources.memory_budget_mb=120",
+        env={**env, "HEIRLOOM_HOME": str(tmp_path / "a")},
+    )
+    said = " ".join(refused.stderr.split())
+    asked = re.search(r"needs about ([\d,]+) MiB to fit .* of which this process holds (\d+) MiB", said)
+    assert refused.returncode != 0 and asked, refused.stderr
+    budget = int(asked[1].replace(",", "")) + int(asked[2]) + 8  # what it held may differ by a few MiB run to run
+    trained = run_heirloom(
+        "train",
+        "recommend",
+        "--set",
+        f"resources.memory_budget_mb={budget}",
+        env={**env, "HEIRLOOM_HOME": str(tmp_path / "b")},
+        timeout=600,
+    )
+    assert trained.returncode == 0, (budget, trained.stderr[-2000:])
+    assert "stored recommend/recs@1" in trained.stdout + trained.stderr

@@ -23,10 +23,15 @@ from heirloom_plugins.recommend.records import ITEM
 #: Rows per product of ``add_gram`` (a block with fewer rows than the result is GEMM, never SYRK).
 ROW_BLOCK = 4096
 #: Dense item x item float64 matrices a train holds at its peak (co-occurrence, text kernel, the
-#: solve's inverse and weights, the text columns, the blend, then evaluation's cold-start refit),
-#: measured over what the process held before: 8.0 x items^2 x 8 bytes with fixed grids (3,000 and
-#: 6,000 items: 806 MB and 2.5 GB resident), 8.5 x with the grid search (3,000 items: 839 MB).
-COPIES = 9
+#: solve's inverse and weights, the text columns, the blend, then evaluation's cold-start refit) and
+#: OVERHEAD_MIB besides (the histories, the text tower, evaluation's scores). The peak resident memory
+#: (``/usr/bin/time -v``) less what the process held at the check: 726 and 2,896 MiB at 3,000 and 6,000
+#: items with fixed grids (10.5 x items^2 x 8 bytes + 3 MiB), 812 MiB at 3,000 with the grid search
+#: (11.8 x), MovieLens' 1,682 items 252 (fixed grids) and 263 MiB (the grid search, 12.2 x). 9 copies,
+#: the figure before, let a train the check passed fail on its budget after the fit (checker v9 F1);
+#: these are rounded up from the largest.
+COPIES = 12
+OVERHEAD_MIB = 48
 MIB = 1 << 20
 
 
@@ -42,8 +47,17 @@ def add_gram(rows: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 def fit_bytes(items: int) -> int:
-    """The memory a fit on a catalogue of ``items`` needs beyond its records."""
-    return COPIES * items * items * 8
+    """The memory a fit on a catalogue of ``items`` needs beyond what the process holds when it asks."""
+    return COPIES * items * items * 8 + OVERHEAD_MIB * MIB
+
+
+def largest_fitting(room: int) -> int:
+    """The most items whose :func:`fit_bytes` is within ``room`` bytes (0 where none fit): the same formula, so
+    "at most about N items fit" is a catalogue the check lets through."""
+    items = math.isqrt(max(room - OVERHEAD_MIB * MIB, 0) // (COPIES * 8))
+    while items and fit_bytes(items) > room:  # isqrt of a floor: never above, but be exact
+        items -= 1
+    return items
 
 
 def available(resources: Any) -> tuple[int, str] | None:
@@ -74,11 +88,11 @@ def refuse_if_too_big(items: int, resources: Any, what: str) -> None:
     if found is None or needed <= found[0]:
         return
     room, source = found
-    largest = int((room / (COPIES * 8)) ** 0.5)
     raise heirloom.ResourceExhaustedError(
         f"{what}: a catalogue of {items:,} items needs about {needed / MIB:,.0f} MiB to fit ({COPIES} dense "
-        f"{items:,} x {items:,} float64 matrices), and {room / MIB:,.0f} MiB is available ({source}): at most about "
-        f"{largest:,} items fit here; train on a machine with more memory or a smaller catalogue"
+        f"{items:,} x {items:,} float64 matrices and {OVERHEAD_MIB} MiB besides), and {room / MIB:,.0f} MiB is "
+        f"available ({source}): at most about {largest_fitting(room):,} items fit here; train on a machine with "
+        "more memory or a smaller catalogue"
     )
 
 
