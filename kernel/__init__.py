@@ -70,14 +70,13 @@ if TYPE_CHECKING:
         printed_form,
         unprintable,
     )
+    from heirloom.store.log_records import future_time, lone_surrogate
     from heirloom.store.logs import (
         AppendLog,
         LogCursor,
         LogFull,
         LogWriteError,
-        future_time,
         log_path,
-        lone_surrogate,
     )
     from heirloom.store.reading import SourceReadError, records_fingerprint
     from heirloom.store.refs import RefError
@@ -153,8 +152,8 @@ _EXPORTS = {
     "LABEL_SCHEMA": "heirloom.store.labels",
     "LifecycleError": "heirloom.core.errors",
     "log_path": "heirloom.store.logs",
-    "lone_surrogate": "heirloom.store.logs",
-    "future_time": "heirloom.store.logs",
+    "lone_surrogate": "heirloom.store.log_records",
+    "future_time": "heirloom.store.log_records",
     "LogCursor": "heirloom.store.logs",
     "LogFull": "heirloom.store.logs",
     "LogWriteError": "heirloom.store.logs",

@@ -136,6 +136,31 @@ def test_a_request_over_the_default_max_message_bytes_fails_saying_so(daemon):
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_max_message_bytes_below_a_routes_max_payload_is_warned_and_a_dropped_frame_named(tmp_path, workers):
+    """h349 F1: ``[server] max_message_bytes`` below a route's ``max_payload`` was taken silently, and a body
+    the route takes closed the client's connection: this request and the others on it heard only "the daemon
+    stopped or restarted". The daemon warns at start naming both; the client names the frame it sent."""
+    daemon = Daemon(tmp_path, "--workers", workers, profile=profile(max_message_bytes=512 << 10))
+    daemon.wait_ready()
+    try:
+        warned = "[server] max_message_bytes = 524,288 is below the max_payload of route(s) echo.echo (1,048,576)"
+        assert warned in daemon.log()
+        with daemon.client(timeout=30, retries=0) as client:
+            others = [client.submit("t.slow", {"ms": 1000}) for _ in range(3)]
+            time.sleep(0.3)
+            with pytest.raises(Unavailable) as dropped:
+                client.call("echo.echo", b"x" * 600_000)
+            said = "closed the connection before answering: a frame of this request is 600,005 bytes, and a daemon"
+            assert said in dropped.value.message and "[server] max_message_bytes" in dropped.value.message
+            for other in others:
+                assert isinstance(lost := other.exception(timeout=30), Unavailable)
+                assert "a request sent on that connection had a frame of 600,005 bytes" in lost.message
+            assert client.call("echo.echo", "still serving") == "still serving"
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_reply_over_max_message_bytes_is_an_error_naming_the_limit_and_frees_its_place(tmp_path, workers):
     """Behind a broker, a worker's reply over the limit disconnected the worker: no answer, and
     the request kept its in-flight place for good; two of them refused every client for good

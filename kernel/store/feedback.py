@@ -20,7 +20,8 @@ import attrs
 
 from heirloom.core.quota import StorageQuota
 from heirloom.store.labels import blank, label_problem
-from heirloom.store.logs import AppendLog, warn_line
+from heirloom.store.log_records import warn_line
+from heirloom.store.logs import AppendLog
 
 #: ``op`` of a tombstone line and of a label acceptance; records have no ``op``.
 REMOVE = "remove"

@@ -18,7 +18,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,14 +29,10 @@ from heirloom.core.errors import HeirloomError, ResourceExhaustedError
 from heirloom.core.paths import home
 from heirloom.core.quota import StorageQuota
 from heirloom.files import NotRegularFile, irregular, open_regular
+from heirloom.store.log_records import TORN_END, line_record
 from heirloom.store.private_logs import UnsafeLog, file_problem, open_private
 
 log = logging.getLogger("heirloom.store.logs")
-
-
-#: What ends a torn last line before the next record: no JSON value ends with ')', so the
-#: line stays unreadable whatever was cut (a record whole but for its newline included).
-TORN_END = b" (torn)\n"
 
 
 class LogWriteError(HeirloomError):
@@ -248,7 +243,7 @@ class AppendLog:
             return
         with handle:
             for number, (_, line) in enumerate(_lines(handle), 1):
-                if (record := _record(path, number, line, check)) is not None:
+                if (record := line_record(path, number, line, check)) is not None:
                     yield number, record
 
 
@@ -273,36 +268,54 @@ class LogCursor:
 
     def read(self) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
         """``([(offset, record), ...], restarted)``: the new records, and whether the log was
-        replaced or shrank since the last read (then they are all of its records)."""
+        replaced or shrank since the last read (then they are all of its records). It holds them
+        all at once: a reader of a log that may be large (a catch-up) takes ``stream``."""
+        restarted, records = self.stream()
+        return list(records), restarted
+
+    def stream(self) -> tuple[bool, Iterator[tuple[int, dict[str, Any]]]]:
+        """``(restarted, records)``: ``read``'s answer with the new records one at a time, so a catch-up
+        over a full log holds one parsed record, not all of them (663,665 lines of 250 MiB held 1.2 GiB,
+        pinned for good by what the reader kept of them). The cursor moves past each record as it is
+        taken; one left untaken is read again next time. Take them before the next ``stream``."""
         handle = _open_regular(self.path)
         if handle is None:  # renamed away (rotation) or removed: a new file is read from its start
             restarted, self._offset, self._lines, self._file = self._file is not None, 0, 0, None
             self._tail = b""
-            return [], restarted
-        found = []
-        with handle:
+            return restarted, iter(())
+        try:
             stat = os.fstat(handle.fileno())
             restarted = self._file not in (None, (stat.st_dev, stat.st_ino)) or stat.st_size < self._offset
             if not restarted and self._tail:
                 handle.seek(self._offset - len(self._tail))
                 restarted = handle.read(len(self._tail)) != self._tail
-            if restarted:
-                self._offset = self._lines = 0
-                self._tail = b""
-            self._file = (stat.st_dev, stat.st_ino)
-            start = self._offset
-            handle.seek(start)
-            for size, line in _lines(handle):
-                if not line.endswith(b"\n"):
-                    break
-                self._lines += 1
-                if (record := _record(self.path, self._lines, line, self.check)) is not None:
-                    found.append((self._offset, record))
-                self._offset += size
-            if self._offset != start:
-                handle.seek(max(0, self._offset - TAIL_BYTES))
-                self._tail = handle.read(self._offset - max(0, self._offset - TAIL_BYTES))
-        return found, restarted
+        except BaseException:
+            handle.close()
+            raise
+        if restarted:
+            self._offset = self._lines = 0
+            self._tail = b""
+        self._file = (stat.st_dev, stat.st_ino)
+        return restarted, self._records(handle)
+
+    def _records(self, handle: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+        """The whole lines from the cursor's offset on, as ``(offset, record)``; the offset and the tail
+        follow each line taken, also when the taker stops early."""
+        start = self._offset
+        with handle:
+            try:
+                handle.seek(start)
+                for size, line in _lines(handle):
+                    if not line.endswith(b"\n"):
+                        break
+                    self._lines += 1
+                    offset, self._offset = self._offset, self._offset + size
+                    if (record := line_record(self.path, self._lines, line, self.check)) is not None:
+                        yield offset, record
+            finally:
+                if self._offset != start:
+                    handle.seek(max(0, self._offset - TAIL_BYTES))
+                    self._tail = handle.read(self._offset - max(0, self._offset - TAIL_BYTES))
 
     def records_at(self, offsets: list[int]) -> list[dict[str, Any]]:
         """The records ``read`` returned at ``offsets`` read back from the file (the caller
@@ -319,127 +332,6 @@ class LogCursor:
                     if isinstance(record := json.loads(line), dict):
                         records.append(record)
         return records
-
-
-def _record(
-    path: Path, number: int, line: bytes, check: Callable[[dict[str, Any]], str | None] | None
-) -> dict[str, Any] | None:
-    """Line ``number`` of a log as its record, or None (reported) when it is unusable."""
-    record = _object(line) if line.endswith(b"\n") else None
-    if not isinstance(record, dict):
-        if line.strip():
-            warn_line(path, number, f" {_unusable(line)}; skipped")
-        return None
-    fault = _surrogate_fault(line, record) or _time_fault(record.get("time"))
-    fault = fault or (check(record) if check is not None else None)
-    if fault is not None:
-        warn_line(path, number, f": {fault}; skipped")
-        return None
-    if (later := future_time(record.get("time"))) is not None:  # the year 2100 was read without a word
-        warn_line(path, number, f": 'time' is {record['time']}, {later}; read as it is")
-    return record
-
-
-def _object(line: bytes) -> Any:
-    """The JSON value ``line`` holds, or None."""
-    try:
-        return json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-
-
-def _unusable(line: bytes) -> str:
-    """What a reader says of a line that is no record: a whole JSON object without its newline (a
-    hand edit saved without a final newline looked torn, or passed unsaid) and one a writer ended with
-    TORN_END for that reason (it never counts: the writer cannot tell it from a record a crash cut just
-    before its newline, never acknowledged) say what to do; else torn or no object."""
-    if not line.endswith(b"\n") and isinstance(_object(line), dict):
-        return (
-            "has no newline at its end: a record being written now, one a crash cut before it was acknowledged, "
-            "or a line added by hand without a final newline (end it with one, or the next record written ends "
-            "it with ' (torn)' and it never counts)"
-        )
-    if line.endswith(TORN_END) and isinstance(_object(line[: -len(TORN_END)]), dict):
-        return (
-            "was ended with ' (torn)' by a writer, as it had no newline (a crash cut it before it was "
-            "acknowledged, or it was added by hand without a final newline); it never counts: a record "
-            "you added by hand, add it again ending with a newline"
-        )
-    return "is torn (a crash cut it short before it was acknowledged) or no JSON object (edited, or too long)"
-
-
-#: Seconds past now a record's time may be without a word (clocks a little apart).
-FUTURE = 86_400
-
-
-def future_time(stamp: float | None) -> str | None:
-    """For a Unix time more than FUTURE after now, its date and what may be wrong (a clock set
-    wrong, a hand edit), for a reader's warning; else None. Readers keep such a record."""
-    if stamp is None or stamp <= time.time() + FUTURE:
-        return None
-    return f"{time.strftime('%Y-%m-%d', time.gmtime(stamp))} (UTC), more than a day after now (a clock set wrong?)"
-
-
-#: The (file, line, what) already warned of in this process: a train reads each source several
-#: times (its fingerprint, its splits, each epoch), and each read said every bad line again.
-_warned: set[tuple[str, int, str]] = set()
-#: How many are remembered: past it, a new one is still said, each time it is read.
-WARNED_LIMIT = 65_536
-
-
-def warn_line(path: Path, number: int, what: str) -> None:
-    """Log ``PATH: line N`` and ``what`` (``": ..."``, ``" is ..."``) once per process for each file,
-    line and reason: every log reader reports its unusable lines through here."""
-    key = (str(path), number, what)
-    if key in _warned:
-        return
-    if len(_warned) < WARNED_LIMIT:
-        _warned.add(key)
-    log.warning("%s: line %d%s", path, number, what)
-
-
-#: What a line holds when one of its strings may be half a UTF-16 pair: the escape ``\\ud800``
-#: to ``\\udfff`` (as Python's ``json.dumps`` writes one), or those code points in raw UTF-8
-#: (``json.loads`` reads them); any other line is not searched.
-_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
-
-
-def _surrogate_fault(line: bytes, record: dict[str, Any]) -> str | None:
-    """Whether a key or string of ``record`` is a lone surrogate, which is no text: UTF-8 cannot
-    write it, so every reader (a listing, an export, a training run's fingerprint) failed on it."""
-    if not _MAYBE_SURROGATE.search(line) or (bad := lone_surrogate(record)) is None:
-        return None
-    return (
-        f"the string {bad[:40]!a} holds a lone surrogate (a \\ud800-\\udfff escape without its pair), which is "
-        "no text: UTF-8 cannot write it"
-    )
-
-
-def lone_surrogate(value: Any) -> str | None:
-    """The first string of ``value`` (dict keys included, lists and dicts walked without
-    recursion) holding a lone surrogate, which ``json.loads`` reads from an escape such as
-    ``"\\ud800"`` but UTF-8 cannot write; None when there is none."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return item
-        elif isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return None
-
-
-def _time_fault(stamp: Any) -> str | None:
-    """What is wrong with a record's ``time`` (``append`` writes the Unix time), or None."""
-    if stamp is None or (type(stamp) in (int, float) and 0 <= stamp < 1e11):  # not past the year 5000
-        return None
-    return f"'time' is {str(stamp)[:40]}, not a Unix time"
 
 
 #: Bytes a cursor keeps of what it read last, to tell the same log from one rewritten in place.

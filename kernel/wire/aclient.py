@@ -41,7 +41,7 @@ from heirloom.wire.client import (
 from heirloom.wire.dealer import DISCONNECTED, HANDSHAKE_SUCCEEDED, connection_events, dealer, linked_at_start, redial
 from heirloom.wire.transport import drain, receiver, sender
 from heirloom.wire.unanswered import (
-    DEFAULT_MAX_MESSAGE,
+    LARGE_FRAME,
     largest_frame,
     no_reply,
     refused_key_message,
@@ -116,7 +116,7 @@ class AsyncClient:
         future: asyncio.Future[Reply] = loop.create_future()
         self._pending[request_id] = future
         largest = largest_frame(frames)
-        if largest > DEFAULT_MAX_MESSAGE:
+        if largest > LARGE_FRAME:  # named if its connection closes
             self._oversized[request_id] = largest
         timer = loop.call_later(budget, self._expire, request_id, route, budget, largest)
         try:
@@ -215,10 +215,12 @@ class AsyncClient:
         while self._socket.get(_EVENTS) & _POLLIN:  # the replies that came before it closed
             drain(self._socket, self._recv, self._resolve, DRAIN_LIMIT)
         unsent = {request_id for request_id, _ in self._unsent}
-        for request_id in [key for key in self._pending if key not in unsent]:
+        lost = [key for key in self._pending if key not in unsent]
+        sent = max((self._oversized.get(request_id, 0) for request_id in lost), default=0)
+        for request_id in lost:
             future = self._pending.pop(request_id)
             if not future.done():
-                future.set_exception(closed_before_reply(self.address, self._oversized.get(request_id, 0)))
+                future.set_exception(closed_before_reply(self.address, self._oversized.get(request_id, 0), sent))
 
     def _fail_pending(self, error: Callable[[], RemoteError]) -> None:
         """Fail every call outstanding, each with an error of its own (one shared error, with ``row N: `` added to

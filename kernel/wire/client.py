@@ -49,10 +49,9 @@ from heirloom.wire.protocol import (
 )
 from heirloom.wire.transport import attach, receiver, sender
 from heirloom.wire.unanswered import (
-    DEFAULT_MAX_MESSAGE,
+    closed_words,
     largest_frame,
     no_reply,
-    over_default,
     refused_key_message,
     silence_hint,
     unreached,
@@ -208,15 +207,13 @@ class _Pending:
     largest: int
 
 
-def closed_before_reply(address: str, largest: int) -> RemoteError:
+def closed_before_reply(address: str, largest: int, sent: int = 0) -> RemoteError:
     """The error of a request outstanding when its connection closed, which no reply can reach now
     (heirloom.wire.dealer): retryable, unless a frame over a daemon's default limit, which makes a
-    daemon close the connection, says a retry would fare no better."""
-    said = f"the daemon at {address} closed the connection before answering"
-    if largest > DEFAULT_MAX_MESSAGE:
-        return ConnectionClosed(f"{said}: {over_default(largest)}")
-    ran = "the request may have run (the daemon stopped or restarted): retry it if it is idempotent"
-    return ConnectionClosed(f"{said}; {ran}", retryable=True)
+    daemon close the connection, says a retry would fare no better; a large frame on the connection
+    (``largest`` its own, ``sent`` any outstanding request's) is named (``unanswered.closed_words``)."""
+    message, retryable = closed_words(address, largest, sent)
+    return ConnectionClosed(message, retryable=retryable)
 
 
 def client_closed() -> ConnectionClosed:
@@ -436,9 +433,10 @@ class Client:
                 self._backlog.clear()
             elif not replies_follow(self._curve, self._routing_id):  # what was sent on it has no reply to come
                 self._receive(pending)  # those that came before it closed
+                sent = max((entry.largest for entry in pending.values()), default=0)
                 for entry in pending.values():
                     if not entry.future.done():
-                        entry.future.set_exception(closed_before_reply(self.address, entry.largest))
+                        entry.future.set_exception(closed_before_reply(self.address, entry.largest, sent))
                 pending.clear()
 
     def _expire(self, pending: dict[int, _Pending]) -> None:

@@ -257,6 +257,7 @@ class Router:
                     endpoint.batcher = Batcher(endpoint.name, route, endpoint.stats, complete, settings.max_queue)
                     endpoint.stats.batched = True
                 added.append(endpoint.name)
+        warn_frame_limit(self.endpoints.values(), settings.max_message_bytes)
         for name in settings.admin_routes:
             if name not in added:
                 raise HeirloomError(f"[server] admin_routes: no api route {name!r}{did_you_mean(name, added)}")
@@ -290,6 +291,21 @@ class Router:
         for endpoint in self.endpoints.values():
             if endpoint.batcher is not None:
                 endpoint.batcher.stop(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def warn_frame_limit(endpoints: Any, max_message_bytes: int) -> None:
+    """Say at start which routes take a body frame ``[server] max_message_bytes`` drops: ZeroMQ closes the
+    client's connection on it, unanswered (the client hears "closed the connection"), where the route would
+    answer; ``_routes`` advertises the route's own ``max_payload`` (h349 F1: ``profile check`` said ok)."""
+    over = [f"{e.name} ({e.route.max_payload:,})" for e in endpoints if e.route.max_payload > max_message_bytes]
+    if over:
+        log.warning(
+            "[server] max_message_bytes = %s is below the max_payload of route(s) %s: a body frame between the two "
+            "closes the client's connection unanswered, not refused naming the limit; raise "
+            "[server] max_message_bytes to at least the largest (docs/PROTOCOL.md, Size limits)",
+            f"{max_message_bytes:,}",
+            ", ".join(over),
+        )
 
 
 def decode_call(

@@ -47,6 +47,33 @@ def over_default(largest: int) -> str:
     )
 
 
+#: A frame size past which a closed connection may be the daemon's ``max_message_bytes``: an operator may set it
+#: far below the 64 MiB default (one below a route's ``max_payload`` is warned at start), so a closed connection
+#: names such a frame (64 KiB: a smaller limit leaves no room for a 64 KiB header frame).
+LARGE_FRAME = 64 << 10
+
+
+def closed_words(address: str, largest: int, sent: int = 0) -> tuple[str, bool]:
+    """``(message, retryable)`` for a request outstanding when its connection closed: ``largest`` is its own
+    largest frame, ``sent`` the largest frame of any request outstanding on that connection. A frame over the
+    default limit makes a daemon close it (a retry would fare no better); one over LARGE_FRAME may have, where
+    the daemon's ``[server] max_message_bytes`` is lower (h349: at 1 MiB, a 1 MB text dropped the connection and
+    all 7 requests on it heard only "the daemon stopped or restarted")."""
+    said = f"the daemon at {address} closed the connection before answering"
+    if largest > DEFAULT_MAX_MESSAGE:
+        return f"{said}: {over_default(largest)}", False
+    ran = "the request may have run (the daemon stopped or restarted): retry it if it is idempotent"
+    if max(largest, sent) <= LARGE_FRAME:
+        return f"{said}; {ran}", True
+    whose = "a frame of this request is" if largest >= sent else "a request sent on that connection had a frame of"
+    return (
+        f"{said}: {whose} {max(largest, sent):,} bytes, and a daemon drops a frame over its [server] "
+        f"max_message_bytes ({DEFAULT_MAX_MESSAGE:,} by default, less where its operator set less) with the "
+        f"connection, unanswered (a resent frame is dropped again: send less per request); or {ran}",
+        True,
+    )
+
+
 def silence_hint(curve: CurveClient | None) -> str:
     """What to check when a daemon never answers: a CurveZMQ daemon drops the handshake of a
     client without an authorised key, which then looks exactly like a daemon that is down."""

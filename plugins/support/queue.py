@@ -1,7 +1,8 @@
 """The handoff queue as the ``handoffs`` and ``resolve`` routes see it: which handoffs the
 log holds and what people decided, kept in step with the log by reading only what was
 appended since the last request (by this process or by another worker sharing the log).
-A request reads a few lines, not the whole file: the log may hold ``handoff_max_mb`` MiB.
+A request reads a few lines, not the whole file: the log may hold ``handoff_max_mb`` MiB, which
+the api's ``start`` reads once, a record at a time.
 """
 
 from __future__ import annotations
@@ -48,20 +49,29 @@ class HandoffQueue:
             raise heirloom.RequestError("UNAVAILABLE", message, retry_after_ms=1000) from None
         self._said = None
 
+    def catch_up(self) -> None:
+        """Read what the log holds now (the whole log the first time: ``start`` calls it, so the first
+        request reads only what was appended since); a log that cannot be read is logged and left to
+        the next request, which says UNAVAILABLE."""
+        with self._lock, contextlib.suppress(heirloom.RequestError):
+            self._catch_up()
+
     def _catch_up(self) -> None:
+        """Take in the records appended since the last catch-up, one at a time: a full log's records held
+        all at once cost a worker 1.2 GiB for good (the ids kept were scattered among them)."""
         with self._readable():
-            found, restarted = self._cursor.read()
-        if restarted:  # the log was replaced (restored from a backup): what it holds now
-            self._offsets.clear()
-            self._decisions.clear()
-            self._accepted.clear()
-        for offset, entry in found:
-            if entry["type"] == "handoff":
-                self._offsets[entry["id"]] = offset
-            elif entry["type"] == "acceptance":
-                self._accepted.add(entry["intent"])
-            elif entry["id"] in self._offsets:  # a resolution: the latest intent and the latest answer win
-                self._decisions[entry["id"]] = decide(self._decisions.get(entry["id"]), entry)
+            restarted, found = self._cursor.stream()
+            if restarted:  # the log was replaced (restored from a backup): what it holds now
+                self._offsets.clear()
+                self._decisions.clear()
+                self._accepted.clear()
+            for offset, entry in found:
+                if entry["type"] == "handoff":
+                    self._offsets[entry["id"]] = offset
+                elif entry["type"] == "acceptance":
+                    self._accepted.add(entry["intent"])
+                elif entry["id"] in self._offsets:  # a resolution: the latest intent and the latest answer win
+                    self._decisions[entry["id"]] = decide(self._decisions.get(entry["id"]), entry)
 
     def holds(self, handoff_id: str) -> bool:
         with self._lock:
