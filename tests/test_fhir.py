@@ -890,7 +890,12 @@ def weight(value: Any, subject: str) -> dict[str, Any]:
 def test_validation_catches_what_the_lean_path_lets_through(tmp_path):
     odd = weight("heavy", "urn:uuid:p1")
     path = write(tmp_path / "one.json", bundle(PATIENT, odd))
-    assert stats_or_error(path)["records"] == 1
+    # the lean path refuses a number given as a string too (h350 F2: it was read as a text value, trained on)
+    lean = (
+        f'{path}: Observation/o1 (entry[1]): cannot read: valueQuantity.value: expected a number, got a string: "heavy"'
+    )
+    with pytest.raises(FhirDataError, match=re.escape(lean)):
+        stats_or_error(path)
     with pytest.raises(
         FhirDataError, match=re.escape(f"{path}: Observation/o1 (entry[1]): invalid: valueQuantity.value")
     ):
@@ -1435,12 +1440,18 @@ def test_stats_list_the_codes_recorded_in_more_than_one_unit(tmp_path):
             measured("o4", "29463-7", 70.0, "kg"),
             measured("o5", "72514-3", 3, None),
             measured("o6", "72514-3", 4, "{score}"),
-            measured("o7", "29463-7", 71.0, {"text": "kg"}),  # a unit that is no text: no unit (stats crashed)
-            measured("o8", "29463-7", 72.0, 5),  # (training crashed)
+            # a unit that is no text (stats, then training, crashed; then it was read as no unit, unsaid: h350 F1)
+            measured("o7", "29463-7", 71.0, {"text": "kg"}),
+            measured("o8", "29463-7", 72.0, 5),
         ),
     )
-    assert FhirSource(path=str(path)).stats()["mixed_units"] == {
-        "loinc:29463-7": {"kg": 1, "": 2},
+    skipped = FhirSource(path=str(path), on_error="skip").stats()
+    assert skipped["errors"]["messages"] == [
+        f"{path}: Observation/o7 (entry[7]): cannot read: valueQuantity.unit: expected a string, got an object: "
+        + '{"text": "kg"}',
+        f"{path}: Observation/o8 (entry[8]): cannot read: valueQuantity.unit: expected a string, got a number: 5",
+    ]
+    assert skipped["mixed_units"] == {
         "loinc:72514-3": {"": 1, "{score}": 1},
         "loinc:8310-5": {"Cel": 2, "[degF]": 1},
     }
@@ -1462,3 +1473,58 @@ def test_a_reference_by_an_identifier_two_resources_share_names_neither(tmp_path
     (record,) = source.records()
     assert {e.id: e.encounter for e in record.timeline if e.kind == "condition"} == {"c1": None, "c2": "e3"}
     assert source.tally.to_json()["unlinked_conditions"] == 1
+
+
+def _coded(**code: Any) -> dict[str, Any]:
+    return {"coding": [{"system": "http://snomed.info/sct", "code": "44054006", "display": "Diabetes", **code}]}
+
+
+def _measured(**fields: Any) -> dict[str, Any]:
+    found = {"resourceType": "Observation", "id": "o1", "status": "final", "subject": {"reference": "urn:uuid:p1"}}
+    return found | {"code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]}} | fields
+
+
+def _drug(concept: Any) -> dict[str, Any]:
+    request = {"resourceType": "MedicationRequest", "id": "m1", "status": "active", "intent": "order"}
+    return request | {"subject": {"reference": "urn:uuid:p1"}, "medicationCodeableConcept": concept}
+
+
+@pytest.mark.parametrize(
+    ("resource", "field"),
+    [
+        # h350 F2: a display or text of another type passed data stats, then made train crash (unhashable label
+        # names) and the daemon refuse to start, naming nothing
+        (
+            condition(code=_coded(display={"a": 1})),
+            'code.coding[0].display: expected a string, got an object: {"a": 1}',
+        ),
+        (condition(code={"text": 5}), "code.text: expected a string, got a number: 5"),
+        (_drug({"text": ["amoxicillin"]}), 'medicationCodeableConcept.text: expected a string, got an array: ["amo'),
+        (_measured(valueQuantity={"value": "NaN", "unit": "Cel"}), "valueQuantity.value: expected a number, got a str"),
+        # h350 F1: read as "nothing" (the code lost), or turned into another value, unsaid
+        (condition(code={"coding": _coded()["coding"][0]}), "code.coding: expected a list of Coding objects, got an"),
+        (condition(code={"coding": ["snomed"]}), 'code.coding[0]: expected a Coding object, got a string: "snomed"'),
+        (condition(code=_coded(system=5)), "code.coding[0].system: expected a string, got a number: 5"),
+        (visit("e1", "2001", period="2020"), 'period: expected a Period object ({"start": ..., "end": ...}), got a st'),
+        (_measured(valueQuantity={"value": 37.0, "unit": 5}), "valueQuantity.unit: expected a string, got a number: 5"),
+        (_measured(valueQuantity={"value": True}), "valueQuantity.value: expected a number, got a boolean: true"),
+        # h350 F8: refused with an AttributeError or KeyError repr instead of the field
+        (_measured(component="x"), 'component: expected a list of objects, got a string: "x"'),
+        (_measured(valueQuantity=5), 'valueQuantity: expected a Quantity object ({"value": ..., "unit": ...}), got'),
+        (visit("e1", "2001", type={"coding": []}), "type: expected a list of CodeableConcept objects, got an object"),
+        (_measured(component=[{"code": {"coding": []}, "valueQuantity": {"value": "1"}}]), "component[0].valueQuan"),
+        (condition(clinicalStatus={"coding": {"code": "active"}}), "clinicalStatus.coding: expected a list of Codi"),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_refused_or_skipped_naming_file_resource_and_field(tmp_path, resource, field):
+    """Each wrong type the records would copy is a resource error naming the file, the resource and the field's
+    path: ``on_error = "fail"`` stops there, ``"skip"`` skips that resource and keeps the patient."""
+    path = write(tmp_path / "one.json", bundle(PATIENT, resource))
+    label = f"{resource['resourceType']}/{resource['id']} (entry[1])"
+    with pytest.raises(FhirDataError, match=re.escape(f"{path}: {label}: cannot read: {field}")):
+        stats_or_error(path)
+    skipped = stats_or_error(path, on_error="skip")
+    assert (skipped["records"], skipped["errors"]["skipped_resources"]) == (1, 1)
+    assert skipped["errors"]["messages"][0].startswith(f"{path}: {label}: cannot read: {field}")
+    (record,) = FhirSource(path=str(path), on_error="skip").records()
+    assert record.timeline == ()

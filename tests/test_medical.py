@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -2565,3 +2566,52 @@ def test_an_allergy_to_a_drug_the_filter_cannot_read_stays_listed_though_the_ans
         assert [item["code"] for item in answer["blocked"]] == [f"rxnorm:{brand[0]}"]  # unreadable: withheld
         assert f"rxnorm:{generic[0]}" in {item["code"] for item in answer["codes"]}  # offered: the allergy is listed
         assert answer["unread_allergies"] == ["Cleocin"]
+
+
+def _tampered(state: heirloom.State, tensors: dict[str, Any] | None = None, **metadata: Any) -> heirloom.State:
+    return heirloom.State(state.tensors | (tensors or {}), state.metadata | metadata)
+
+
+def _nan_at_first(tensor: Any) -> Any:
+    changed = tensor.clone()
+    changed.view(-1)[0] = float("nan")
+    return changed
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        # h350 F3: eval died with "expected scalar type Float but found Double", the daemon blamed the model type
+        (lambda s: _tampered(s, {"weight": s.tensors["weight"].double()}), "'weight' is torch.float64, expected"),
+        # h350 F5: NaN weights answered every patient "codes": [] (one NaN: a label dropped from every answer)
+        (lambda s: _tampered(s, {"bias": s.tensors["bias"] * float("nan")}), "tensor(s) 'bias' hold NaN or infinite"),
+        (lambda s: _tampered(s, {"weight": _nan_at_first(s.tensors["weight"])}), "'weight' hold NaN or infinite"),
+        (lambda s: _tampered(s, {"bias": s.tensors["bias"] + float("inf")}), "'bias' hold NaN or infinite"),
+        # h350 F6: a label twice (INTERNAL for 1 patient in 100), names that are no strings (the daemon refused,
+        # blaming "another model")
+        (
+            lambda s: _tampered(s, labels=[s.metadata["labels"][0], *s.metadata["labels"][:-1]]),
+            "metadata 'labels' repeats",
+        ),
+        (lambda s: _tampered(s, labels=[5, *s.metadata["labels"][1:]]), "metadata 'labels' is not a list of non-empty"),
+        (lambda s: _tampered(s, names={k: {"x": 1} for k in s.metadata["names"]}), "'names' gives 'snomed:"),
+        (lambda s: _tampered(s, names=[1, 2]), "metadata 'names' is not a map of label to name"),
+        # h350 F4: "could not convert string to float: 'x'", no key named
+        (lambda s: _tampered(s, threshold="x"), "metadata 'threshold' is 'x', not a finite number"),
+        (lambda s: _tampered(s, l2="x"), "metadata 'l2' is 'x', not a finite number"),
+        (lambda s: _tampered(s, l2=0), "metadata 'l2' is 0.0, expected above 0"),
+    ],
+)
+def test_a_tampered_state_is_refused_at_load_and_as_a_parent_naming_the_tensor_or_key(diagnosis, change, said):
+    """What ``state()`` never writes (a dtype, NaN, a label twice, names or a threshold of another type) loaded
+    and failed later, or spread into a warm-started child's version; each is refused at load, naming the
+    tensor or metadata key (the kernel names the artifact), and as a warm start's parent with the way out."""
+    state = change(diagnosis.state())
+    with pytest.raises(heirloom.HeirloomError, match=re.escape(said)) as caught:
+        DiagnosisModel(data="patients").load(state)
+    assert str(caught.value).startswith("the state")
+    with pytest.raises(heirloom.HeirloomError, match=re.escape(said)) as caught:
+        DiagnosisModel(data="patients", **QUICK).fit([], parent=state)  # refused before any data is read
+    assert str(caught.value).startswith("the parent") and 'set the model\'s inherit = "" to fit without it' in str(
+        caught.value
+    )

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from heirloom_plugins.code_systems import code_mistake, display_mistake, short_system
+from heirloom_plugins.fhir.fields import first, number, obj, objects, text
 from heirloom_plugins.fhir.parse import found
 from heirloom_plugins.fhir.references import reference_of
 from heirloom_plugins.timelines import codes_by_kind, summary
@@ -150,21 +151,28 @@ def instant(value: Any, field: str = "date") -> str | None:
 Preferred = Mapping[str, str]
 
 
-def coding(concept: Any, kind: str, prefer: Preferred = PREFERRED) -> tuple[str | None, str | None]:
-    """``(code, display)`` of a CodeableConcept, preferring the kind's system in ``prefer`` (its
-    short name, or for another system its URL as written)."""
-    if not isinstance(concept, dict):
+def coding(value: Any, kind: str, prefer: Preferred = PREFERRED, field: str = "code") -> tuple[str | None, str | None]:
+    """``(code, display)`` of the CodeableConcept ``value`` (absent: none), preferring the kind's system in
+    ``prefer`` (its short name, or for another system its URL as written); ValueError naming the path
+    (``code.coding[0].display``) when it, its ``coding`` list, a Coding or a system, code, display or text
+    is not of its FHIR type."""
+    concept = obj(value, field, f"a CodeableConcept object ({SHAPES['CodeableConcept']})")
+    if concept is None:
         return None, None
-    codings = [c for c in concept.get("coding") or () if isinstance(c, dict) and c.get("code")]
+    label = text(concept.get("text"), f"{field}.text")
+    codings = []
+    for path, one in objects(concept.get("coding"), f"{field}.coding", "Coding"):
+        system, code, display = (text(one.get(part), f"{path}.{part}") for part in ("system", "code", "display"))
+        if code:
+            codings.append((system, code, display))
     wanted = prefer.get(kind)
-    preferred = [c for c in codings if wanted and wanted in (short_system(str(c.get("system", ""))), c.get("system"))]
+    preferred = [c for c in codings if wanted and wanted in (short_system(c[0] or ""), c[0])]
     chosen = (preferred or codings or [None])[0]
     if chosen is None:
-        return None, concept.get("text")
-    system = chosen.get("system")
-    short = short_system(str(system or ""))
-    code = f"{short}:{chosen['code']}" if short else f"{system}|{chosen['code']}" if system else chosen["code"]
-    return code, chosen.get("display") or concept.get("text")
+        return None, label
+    system, code, display = chosen
+    short = short_system(system or "")
+    return f"{short}:{code}" if short else f"{system}|{code}" if system else code, display or label
 
 
 #: What a CodeableConcept and a Coding look like, for the errors of ``concept``.
@@ -185,92 +193,147 @@ def _first(resource: dict[str, Any], *names: str) -> str | None:
     for name in names:
         field, _, part = name.partition(".")
         value = resource.get(field)
-        if part:
-            value = value.get(part) if isinstance(value, dict) else None
+        if part:  # a Period given as a string ("2020") read as absent: the visit undated, unsaid
+            period = obj(value, field, 'a Period object ({"start": ..., "end": ...})')
+            value = period.get(part) if period is not None else None
         if value is not None:
             return instant(value, name)
     return None
 
 
-def _status(concept: Any) -> str | None:
-    """The code of a status CodeableConcept (``active``, ``resolved``)."""
-    if not isinstance(concept, dict):
+def _status(value: Any, field: str) -> str | None:
+    """The code of a status CodeableConcept (``active``, ``resolved``); ValueError naming the path on a
+    wrong type."""
+    concept = obj(value, field, f"a CodeableConcept object ({SHAPES['CodeableConcept']})")
+    if concept is None:
         return None
-    codings = concept.get("coding") or [{}]
-    return codings[0].get("code") or concept.get("text")
+    path, chosen = first(concept.get("coding"), f"{field}.coding", "Coding")
+    code = text(chosen.get("code"), f"{path}.code") if chosen is not None else None
+    return code or text(concept.get("text"), f"{field}.text")
 
 
 def withdrawn(resource: dict[str, Any]) -> bool:
     """Recorded in error (any resource's ``status``), or a Condition or allergy refuted or
     recorded in error (its ``verificationStatus``): FHIR says to read the record as if it
-    were not there, so it is no label, no problem and no allergy."""
+    were not there, so it is no label, no problem and no allergy. Never raises: a malformed
+    ``verificationStatus`` is refused where the event is read (``event``)."""
     if resource.get("status") == "entered-in-error":
         return True
-    return _status(resource.get("verificationStatus")) in ("entered-in-error", "refuted")
+    try:
+        return _status(resource.get("verificationStatus"), "verificationStatus") in ("entered-in-error", "refuted")
+    except ValueError:
+        return False
 
 
-def _value(holder: dict[str, Any]) -> tuple[Any, str | None]:
-    """An observation's (or component's) ``value[x]`` and unit."""
+#: What a Quantity looks like, for the errors of ``_value`` and ``_range``.
+QUANTITY = 'a Quantity object ({"value": ..., "unit": ...})'
+#: The JSON type each ``value[x]`` read as it is must have: a number given as a string (``"NaN"``) was
+#: read as a text value, a boolean as a number.
+TYPED_VALUES = {
+    "valueString": (str, "a string"),
+    "valueBoolean": (bool, "true or false"),
+    "valueInteger": (int, "an integer"),
+    "valueDateTime": (str, "a string"),
+    "valueTime": (str, "a string"),
+}
+
+
+def _value(holder: dict[str, Any], at: str = "") -> tuple[Any, str | None]:
+    """An observation's (or component's, ``at`` its path: ``component[1].``) ``value[x]`` and unit;
+    ValueError naming the path when one is not of its FHIR type."""
     if "valueQuantity" in holder:
-        quantity = holder["valueQuantity"]
-        unit = quantity.get("unit") or quantity.get("code")
-        return quantity.get("value"), unit if isinstance(unit, str) else None  # a unit that is no text says nothing
+        quantity = obj(holder["valueQuantity"], f"{at}valueQuantity", QUANTITY) or {}
+        unit = text(quantity.get("unit"), f"{at}valueQuantity.unit") or text(
+            quantity.get("code"), f"{at}valueQuantity.code"
+        )
+        return number(quantity.get("value"), f"{at}valueQuantity.value"), unit
     if "valueCodeableConcept" in holder:
-        return coding(holder["valueCodeableConcept"], "")[1], None
-    for key in ("valueString", "valueBoolean", "valueInteger", "valueDateTime", "valueTime"):
+        return coding(holder["valueCodeableConcept"], "", PREFERRED, f"{at}valueCodeableConcept")[1], None
+    for key, (kind, shape) in TYPED_VALUES.items():
         if key in holder:
-            return holder[key], None
+            value = holder[key]
+            wrong = value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool)))
+            if wrong:
+                raise ValueError(f"{at}{key}: expected {shape}, got {found(value)}")
+            return value, None
     return None, None
 
 
-def _range(holder: dict[str, Any]) -> tuple[float | None, float | None]:
+def _range(holder: dict[str, Any], at: str = "") -> tuple[float | None, float | None]:
     """The first ``referenceRange``'s low and high values (None where absent)."""
-    ranges = holder.get("referenceRange") or [{}]
-    first = ranges[0] if isinstance(ranges[0], dict) else {}
-    low, high = (first.get(end) for end in ("low", "high"))
-    return (low.get("value") if isinstance(low, dict) else None, high.get("value") if isinstance(high, dict) else None)
+    path, ranges = first(holder.get("referenceRange"), f"{at}referenceRange")
+    if ranges is None:
+        return None, None
+    low, high = (obj(ranges.get(end), f"{path}.{end}", QUANTITY) for end in ("low", "high"))
+    return tuple(
+        number(end.get("value"), f"{path}.{name}.value") if end is not None else None
+        for name, end in (("low", low), ("high", high))
+    )  # type: ignore[return-value]
 
 
 def _encounter(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
-    code, display = coding((r.get("type") or [None])[0], "encounter", prefer)
+    path, kind_of_visit = first(r.get("type"), "type", "CodeableConcept")
+    code, display = coding(kind_of_visit, "encounter", prefer, path)
     start, end = _first(r, "period.start"), _first(r, "period.end")
     if isinstance(r.get("class"), list):  # read as no class, it would make every visit of such an export classless
         raise ValueError("class is a list (FHIR R5's shape); this reader takes R4's one Coding")
     kind = concept(r, "class", "Coding")
-    value = kind.get("code") if kind is not None else None
-    return Event("encounter", r.get("id"), start, end, code, display, r.get("status"), value, encounter=enc)
+    value = text(kind.get("code"), "class.code") if kind is not None else None
+    return Event("encounter", r.get("id"), start, end, code, display, _text(r, "status"), value, encounter=enc)
+
+
+def _text(resource: dict[str, Any], field: str) -> str | None:
+    return text(resource.get(field), field)
 
 
 def _condition(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
-    code, display = coding(concept(r, "code"), "condition", prefer)
+    code, display = coding(r.get("code"), "condition", prefer)
     onset = _first(r, "onsetDateTime", "onsetPeriod.start", "recordedDate")
     end = _first(r, "abatementDateTime", "abatementPeriod.end")
     # no clinical status but an abatement of any form (a string, an age): FHIR's con-4 makes it resolved
-    status = _status(r.get("clinicalStatus")) or ("resolved" if any(k.startswith("abatement") for k in r) else None)
+    status = _status(r.get("clinicalStatus"), "clinicalStatus") or (
+        "resolved" if any(k.startswith("abatement") for k in r) else None
+    )
     return Event("condition", r.get("id"), onset, end, code, display, status, encounter=enc)
 
 
 def _observation(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
-    code, display = coding(concept(r, "code"), "observation", prefer)
+    code, display = coding(r.get("code"), "observation", prefer)
     value, unit = _value(r)
-    components = [c for c in r.get("component") or () if c]
+    components = [(path, c) for path, c in objects(r.get("component"), "component") if c]
     parts = tuple(
-        Measurement(*coding(c.get("code"), "observation", prefer), *_value(c), *_range(c)) for c in components
+        Measurement(
+            *coding(c.get("code"), "observation", prefer, f"{at}.code"), *_value(c, f"{at}."), *_range(c, f"{at}.")
+        )
+        for at, c in components
     )
     date = _first(r, "effectiveDateTime", "effectivePeriod.start", "effectiveInstant", "issued")
     low, high = _range(r)
     return Event(
-        "observation", r.get("id"), date, None, code, display, r.get("status"), value, unit, parts, enc, None, low, high
+        "observation",
+        r.get("id"),
+        date,
+        None,
+        code,
+        display,
+        _text(r, "status"),
+        value,
+        unit,
+        parts,
+        enc,
+        None,
+        low,
+        high,
     )
 
 
 def _medication(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
     if "medicationCodeableConcept" in r:
-        code, display = coding(concept(r, "medicationCodeableConcept"), "medication", prefer)
+        code, display = coding(r["medicationCodeableConcept"], "medication", prefer, "medicationCodeableConcept")
     else:
-        code, display = None, r["medicationReference"].get("display")
+        code, display = None, text(r["medicationReference"].get("display"), "medicationReference.display")
     date = _first(r, "authoredOn", "effectiveDateTime", "effectivePeriod.start", "dateAsserted")
-    return Event("medication", r.get("id"), date, None, code, display, r.get("status"), encounter=enc)
+    return Event("medication", r.get("id"), date, None, code, display, _text(r, "status"), encounter=enc)
 
 
 def with_medication(resource: dict[str, Any], medications: Callable[[str], Any]) -> dict[str, Any]:
@@ -294,24 +357,32 @@ def _is_medication(resource: dict[str, Any]) -> bool:
 
 
 def _procedure(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
-    code, display = coding(concept(r, "code"), "procedure", prefer)
+    code, display = coding(r.get("code"), "procedure", prefer)
     date = _first(r, "performedDateTime", "performedPeriod.start")
     return Event(
-        "procedure", r.get("id"), date, _first(r, "performedPeriod.end"), code, display, r.get("status"), encounter=enc
+        "procedure",
+        r.get("id"),
+        date,
+        _first(r, "performedPeriod.end"),
+        code,
+        display,
+        _text(r, "status"),
+        encounter=enc,
     )
 
 
 def _immunization(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
-    code, display = coding(concept(r, "vaccineCode"), "immunization", prefer)
+    code, display = coding(r.get("vaccineCode"), "immunization", prefer, "vaccineCode")
     date = _first(r, "occurrenceDateTime", "recorded")
-    return Event("immunization", r.get("id"), date, None, code, display, r.get("status"), encounter=enc)
+    return Event("immunization", r.get("id"), date, None, code, display, _text(r, "status"), encounter=enc)
 
 
 def _allergy(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
-    code, _ = coding(concept(r, "code"), "allergy", prefer)
+    code, _ = coding(r.get("code"), "allergy", prefer)
     date = _first(r, "onsetDateTime", "recordedDate")
     display = "; ".join(_allergy_names(r)) or None
-    return Event("allergy", r.get("id"), date, None, code, display, _status(r.get("clinicalStatus")), encounter=enc)
+    status = _status(r.get("clinicalStatus"), "clinicalStatus")
+    return Event("allergy", r.get("id"), date, None, code, display, status, encounter=enc)
 
 
 def _allergy_names(r: dict[str, Any]) -> list[str]:
@@ -319,31 +390,28 @@ def _allergy_names(r: dict[str, Any]) -> list[str]:
     text, then its reactions' substances. A generic code ("Drug allergy") with the substance
     in ``code.text`` or a second coding (RxNorm penicillin G) lost the substance, and
     amoxicillin was recommended."""
-    reactions = r.get("reaction")
-    concepts = [r.get("code"), *(one.get("substance") for one in _listed(reactions) if isinstance(one, dict))]
+    reactions = objects(r.get("reaction"), "reaction")
+    concepts = [("code", r.get("code")), *((f"{at}.substance", one.get("substance")) for at, one in reactions)]
     names: dict[str, str] = {}
-    for concept in concepts:
-        if not isinstance(concept, dict):
+    for field, value in concepts:
+        coded = obj(value, field, f"a CodeableConcept object ({SHAPES['CodeableConcept']})")
+        if coded is None:
             continue
-        codings = [c.get("display") for c in _listed(concept.get("coding")) if isinstance(c, dict)]
-        for name in (*codings, concept.get("text")):
-            if isinstance(name, str) and name.strip():
+        codings = objects(coded.get("coding"), f"{field}.coding", "Coding")
+        said = [text(c.get("display"), f"{at}.display") for at, c in codings]
+        for name in (*said, text(coded.get("text"), f"{field}.text")):
+            if name and name.strip():
                 names.setdefault(name.strip().casefold(), name.strip())
     return list(names.values())
 
 
-def _listed(value: Any) -> list[Any]:
-    """A FHIR array as a list; anything else (a damaged file's map or number) as empty."""
-    return value if isinstance(value, list) else []
-
-
 def _note(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
-    code, display = coding(r.get("type"), "note", prefer)
-    contents = [(i, c) for i, c in enumerate(r["content"]) if isinstance(c, dict) and "attachment" in c]
-    texts = [_decode(c["attachment"], f"content[{i}].attachment") for i, c in contents]
+    code, display = coding(r.get("type"), "note", prefer, "type")
+    contents = [(at, c) for at, c in objects(r["content"], "content") if "attachment" in c]
+    texts = [_decode(c["attachment"], f"{at}.attachment") for at, c in contents]
     date = _first(r, "date")
-    text = "\n".join(t for t in texts if t) or None
-    return Event("note", r.get("id"), date, None, code, display, r.get("status"), text=text, encounter=enc)
+    body = "\n".join(t for t in texts if t) or None
+    return Event("note", r.get("id"), date, None, code, display, _text(r, "status"), text=body, encounter=enc)
 
 
 def _decode(attachment: Any, field: str) -> str | None:
@@ -387,6 +455,7 @@ def event(resource: dict[str, Any], encounter: str | None, prefer: Preferred = P
     """The timeline event of a clinical resource, each code taken from ``prefer``'s system for its kind
     where a concept has several codings; ValueError/TypeError/... on odd shapes, and on a code or display
     holding a control character (``as_carried``)."""
+    _status(resource.get("verificationStatus"), "verificationStatus")  # read by ``withdrawn``, which never raises
     return as_carried(EVENTS[resource["resourceType"]](resource, encounter, prefer))
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 import heirloom
 from heirloom_plugins import seen
+from heirloom_plugins.medical import integrity
 from heirloom_plugins.medical.decision import DEFAULT, THRESHOLDS, average, decide, select
 from heirloom_plugins.medical.features import Description, Vocabulary, describe
 from heirloom_plugins.medical.linear import Rows, Weights, fit, probabilities
@@ -141,7 +142,7 @@ class MultiLabelModel(heirloom.Model):
         import torch
 
         progress = progress or heirloom.NullProgress()
-        inherited = self._unpack(parent, "parent") if parent is not None else None
+        inherited = self._parent(parent)  # a damaged one is said before the data is read
         uncoded: Counter[str] = Counter()  # the records count on the kernel's bar as they are read
         examples = list(self.task.examples(data, uncoded, blank=True))
         blank = [one for one, codes in examples if not codes]  # nothing diagnosed/prescribed: the floor's
@@ -427,17 +428,31 @@ class MultiLabelModel(heirloom.Model):
     def load(self, state: heirloom.State) -> None:
         self._fitted = self._unpack(state, "state")
 
+    def _parent(self, parent: heirloom.State | None) -> Fitted | None:
+        """The warm start's parent; a damaged one is refused saying how to train without it (its weights are
+        the prior: NaN ones ended the fit in an L-BFGS traceback, a repeated label was copied into the child)."""
+        if parent is None:
+            return None
+        try:
+            return self._unpack(parent, "parent")
+        except heirloom.ForeignState:  # another model type's: the kernel names the parent and its key
+            raise
+        except heirloom.HeirloomError as exc:
+            raise heirloom.HeirloomError(f'{exc}; set the model\'s inherit = "" to fit without it') from None
+
     def _unpack(self, state: heirloom.State, what: str) -> Fitted:
-        """A ``Fitted`` from a state, refusing other models' states and broken shapes."""
+        """A ``Fitted`` from a state, refusing other models' states, broken shapes and what ``state()`` never
+        writes (``integrity``: a dtype, NaN weights, a repeated label, a threshold that is no number)."""
         metadata = state.metadata
         state.expect_format(self.format, f"medical-{self.task.name}", what)
         vocabulary = Vocabulary.from_json(metadata["vocabulary"])
-        labels = tuple(metadata["labels"])
+        labels = integrity.labels_of(metadata, what)
         weight, bias = state.tensors.get("weight"), state.tensors.get("bias")
         expected = (len(vocabulary.columns), len(labels))
         if weight is None or bias is None or tuple(weight.shape) != expected or tuple(bias.shape) != (len(labels),):
             raise heirloom.HeirloomError(f"the {what} has missing or inconsistent tensors (expected weight {expected})")
-        threshold = float(metadata.get("threshold", 0.5))
+        integrity.check_tensors(state.tensors, what)
+        threshold = integrity.number_of(metadata, "threshold", 0.5, what)
         if threshold not in THRESHOLDS and not 0 < threshold < 1:
             raise heirloom.HeirloomError(f"the {what} has an invalid threshold {threshold!r}")
         floor = metadata.get("floor", 0.0)  # a state stored before the floor: 0, its rule (always one)
@@ -446,13 +461,15 @@ class MultiLabelModel(heirloom.Model):
         blend = metadata.get("blend", 0.0)
         if not isinstance(blend, int | float) or not 0 <= blend <= 1:
             raise heirloom.HeirloomError(f"the {what} has an invalid net weight 'blend' {blend!r} (expected 0 to 1)")
+        if (l2 := integrity.number_of(metadata, "l2", 1.0, what)) <= 0:
+            raise heirloom.HeirloomError(f"the {what}'s metadata 'l2' is {l2!r}, expected above 0")
         return Fitted(
             labels,
-            dict(metadata.get("names", {})),
+            integrity.names_of(metadata, what),
             vocabulary,
             Weights(weight, bias),
             threshold,
-            float(metadata.get("l2", 1.0)),
+            l2,
             dict(metadata.get("training", {})),
             float(blend),
             net_from_state(state, what, len(vocabulary.columns), len(labels)) if blend else None,
