@@ -78,6 +78,7 @@ if TYPE_CHECKING:
         LogWriteError,
         log_path,
     )
+    from heirloom.store.parents import warm_start_parent
     from heirloom.store.reading import SourceReadError, records_fingerprint
     from heirloom.store.refs import RefError
     from heirloom.toml_bounds import MAX_PROFILE_BYTES, TOO_LONG_INTEGER, parse_bounded
@@ -208,6 +209,7 @@ _EXPORTS = {
     "SourceReadError": "heirloom.store.reading",
     "State": "heirloom.core.components",
     "stratified_holdout": "heirloom.splits",
+    "warm_start_parent": "heirloom.store.parents",
     "text_limit": "heirloom.wire.inputs",
     "list_limit": "heirloom.wire.inputs",
     "one_of": "heirloom.wire.inputs",
@@ -340,4 +342,5 @@ __all__ = [
     "stratified_holdout",
     "text_limit",
     "unprintable",
+    "warm_start_parent",
 ]

@@ -8,21 +8,24 @@ parent state's metadata (its tensors unread), it returns ``(setting, problem)`` 
 ``Api.check`` does; ``profile check`` and ``train`` put each on the model's key, with its file.
 Any component may implement ``check_profile(profile)`` likewise: what it finds wrong with the rest
 of the profile that no reference field can say (a feedback source naming an api the profile lacks).
-Here too is the parent an ``inherit`` names (``parent_of``), a plugin's pretrained state among them.
+Here too is the parent an ``inherit`` names (``parent_of``), a plugin's pretrained state among them,
+and ``warm_start_parent``, a model's reading of it that refuses a damaged one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from heirloom.core.components import State
 from heirloom.core.errors import ForeignState, HeirloomError, Problem, described
 from heirloom.core.system import field_pairs
 from heirloom.store.content import state_digest
 from heirloom.store.refs import RefError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -129,3 +132,18 @@ def naming_a_foreign_parent(spec: ComponentSpec, parent: Artifact | None) -> Ite
         if parent is None:
             raise
         raise HeirloomError(f"{spec.key}.inherit: {parent_named(parent.ref, parent.model_type, spec)}: {exc}") from None
+
+
+def warm_start_parent(parent: State | None, unpack: Callable[[State], T]) -> T | None:
+    """``unpack(parent)`` for a model's ``fit`` (None without a parent). A parent ``unpack`` refuses as damaged
+    (a HeirloomError: NaN weights, a tensor of another dtype, a repeated label) is refused saying how to train
+    without it, since its damage is no state to build on unsaid; ``ForeignState`` passes as it is: ``train``
+    names the ``inherit`` key and the parent's model type (``naming_a_foreign_parent``)."""
+    if parent is None:
+        return None
+    try:
+        return unpack(parent)
+    except ForeignState:
+        raise
+    except HeirloomError as exc:
+        raise HeirloomError(f'{exc}; set the model\'s inherit = "" to fit without it') from None

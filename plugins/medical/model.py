@@ -142,7 +142,9 @@ class MultiLabelModel(heirloom.Model):
         import torch
 
         progress = progress or heirloom.NullProgress()
-        inherited = self._parent(parent)  # a damaged one is said before the data is read
+        # a damaged parent is refused before the data is read: its weights are the prior (NaN ones ended the fit
+        # in an L-BFGS traceback, a repeated label was copied into the child)
+        inherited = heirloom.warm_start_parent(parent, lambda state: self._unpack(state, "parent"))
         uncoded: Counter[str] = Counter()  # the records count on the kernel's bar as they are read
         examples = list(self.task.examples(data, uncoded, blank=True))
         blank = [one for one, codes in examples if not codes]  # nothing diagnosed/prescribed: the floor's
@@ -427,18 +429,6 @@ class MultiLabelModel(heirloom.Model):
 
     def load(self, state: heirloom.State) -> None:
         self._fitted = self._unpack(state, "state")
-
-    def _parent(self, parent: heirloom.State | None) -> Fitted | None:
-        """The warm start's parent; a damaged one is refused saying how to train without it (its weights are
-        the prior: NaN ones ended the fit in an L-BFGS traceback, a repeated label was copied into the child)."""
-        if parent is None:
-            return None
-        try:
-            return self._unpack(parent, "parent")
-        except heirloom.ForeignState:  # another model type's: the kernel names the parent and its key
-            raise
-        except heirloom.HeirloomError as exc:
-            raise heirloom.HeirloomError(f'{exc}; set the model\'s inherit = "" to fit without it') from None
 
     def _unpack(self, state: heirloom.State, what: str) -> Fitted:
         """A ``Fitted`` from a state, refusing other models' states, broken shapes and what ``state()`` never

@@ -96,7 +96,8 @@ class HybridRecommender(heirloom.Model):
         are items the users have, left out of what is recommended and of the test ranking."""
         progress = progress or heirloom.NullProgress()
         began = time.perf_counter()
-        inherited = _parent(parent)  # a damaged one is said before the data is read
+        # only the parent's choice is reused, but a damaged one is refused, and before the data is read
+        inherited = heirloom.warm_start_parent(parent, lambda state: Fitted.from_state(state, "parent"))
         lines: list[str | None] = []
         resources = getattr(getattr(self, "ctx", None), "resources", None)
 
@@ -480,19 +481,6 @@ class HybridRecommender(heirloom.Model):
         if self._fitted is None:
             raise heirloom.HeirloomError("hybrid-recommender has no weights yet: fit it or load a state first")
         return self._fitted
-
-
-def _parent(parent: heirloom.State | None) -> Fitted | None:
-    """The warm start's parent as data; a damaged one (a tensor of another dtype, NaN weights) is refused, saying how
-    to train without it: only its choice is reused, but its damage is no state to build on unsaid."""
-    if parent is None:
-        return None
-    try:
-        return Fitted.from_state(parent, "parent")
-    except heirloom.ForeignState:  # another model type's: the kernel names the parent and its key
-        raise
-    except heirloom.HeirloomError as exc:
-        raise heirloom.HeirloomError(f'{exc}; set the model\'s inherit = "" to fit without it') from None
 
 
 def _validation(
