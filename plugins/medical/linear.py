@@ -3,10 +3,12 @@
 Each label has its own sigmoid over ``x @ W + b``, so a probability means "this code is
 among the encounter's codes" and several labels can pass a threshold together. The
 penalty ``l2 / (2n) * |W - prior|^2`` pulls toward a prior: zeros, or a parent's weights
-on the columns and labels it knew. That is what makes a warm start keep what the parent
-learnt where the new data says nothing, and ``l2`` (chosen on validation folds) how far
-the new data may move it. The objective is convex, so L-BFGS from the prior finds the
-same optimum every time: no learning rate, no seeds.
+on the columns and labels it knew, and then the biases of those labels too (from scratch
+the biases are free: a bias pulled to 0 would start every label at a probability of 0.5).
+That is what makes a warm start keep what the parent learnt where the new data says
+nothing, and ``l2`` (chosen on validation folds) how far the new data may move it. The
+objective is convex, so L-BFGS from the prior finds the same optimum every time: no
+learning rate, no seeds.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ ITERATIONS = 300
 class Weights:
     weight: torch.Tensor  # (features, labels)
     bias: torch.Tensor  # (labels,)
+    #: As a prior: 1.0 for each label whose bias it holds (a parent's), which the penalty pulls too; else None
+    anchored: torch.Tensor | None = None
 
 
 @attrs.frozen
@@ -80,6 +84,7 @@ def fit(
     strength = l2 / n
     weight = (start or prior).weight.clone()
     bias = (start or prior).bias.clone()
+    anchored = prior.anchored if prior.anchored is not None else torch.zeros_like(bias)
     optimizer = lbfgs([weight, bias], iterations, tolerance_grad=1e-6, tolerance_change=1e-9)
 
     def objective() -> torch.Tensor:
@@ -87,9 +92,10 @@ def fit(
         residual = (torch.sigmoid(logits) - targets) / n
         shift = weight - prior.weight
         weight.grad = rows.transpose @ residual + strength * shift
-        bias.grad = residual.sum(0)
+        pulled = (bias - prior.bias) * anchored
+        bias.grad = residual.sum(0) + strength * pulled
         loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / n
-        return loss + strength / 2 * (shift * shift).sum()
+        return loss + strength / 2 * ((shift * shift).sum() + (pulled * pulled).sum())
 
     if n and len(targets):
         optimizer.step(objective)

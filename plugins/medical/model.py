@@ -481,16 +481,18 @@ def label_names(examples: Iterable[tuple[Any, Any]], kind: str, known: dict[str,
 
 
 def _prior(vocabulary: Vocabulary, labels: list[str], parent: Fitted | None) -> Weights:
-    """Zeros, or the parent's weights in the corner of the columns and labels it knew
-    (a warm start keeps the parent's columns and labels first, in its order)."""
+    """Zeros, or the parent's weights and biases in the corner of the columns and labels it knew
+    (a warm start keeps the parent's columns and labels first, in its order), those biases anchored."""
     import torch
 
     weight, bias = torch.zeros(len(vocabulary.columns), len(labels)), torch.zeros(len(labels))
+    anchored = torch.zeros(len(labels))
     if parent is not None:
         rows, cols = parent.weights.weight.shape
         weight[:rows, :cols] = parent.weights.weight
         bias[:cols] = parent.weights.bias
-    return Weights(weight, bias)
+        anchored[:cols] = 1.0
+    return Weights(weight, bias, anchored)
 
 
 def _lineage(labels: list[str], parent: Fitted | None) -> dict[str, Any] | None:
