@@ -1735,6 +1735,8 @@ def test_commands_that_only_read_leave_an_index_of_schema_1_as_it_is_and_back_it
         ("history", "team/m"),
         ("verify",),
         ("gc", "--keep", "1", "--dry-run"),
+        ("promote", "team/m@2", "production"),  # a change that changes nothing (it holds @2): no upgrade (v10 F2)
+        ("gc", "--keep", "2"),  # nothing to remove
     ]
     for args in readers:
         done = models(store, *args)

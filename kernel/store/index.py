@@ -276,12 +276,14 @@ class StoreIndex:
                     )
                 if upgrade:  # the first change upgrades it, in the same transaction
                     self._upgrade(conn, found)
+                rows = conn.total_changes
                 yield Transaction(conn)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
-            if upgrade:
+            changed = conn.total_changes > rows  # a promote that moved nothing, a gc that removed nothing: no
+            conn.execute("ROLLBACK" if upgrade and not changed else "COMMIT")  # change, so no upgrade (v10 F2)
+            if upgrade and changed:
                 self._upgraded(found)
 
     def reading(self) -> AbstractContextManager[Transaction]:
@@ -410,12 +412,12 @@ class Transaction:
     def set_alias(self, project: str, model: str, alias: str, version: int, at: str) -> None:
         """Point ``alias`` at ``version``; a move is recorded with its time ``at`` and the version it left."""
         previous = self.alias_version(project, model, alias)
-        if previous != version:
-            self.conn.execute(
-                "INSERT INTO alias_moves (project, model, alias, version, previous, moved_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (project, model, alias, version, previous, at),
-            )
+        if previous == version:  # nothing moves, nothing is written
+            return
+        self.conn.execute(
+            "INSERT INTO alias_moves (project, model, alias, version, previous, moved_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (project, model, alias, version, previous, at),
+        )
         self.conn.execute(
             "INSERT INTO aliases (project, model, alias, version) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (project, model, alias) DO UPDATE SET version = excluded.version",
