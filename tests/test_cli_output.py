@@ -211,9 +211,37 @@ def test_commands_printing_lines_say_their_stdout_cannot_be_written(trained, tmp
         assert sorted(path.name for path in (tmp_path / "keys").iterdir()) == ["heirloom.key", "heirloom.key_secret"]
 
 
+LAZY_GROUP_PLUGIN = """
+import click
+import heirloom
+
+
+class Lazy(click.Group):
+    def list_commands(self, ctx):
+        return ["sub"]
+
+    def get_command(self, ctx, name):
+        return click.Command("sub", help="Built on demand.", callback=lambda: None) if name == "sub" else None
+
+
+@heirloom.hookimpl
+def heirloom_register_commands(cli):
+    cli.add_command(Lazy("lazy", help="A group that builds its subcommands on demand."))
+"""
+
+
 @pytest.mark.parametrize("stdout", ["closed", "full", "gone"])
 @pytest.mark.parametrize(
-    "args", [["--version"], ["--help"], ["-h"], ["models", "--help"], ["train", "--help"], ["models", "list", "-h"]]
+    "args",
+    [
+        ["--version"],
+        ["--help"],
+        ["-h"],
+        ["models", "--help"],
+        ["train", "--help"],
+        ["models", "list", "-h"],
+        ["lazy", "sub", "--help"],  # a plugin's group building its subcommands in get_command (checker v10 F1)
+    ],
 )
 def test_version_and_help_follow_the_readmes_exit_codes_where_stdout_cannot_take_them(tmp_path, args, stdout):
     """``--version`` and ``--help`` skipped the CLI's stdout writer (checker v9 F4): exit 0 saying nothing under
@@ -223,6 +251,9 @@ def test_version_and_help_follow_the_readmes_exit_codes_where_stdout_cannot_take
         pytest.skip("no /dev/full here")
     command = [*HEIRLOOM, *args]
     environment = {**os.environ, "HEIRLOOM_HOME": str(tmp_path / "home")}
+    if args[0] == "lazy":
+        (tmp_path / "lazy_group_plugin.py").write_text(LAZY_GROUP_PLUGIN)
+        environment |= {"PYTHONPATH": str(tmp_path), "HEIRLOOM_PLUGINS": "lazy_group_plugin"}
     if stdout == "closed":
         run = {"args": f"exec {' '.join(map(repr, command))} >&-", "shell": True}
         result = subprocess.run(**run, text=True, stderr=subprocess.PIPE, env=environment, cwd=REPO, timeout=120)

@@ -174,12 +174,15 @@ def _our_help(command: click.Command, ctx: click.Context) -> click.Option | None
 
 
 def _help_through_echo(command: click.Command | None) -> click.Command | None:
-    """``command`` (and, for a group, each of its commands) with ``--help`` printing through :func:`_show_help`:
-    a plugin's command is click's own class, so the option is replaced where it is resolved, not by subclassing."""
+    """``command`` (and, for a group, each command it resolves) with ``--help`` printing through :func:`_show_help`:
+    a plugin's command is click's own class, so the option is replaced where it is resolved, not by subclassing.
+    A group's ``get_command`` is wrapped, not its ``commands``: a group that builds its subcommands there (lazy
+    loading) holds none until then (checker v10 F1)."""
     if command is not None and "get_help_option" not in vars(command):
         command.get_help_option = functools.partial(_our_help, command)  # type: ignore[method-assign]
-        for sub in getattr(command, "commands", {}).values():
-            _help_through_echo(sub)
+        if isinstance(command, click.Group):
+            resolve = command.get_command
+            command.get_command = lambda ctx, name: _help_through_echo(resolve(ctx, name))  # type: ignore[method-assign]
     return command
 
 
