@@ -16,6 +16,7 @@ from heirloom.suggest import did_you_mean
 ENTRY_POINT_GROUP = "heirloom"
 #: The kernel's own plugins, by name and module: always listed, never disabled.
 BUILTIN_PLUGINS = {"heirloom.store": "heirloom.store.plugin", "heirloom.commands": "heirloom.cli.commands"}
+BUILTINS = [EntryPoint(name=name, value=module, group=ENTRY_POINT_GROUP) for name, module in BUILTIN_PLUGINS.items()]
 SELECTING = ("HEIRLOOM_LOAD_PLUGINS", "HEIRLOOM_DISABLE_PLUGINS")  # the variables that leave plugins out
 
 
@@ -33,6 +34,43 @@ def selected(ep: EntryPoint) -> bool:
     names = {ep.name} if ep.dist is None else {ep.name, release(ep.dist)[0]}
     allowed = env_list("HEIRLOOM_LOAD_PLUGINS")
     return not (allowed and not names & allowed) and not names & env_list("HEIRLOOM_DISABLE_PLUGINS")
+
+
+def listed_entry_points() -> tuple[list[EntryPoint], list[EntryPoint], list[tuple[EntryPoint, EntryPoint]]]:
+    """``(listed, left_out, shadowed)``: the plugins to list (installed entry points the environment selects, then the
+    modules ``HEIRLOOM_PLUGINS`` names that no installed entry point does, as ``PYTEST_PLUGINS``), those it leaves out,
+    and each later entry point whose name an earlier one (heirloom's own first) has, with that one: the plugin host
+    knows a plugin by its entry-point name, and dropped the later one unsaid (checker h354 F1)."""
+    named = dict.fromkeys(m.strip() for m in os.environ.get("HEIRLOOM_PLUGINS", "").split(",") if m.strip())
+    installed = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: holder(ep).split()[0] != "heirloom")
+    modules = {ep.value for ep in installed}  # a module installed too is listed once, as installed
+    extra = [EntryPoint(name=m, value=m, group=ENTRY_POINT_GROUP) for m in named if m not in modules]
+    taken = {ep.name: ep for ep in BUILTINS}
+    listed: list[EntryPoint] = []
+    shadowed: list[tuple[EntryPoint, EntryPoint]] = []
+    for ep in [*installed, *extra]:
+        if not selected(ep):
+            continue
+        if ep.name in taken:
+            shadowed.append((ep, taken[ep.name]))
+        else:
+            listed.append(taken.setdefault(ep.name, ep))
+    return listed, [ep for ep in installed if not selected(ep)], shadowed
+
+
+def holder(ep: EntryPoint) -> str:
+    """Who ships the entry point ``ep``: ``DISTRIBUTION VERSION``, heirloom itself, or the module."""
+    if ep.dist is not None:
+        return " ".join(release(ep.dist))
+    return "heirloom itself" if ep.name in BUILTIN_PLUGINS else f"the module {ep.value} (HEIRLOOM_PLUGINS)"
+
+
+def shadowed_error(ep: EntryPoint, first: EntryPoint) -> str:
+    """Why ``ep`` is not loaded: ``first`` (another distribution's, or the kernel's own) has its entry-point name."""
+    return (
+        f"its entry point {ep.name!r} has the name of {holder(first)}'s, which is loaded instead: rename the entry "
+        f"point in [project.entry-points.{ENTRY_POINT_GROUP}] of {holder(ep)} and reinstall it"
+    )
 
 
 def unknown_plugins() -> str:

@@ -209,3 +209,21 @@ def test_it_refuses_the_names_of_a_plugin_that_failed_to_load_or_is_left_out_and
         made = run_heirloom("new", "plugin", name, "--kinds", "api", cwd=tmp_path)
         assert made.returncode == 2 and f"error: {name} is installed here already ({what}" in made.stderr, made.stderr
         assert not (tmp_path / name).exists()
+
+
+def test_it_refuses_a_name_whose_entry_point_an_installed_package_has_naming_that_distribution(tmp_path):
+    """``heirloom-echo`` scaffolded a package whose entry point ``echo`` was the built-in plugin's: installed, it was
+    never loaded, its profile 'no such profile' and one of its own tests failed (checker h354 F1)."""
+    for name, short in (("heirloom-echo", "echo"), ("heirloom-text", "text"), ("heirloom-gateway", "gateway")):
+        refused = run_heirloom("new", "plugin", name, cwd=tmp_path)
+        said = f"error: {name}'s entry point {short!r} is heirloom {version('heirloom')}'s already"
+        assert refused.returncode == 2 and said in " ".join(refused.stderr.split()), refused.stderr
+        assert not (tmp_path / name).exists()
+    site = tmp_path / "site"  # another distribution's, left out by the environment: it has the name all the same
+    write(site / "zed_tools-1.0.dist-info" / "METADATA", "Metadata-Version: 2.1\nName: zed-tools\nVersion: 1.0\n")
+    write(site / "zed_tools-1.0.dist-info" / "entry_points.txt", "[heirloom]\nzed = zed_tools\n")
+    env = {"PYTHONPATH": pythonpath(site), "HEIRLOOM_DISABLE_PLUGINS": "zed"}
+    refused = run_heirloom("new", "plugin", "heirloom-zed", "--kinds", "api", cwd=tmp_path, env=env)
+    said = "error: heirloom-zed's entry point 'zed' is zed-tools 1.0's already (a second one of a name is never loaded)"
+    assert refused.returncode == 2 and said in " ".join(refused.stderr.split()), refused.stderr
+    assert not (tmp_path / "heirloom-zed").exists()

@@ -791,8 +791,8 @@ def test_unknown_types_read_the_installed_plugins_once_not_once_per_problem(tmp_
     """Checker 305 F2: each unknown type re-read every distribution's metadata for the plugins the environment
     left out, so 10,000 of them took 76 s; the entry points are read when the kernel lists them, and no more."""
     calls = []
-    read = heirloom.core.plugins.entry_points
-    monkeypatch.setattr(heirloom.core.plugins, "entry_points", lambda **kw: calls.append(kw) or read(**kw))
+    read = heirloom.selection.entry_points
+    monkeypatch.setattr(heirloom.selection, "entry_points", lambda **kw: calls.append(kw) or read(**kw))
     monkeypatch.setenv("HEIRLOOM_DISABLE_PLUGINS", "heirloom-nosuch")  # errors then say what it leaves out
     kernel = heirloom.Kernel()
     listed = len(calls)
@@ -1081,3 +1081,57 @@ def test_a_profile_extending_one_not_read_says_its_tables_problems_may_follow_fr
     assert [line for line in said if line.startswith(f"{user}: resources.model_threads: unknown key")], said
     assert all(line.endswith(unread) for line in said if "model_threads" in line), said
     assert f"{user}: resources.max_in_flight: 'max_in_flight' must be >= 0, got -1" in said, said  # as it was
+
+
+SHARED = """
+import attrs
+import heirloom
+from tests.toys import ToySource
+
+
+@attrs.define
+class {cls}(ToySource):
+    pass
+
+
+@heirloom.hookimpl
+def heirloom_register_sources(register):
+    register("{type}", {cls})
+"""
+
+
+def _install_named(site, distribution, module, entry_point, text):
+    """``module`` as pip installs it into ``site``, under the entry point ``entry_point``."""
+    write(site / f"{module}.py", text)
+    info = site / f"{distribution.replace('-', '_')}-1.0.dist-info"
+    write(info / "METADATA", f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n")
+    write(info / "entry_points.txt", f"[heirloom]\n{entry_point} = {module}\n")
+
+
+def test_a_second_entry_point_of_a_name_is_listed_as_failed_naming_both_distributions(tmp_path):
+    """Two installed distributions with one entry-point name (heirloom-echo's scaffold named its ``echo``, the
+    built-in's): the host kept the first and dropped the other without a word, absent from ``heirloom plugins``, its
+    types 'unknown' (checker h354 F1)."""
+    first, second, mine = tmp_path / "first", tmp_path / "second", tmp_path / "mine.toml"
+    _install_named(first, "pkg-one", "pkg_one", "shared", SHARED.format(cls="One", type="one-texts"))
+    _install_named(second, "pkg-two", "pkg_two", "shared", SHARED.format(cls="Two", type="two-texts"))
+    _install_named(second, "heirloom-echo", "heirloom_echo", "echo", SHARED.format(cls="Echo", type="mine-texts"))
+    env = {"PYTHONPATH": pythonpath(first, second)}  # pkg-one's is found first
+    listed = run_heirloom("plugins", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = [(p["name"], p["distribution"], p["status"], p.get("error", "")) for p in json.loads(listed.stdout)]
+    shared = [row for row in rows if row[0] == "shared"]
+    assert shared[0][:3] == ("shared", "pkg-one", "loaded") and shared[1][:3] == ("shared", "pkg-two", "failed")
+    rename = "rename the entry point in [project.entry-points.heirloom] of pkg-two 1.0 and reinstall it"
+    assert f"its entry point 'shared' has the name of pkg-one 1.0's, which is loaded instead: {rename}" in shared[1][3]
+    echo = [row for row in rows if row[0] == "echo"]  # heirloom's own is kept, wherever the other is found
+    assert [row[1:3] for row in echo] == [("heirloom", "loaded"), ("heirloom-echo", "failed")], echo
+    assert "has the name of heirloom " in echo[1][3] and "of heirloom-echo 1.0 and reinstall" in echo[1][3]
+    table = run_heirloom("plugins", env={**env, "COLUMNS": "400"})
+    assert "failed: its entry point 'shared' has the name of pkg-one 1.0's" in table.stdout, table.stdout
+    write(mine, '[sources.texts]\nuse = "two-texts"\n')
+    needed = run_heirloom("profile", "check", str(mine), env=env)
+    said = " ".join(needed.stderr.split())
+    assert needed.returncode == 2 and "unknown source type 'two-texts'" in said, said
+    assert "shared (pkg-two 1.0): its entry point 'shared' has the name of pkg-one 1.0's" in said, said
+    assert rename in said

@@ -22,6 +22,7 @@ from heirloom.cli.common import (
     resolve_or_exit,
 )
 from heirloom.cli.options import PROFILE, set_option
+from heirloom.core.catalog import PluginInfo
 from heirloom.core.errors import HeirloomError, Problem, ProfileError
 from heirloom.core.profile import MASK, SetValue, key_parts
 from heirloom.core.schema import DEFAULT_RESOURCES, ResolvedProfile, validate
@@ -43,8 +44,12 @@ def plugins_command(as_json: bool) -> None:
     host.load_all()
     root = click.get_current_context().find_root()
     root.command.list_commands(root)  # attaches every plugin's commands: their names, every time
-    infos = sorted([*host.infos.values(), *host.disabled()], key=lambda i: i.name)
+    infos = sorted([*host.infos.values(), *host.disabled(), *host.shadowed], key=lambda i: i.name)
     registered = getattr(root.command, "registered", {})  # as attached now (the catalog's may lag)
+
+    def commands_of(info: PluginInfo) -> list[str]:  # not a shadowed entry point's: it has another's name
+        return [] if any(info is other for other in host.shadowed) else registered.get(info.name, info.commands or [])
+
     clashes = getattr(root.command, "clashes", {})  # commands two plugins register: neither runs
     conflicts = host.conflicts() | {f"command {c}": [host.infos[p].label for p in by] for c, by in clashes.items()}
     if as_json:
@@ -58,7 +63,7 @@ def plugins_command(as_json: bool) -> None:
             [
                 {
                     **info.to_json(),
-                    "commands": sorted(registered.get(info.name, info.commands or [])),
+                    "commands": sorted(commands_of(info)),
                     "conflicts": shared.get(info.label, []),
                 }
                 for info in infos
@@ -67,7 +72,7 @@ def plugins_command(as_json: bool) -> None:
     else:
         table = Table("plugin", "distribution", "status", "provides")
         for info in infos:
-            commands = registered.get(info.name, info.commands or [])
+            commands = commands_of(info)
             provided = [*info.provides.items(), *info.named.items(), ("commands", commands)]
             provides = "; ".join(f"{kind}: {', '.join(sorted(names))}" for kind, names in provided if names)
             said = info.status if info.status in ("loaded", "disabled") else "failed"

@@ -23,6 +23,7 @@ import click
 from heirloom.cli.common import echo, fail, get_kernel
 from heirloom.cli.options import a_path
 from heirloom.core.version import VERSION
+from heirloom.selection import ENTRY_POINT_GROUP, holder
 
 KINDS = ("source", "model", "api")
 #: The type each kind's component registers, after the plugin's short name (``foo-texts``).
@@ -113,6 +114,13 @@ def _taken(dist: str, kinds: list[str]) -> list[str]:
     return taken
 
 
+def _entry_point_holders(dist: str) -> list[str]:
+    """Who has the entry point the package ``dist`` would declare (``foo`` for heirloom-foo): installed, disabled or
+    not, a second one of that name is never loaded (heirloom-echo's ``echo`` was the built-in's; checker h354 F1)."""
+    short = dist.removeprefix("heirloom-")
+    return sorted({holder(ep) for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == short})
+
+
 def _installed(dist: str) -> list[str]:
     """The plugins of the distribution ``dist`` installed here (loaded, failed or left out), else the distribution
     or the module of that name: a package of that name would replace it on ``pip install`` (``attrs``, ``click``:
@@ -166,8 +174,10 @@ def new_plugin(name: str, kinds: list[str], target: Path | None) -> None:
     It holds a pyproject.toml with the entry point, one component per kind asked, a
     profile shipped as package data, tests using heirloom's pytest plugin
     (heirloom.testing) and a README. Its tests pass right after `pip install -e '.[test]'`.
-    A NAME whose profile (heirloom-foo's is foo) or types (foo-model, ...) a plugin here
-    registers already is refused: two plugins registering a name make it an error to use.
+    A NAME whose entry point (heirloom-foo's is foo) an installed package has, or whose
+    profile (foo) or types (foo-model, ...) a plugin here registers already, is refused:
+    a second entry point of a name is not loaded, and a name two plugins register is an
+    error to use.
     """
     if not NAME.match(name):
         fail(f"error: invalid plugin name {name!r}: lower-case letters, digits and single dashes (heirloom-foo)", 2)
@@ -182,6 +192,9 @@ def new_plugin(name: str, kinds: list[str], target: Path | None) -> None:
     if taken := _taken(name, kinds):
         clash = "a name two plugins register is an error to use"
         fail(f"error: {name} would register {'; '.join(taken)} ({clash}): choose another plugin name", 2)
+    if holders := _entry_point_holders(name):
+        said = f"{name}'s entry point {name.removeprefix('heirloom-')!r} is {' and '.join(holders)}'s already"
+        fail(f"error: {said} (a second one of a name is never loaded): choose another plugin name", 2)
     folder = target or Path(name)
     if folder.exists() and any(folder.iterdir()):
         fail(f"error: {folder} exists and is not empty; choose another --dir", 2)

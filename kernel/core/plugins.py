@@ -18,7 +18,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from heirloom.core.components import KIND_BASES, KINDS
 from heirloom.core.errors import PluginError
 from heirloom.core.settings import ComponentKeys, ModelKeys
 from heirloom.core.version import VERSION
-from heirloom.selection import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, SELECTING, release, selected, trace, where
+from heirloom.selection import BUILTINS, SELECTING, listed_entry_points, release, shadowed_error, trace, where
 
 REGISTER_HOOKS = {
     "source": "heirloom_register_sources",
@@ -77,6 +77,7 @@ class PluginHost:
         self.components: dict[str, dict[str, list[tuple[str, type]]]] = {k: {} for k in KINDS}
         self.named: dict[str, dict[str, list[tuple[str, Any]]]] = {what: {} for what in NAMED_HOOKS}
         self._entry_points: dict[str, EntryPoint] = {}
+        self.shadowed: list[PluginInfo] = []  # entry points another has the name of: never loaded
         self._left_out: list[EntryPoint] = []  # listed once: per unknown type, 10,000 took 76 s (checker 305 F2)
         self._catalog = Catalog(catalog_path)
         self.tracing = os.environ.get(TRACE_VARIABLE, "") not in ("", "0")
@@ -92,19 +93,16 @@ class PluginHost:
             self._load(name, plugin)
 
     def _list_builtins(self) -> None:
-        for name, module in BUILTIN_PLUGINS.items():
-            self._list(EntryPoint(name=name, value=module, group=ENTRY_POINT_GROUP), builtin=True)
+        for ep in BUILTINS:
+            self._list(ep, builtin=True)
 
     def _list_entry_points(self) -> None:
-        """Installed entry points, and modules ``HEIRLOOM_PLUGINS`` names (no packaging, like ``PYTEST_PLUGINS``)."""
-        named = [m.strip() for m in os.environ.get("HEIRLOOM_PLUGINS", "").split(",") if m.strip()]
-        installed = list(entry_points(group=ENTRY_POINT_GROUP))
-        modules = {ep.value for ep in installed}  # a module installed too is listed once, as installed
-        self._left_out = [ep for ep in installed if not selected(ep)]
-        extra = [EntryPoint(name=m, value=m, group=ENTRY_POINT_GROUP) for m in named if m not in modules]
-        for ep in [*installed, *extra]:
-            if ep.name not in self._entry_points and selected(ep):
-                self._list(ep)
+        """Installed entry points, and modules ``HEIRLOOM_PLUGINS`` names; one whose name another has is failed."""
+        listed, self._left_out, shadowed = listed_entry_points()
+        for ep in listed:
+            self._list(ep)
+        for ep, first in shadowed:  # heirloom plugins lists it, and errors about what it provides name it
+            self.shadowed.append(attrs.evolve(self._info(ep), status="failed", error=shadowed_error(ep, first)))
 
     def _list(self, ep: EntryPoint, builtin: bool = False) -> None:
         self._entry_points[ep.name] = ep
@@ -343,7 +341,7 @@ class PluginHost:
         return [attrs.evolve(info, status="disabled", error=f"left out by {self.chosen}") for info in infos.values()]
 
     def failures(self) -> list[PluginInfo]:
-        return [info for info in self.infos.values() if info.status == "failed"]
+        return [*(info for info in self.infos.values() if info.status == "failed"), *self.shadowed]
 
     def conflicts(self) -> dict[str, list[str]]:
         """``"kind name" -> [plugin labels]`` for names registered more than once (profiles too)."""
