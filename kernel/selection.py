@@ -42,7 +42,7 @@ def listed_entry_points() -> tuple[list[EntryPoint], list[EntryPoint], list[tupl
     and each later entry point whose name an earlier one (heirloom's own first) has, with that one: the plugin host
     knows a plugin by its entry-point name, and dropped the later one unsaid (checker h354 F1)."""
     named = dict.fromkeys(m.strip() for m in os.environ.get("HEIRLOOM_PLUGINS", "").split(",") if m.strip())
-    installed = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: holder(ep).split()[0] != "heirloom")
+    installed = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: not _ours(ep))  # heirloom's own first
     modules = {ep.value for ep in installed}  # a module installed too is listed once, as installed
     extra = [EntryPoint(name=m, value=m, group=ENTRY_POINT_GROUP) for m in named if m not in modules]
     taken = {ep.name: ep for ep in BUILTINS}
@@ -56,6 +56,10 @@ def listed_entry_points() -> tuple[list[EntryPoint], list[EntryPoint], list[tupl
         else:
             listed.append(taken.setdefault(ep.name, ep))
     return listed, [ep for ep in installed if not selected(ep)], shadowed
+
+
+def _ours(ep: EntryPoint) -> bool:
+    return ep.dist is not None and release(ep.dist)[0] == "heirloom"
 
 
 def holder(ep: EntryPoint) -> str:

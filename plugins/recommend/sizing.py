@@ -54,10 +54,7 @@ def fit_bytes(items: int) -> int:
 def largest_fitting(room: int) -> int:
     """The most items whose :func:`fit_bytes` is within ``room`` bytes (0 where none fit): the same formula, so
     "at most about N items fit" is a catalogue the check lets through."""
-    items = math.isqrt(max(room - OVERHEAD_MIB * MIB, 0) // (COPIES * 8))
-    while items and fit_bytes(items) > room:  # isqrt of a floor: never above, but be exact
-        items -= 1
-    return items
+    return math.isqrt(max(room - OVERHEAD_MIB * MIB, 0) // (COPIES * 8))  # items² x COPIES x 8 <= room - overhead
 
 
 def available(resources: Any) -> tuple[int, str] | None:
