@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import random
 import re
@@ -20,6 +21,7 @@ from typing import Any
 
 import attrs
 import msgpack
+import numpy
 import pytest
 import zmq
 
@@ -984,11 +986,15 @@ def test_call_refuses_a_body_msgpack_cannot_carry_saying_where_and_sends_one_at_
 
 def test_clients_refuse_a_body_msgpack_cannot_carry_naming_where_in_it(daemon, client):
     """``client.call("echo.echo", 2**70)`` raised the packer's bare OverflowError, a lone surrogate
-    a UnicodeEncodeError, neither saying where in the body."""
+    a UnicodeEncodeError, a numpy int64 user id, a set or a datetime a bare TypeError (checker h357 F1), none
+    saying where in the body, nor caught by ``except heirloom.HeirloomError``."""
     refused = [
         (2**70, "body: integer 1180591620717411303424 does not fit msgpack's 64 bits"),
         ([1, 2, 3, {"x": -(2**64)}], "body[3].x: integer -18446744073709551616 does not fit"),
         ({"text": ("ok", "\ud800")}, "body.text[1]: a string holds \\ud800, a lone surrogate: no UTF-8 form"),
+        ({"user": numpy.int64(7)}, "body.user: numpy.int64 is no msgpack type (send None, a bool, int, float, str"),
+        ({"exclude": [1, {2, 3}]}, "body.exclude[1]: set is no msgpack type"),
+        ([datetime.datetime(2026, 1, 1)], "body[0]: datetime.datetime is no msgpack type"),
     ]
     for body, said in refused:
         with pytest.raises(InvalidArgument, match=re.escape(f"INVALID_ARGUMENT: body cannot be sent: {said}")) as error:

@@ -43,6 +43,7 @@ from heirloom.wire.protocol import (
     INTERNAL,
     OK,
     SIGNATURE,
+    Buffer,
     quoted,
     request_frames,
     unpackb,
@@ -134,16 +135,26 @@ def frames_of(route: str, body: Any, request_id: int, budget: float, idempotency
     seconds(budget)
     try:
         frames = request_frames(request_id, route, body, deadline_ms=budget * 1000, idempotency_key=idempotency_key)
-    except (UnicodeEncodeError, OverflowError) as exc:
+    except (UnicodeEncodeError, OverflowError, TypeError) as exc:  # TypeError: a value of no msgpack type
         raise InvalidArgument(f"body cannot be sent: {unsendable(body, 'body') or exc}", field="body") from None
     if len(frames[1]) > HEADER_LIMIT:
         raise InvalidArgument(f"header is over {HEADER_LIMIT} bytes (a route name or idempotency key)", field="header")
     return frames
 
 
+#: What msgpack carries (subclasses too: a numpy float64 is a float), and the buffers a body may hold.
+SENDABLE = (type(None), bool, int, float, str, bytes, bytearray, memoryview, list, tuple, dict, Buffer)
+
+
 def unsendable(value: Any, where: str) -> str | None:
     """Where in ``value`` and why msgpack cannot carry it, or None: a string with a lone surrogate
-    (it has no UTF-8 form) or an integer past 64 bits (the packer's own error said neither)."""
+    (it has no UTF-8 form), an integer past 64 bits or a value of no msgpack type (the packer's own
+    error said none of where: a numpy int64 user id, a set, a datetime was a bare TypeError, h357 F1)."""
+    if not isinstance(value, SENDABLE):
+        kind = f"{type(value).__module__}.{type(value).__qualname__}".removeprefix("builtins.")
+        numpy = "; a numpy scalar: .item(), an array: .tolist() or heirloom.Buffer" if kind.startswith("numpy.") else ""
+        sent = "None, a bool, int, float, str, bytes, a list or a map with those"
+        return f"{where}: {kind} is no msgpack type (send {sent}{numpy})"
     if isinstance(value, str):
         try:
             value.encode()
