@@ -228,3 +228,20 @@ def test_under_json_logs_a_gateway_that_cannot_start_says_why_in_json(tmp_path):
             text.returncode == 1
             and text.stderr == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
         )
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signals_sent_again_while_the_gateway_stops_still_end_it_with_0_and_no_traceback(tmp_path, stop_signal):
+    """A second SIGTERM (``systemctl stop`` after a ``kill``) or Ctrl-C pressed twice, landing as the stop
+    ended, exited 143 or 130 (the interpreter had reset the handlers), or 0 with a ``SystemExit`` traceback in
+    an atexit hook, on stderr under ``--log-format json`` too; a second SIGINT made uvicorn skip the app's
+    shutdown, where the daemon drains and its components stop (checker h358 F1). Signals are sent every 50 ms
+    until the gateway is gone, so some land in every phase of its stop."""
+    gateway = Started(tmp_path, "minimal", "--log-format", "json")
+    deadline = time.monotonic() + 60
+    while gateway.process.poll() is None and time.monotonic() < deadline:
+        gateway.process.send_signal(stop_signal)
+        time.sleep(0.05)
+    assert gateway.process.wait(30) == 0, gateway.log()
+    said = [json.loads(line) for line in gateway.log().splitlines()]  # one JSON object a line, no traceback
+    assert {"logger": "heirloom.wire.daemon", "message": "stopped"}.items() <= said[-1].items()  # drained, stopped

@@ -263,6 +263,11 @@ def gateway_command(
     stopping = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
+        # once: a second signal then raised SystemExit again in an atexit hook (a traceback on stderr, under
+        # --log-format json too), or, after the interpreter reset its handlers, killed it (exit 143 or 130: h358
+        # F1); ignored ones stay ignored through that teardown. uvicorn's own handlers take signals while it runs
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop_signal, signal.SIG_IGN)
         stopping.set()
         sys.exit(0)
 

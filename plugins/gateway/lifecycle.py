@@ -12,6 +12,7 @@ import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -57,6 +58,15 @@ class GatewayServer(uvicorn.Server):
         self.child = child
         self.profile = profile
         self.exited: str | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """uvicorn's, less its force quit on a second SIGINT, which skipped the app's shutdown: the daemon in
+        the gateway's process was never drained nor its components stopped, and a traceback followed (checker
+        h358 F1). A stop signal sent again changes nothing: ``--timeout`` already bounds the stop. The first
+        one alone is raised again once uvicorn is done, for ``stop`` in the command to unwind the rest."""
+        if not self.should_exit:
+            self._captured_signals.append(sig)
+        self.should_exit = True
 
     async def on_tick(self, counter: int) -> bool:
         if self.hang_ups.asked:
