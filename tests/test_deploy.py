@@ -200,3 +200,12 @@ def test_scale_md_kuberay_command_uses_only_what_its_manifest_gives_the_head():
         assert any(path == folder or path.startswith(folder + "/") for folder in mounted), (path, mounted)
     variables = set(re.findall(r"\$\{(\w+)\}", command))
     assert variables and variables <= {variable["name"] for variable in container["env"]}, variables
+
+
+def test_the_documented_docker_run_commands_publish_the_ports_on_loopback_only():
+    """The image serves ZeroMQ without Curve (admin routes too) and /metrics without authentication; the
+    Containerfile's usage comment published both on every host interface, where deploy/README.md says to
+    publish them on 127.0.0.1 (checker h358 F2)."""
+    for path in (CONTAINERFILE, REPO / "deploy" / "README.md"):
+        published = re.findall(r"(?<!\S)-p (\S+)", path.read_text())
+        assert published and all(port.startswith("127.0.0.1:") for port in published), (path, published)
