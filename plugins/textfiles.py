@@ -532,6 +532,14 @@ def first_row_in_reach(path: str | Path) -> None:
     )
 
 
+def _split(header: str, delimiter: str) -> list[str]:
+    """A header line's column names with ``delimiter`` (none where the csv module refuses it)."""
+    try:
+        return [name.strip() for name in next(csv.reader([header], delimiter=delimiter), [])]
+    except csv.Error:
+        return []
+
+
 def listed(columns: Sequence[str]) -> str:
     """A header's columns for a message, cut short when a file has thousands."""
     text = ", ".join(columns) or "none: the file is empty"
@@ -643,6 +651,42 @@ class CsvFormat:
         raise ValueError(
             f"'{setting}' {column!r} is not a column of {Path(path).name}{hints[0]}{said} (columns: {listed(header)})"
         )
+
+    def check_delimiters(self, paths: Sequence[str], columns: Sequence[str]) -> None:
+        """ValueError at ``delimiter`` when the headers of ``paths`` have ``columns`` only with different delimiters
+        (a ';' Excel export beside ',' files): the column error named one file at a time and its delimiter, so each
+        fix brought the other error back (checker h359 F2). One delimiter serves all of a source's files."""
+        headers = {Path(path).name: header for path in paths if (header := self._header(path)) is not None}
+        fits = {
+            name: [d for d in (self.delimiter, *OTHER_DELIMITERS) if set(columns) <= set(_split(header, d))]
+            for name, header in headers.items()
+        }
+        if len(fits) < 2 or not all(fits.values()) or set.intersection(*(set(found) for found in fits.values())):
+            return  # a column missing whatever the delimiter, or one that serves all: the column check's to say
+        used = list(dict.fromkeys(found[0] for found in fits.values()))
+
+        def reads(header: str, delimiter: str) -> str:
+            split = _split(header, delimiter)
+            return f"as {'one column' if len(split) == 1 else 'columns ' + listed(split)} with {delimiter!r}"
+
+        each = "; ".join(f"{name} reads {', '.join(reads(headers[name], d) for d in used)}" for name in fits)
+        most = max(used, key=lambda d: sum(found[0] == d for found in fits.values()))
+        others = ", ".join(name for name, found in fits.items() if found[0] != most)
+        then = "" if most == self.delimiter else f"; then set delimiter = {most!r}"
+        raise ValueError(
+            f"'delimiter' {self.delimiter!r} does not read all of the source's files: they use different delimiters "
+            f"({each}), and one delimiter serves all of a source's files. Convert {others} to {most!r}-separated "
+            f"(save it again as CSV with that delimiter){then}"
+        )
+
+    def _header(self, path: str) -> str | None:
+        """The first line of ``path`` in the source's encoding, None where it cannot be read (the reading's to say)."""
+        try:
+            with open(heirloom.open_regular(Path(path)), "rb") as handle:
+                first = _first_line(handle, self.encoding)
+        except (OSError, LookupError):
+            return None
+        return None if "\udcff" in first else first.removeprefix("\ufeff")
 
     def csv_rows(
         self, path: str | Path, required: Sequence[str], named: FileSettings = SOURCE_FILE

@@ -1150,6 +1150,39 @@ def test_train_refusing_a_damaged_store_index_makes_no_blobs_folder_beside_it(tm
     assert [path.name for path in damaged.iterdir()] == ["index.sqlite"]
 
 
+def test_train_refused_at_an_inherit_the_store_lacks_makes_no_store_and_names_the_next_step(tmp_path):
+    """A train refused at ``inherit`` naming a model the store lacks made the store (index.sqlite, blobs/) in a new
+    home, and at a mistyped HEIRLOOM_STORE (checker h359 F1). The refusal names the profile that trains the parent
+    and, once it is stored, the promote that sets the alias the child inherits (F4)."""
+    (parents := tmp_path / "parents").mkdir()
+    write(parents / "team.toml", f'project = "team"\n{TOY_TABLES}')
+    child = write(tmp_path / "next.toml", f'project = "next"\n{TOY_TABLES}inherit = "team/m@production"\n')
+    home, typo = tmp_path / "home", tmp_path / "stoer"
+    home.mkdir()
+    env: dict[str, str | None] = {
+        "HEIRLOOM_HOME": str(home),
+        "HEIRLOOM_STORE": None,
+        "HEIRLOOM_PLUGINS": "tests.toys",
+        "HEIRLOOM_PROFILE_PATH": str(parents),
+        "PYTHONPATH": pythonpath(),
+    }
+    for store, variables in ((home / "store", {}), (typo, {"HEIRLOOM_STORE": str(typo)})):
+        refused = run_heirloom("train", str(child), env={**env, **variables})
+        named = f"models.m.inherit: no model 'team/m' in the store: {store} does not exist yet"
+        assert refused.returncode == 2 and f"error: {child}: {named}; train it first: heirloom train team" in said(
+            refused
+        ), refused.stderr
+        assert not store.exists(), list(store.iterdir())
+    assert run_heirloom("train", "team", env=env).returncode == 0
+    promote = "team/m has no alias 'production' (aliases: none); latest: team/m@1. To set it: heirloom models promote "
+    for command in (("profile", "check"), ("train",)):
+        refused = run_heirloom(*command, str(child), env=env)
+        assert refused.returncode == 2 and f"{child}: models.m.inherit: {promote}team/m@1 production" in said(refused)
+    assert run_heirloom("models", "promote", "team/m@1", "production", env=env).returncode == 0
+    trained = run_heirloom("train", str(child), env=env)
+    assert trained.returncode == 0 and "stored next/m@1" in trained.stdout, trained.stderr
+
+
 def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, tmp_path):
     """A downgrade: a model type whose ``state_format`` is 1 refuses a version its newer
     release stored in format 2 (eval, serve, a warm start), where it would misread it."""

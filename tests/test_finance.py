@@ -293,7 +293,7 @@ def test_serving_an_alias_nobody_holds_says_to_promote(trained, tmp_path):
                 client.call("sentiment.predict", {"text": "Sales rose"})
         assert caught.value.message == (
             "model 'sentiment' serves nothing: finance/sentiment has no alias 'production' (aliases: none); "
-            "latest: finance/sentiment@1. To serve 'production': heirloom models promote finance/sentiment@1 production"
+            "latest: finance/sentiment@1. To set it: heirloom models promote finance/sentiment@1 production"
         )
     finally:
         assert daemon.terminate() == 0

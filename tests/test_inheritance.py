@@ -331,7 +331,7 @@ def test_a_parent_the_model_cannot_warm_start_from_is_refused_at_its_key_by_chec
         'extends = ["team.toml"]\nproject = "kid"\n[models.intent]\ninherit = "team/intent@1"\nfold = true\n',
     )
     hashes = "team/intent@1: the parent hashes text differently, so its weights would sit on other features"
-    refused = f"{kid}: models.intent.fold: {hashes}: set it as the parent has; fold (parent False, this model True)"
+    refused = f"{kid}: models.intent.fold: {hashes}: set it as the parent has; fold (parent false, this model true)"
     for command in ("profile check", "train"):
         done = run_heirloom(*command.split(), str(kid), env=env)
         assert done.returncode == 2 and refused in done.stderr, done.stderr

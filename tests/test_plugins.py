@@ -1083,6 +1083,17 @@ def test_a_profile_extending_one_not_read_says_its_tables_problems_may_follow_fr
     assert f"{user}: resources.max_in_flight: 'max_in_flight' must be >= 0, got -1" in said, said  # as it was
 
 
+def test_disabling_a_component_of_a_profile_extends_names_but_did_not_read_says_so(tmp_path):
+    """A typo in ``extends`` printed the right did-you-mean, then ``sources.intents.enabled: no such component``
+    with no cause: the component was the unread profile's (checker h359 F5)."""
+    user = write(tmp_path / "mine.toml", 'extends = ["minimall"]\n[sources.rows]\nenabled = false\n')
+    checked = run_heirloom("profile", "check", str(user))
+    said = checked.stderr.splitlines()
+    assert checked.returncode == 2 and "did you mean 'minimal'?" in said[0], said
+    unread = "(or the profile `extends` names, not read, sets it)"
+    assert f"{user}: sources.rows.enabled: no such component (sources: none) {unread}" in said, said
+
+
 SHARED = """
 import attrs
 import heirloom

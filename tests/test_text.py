@@ -255,8 +255,18 @@ def test_a_missing_column_suggests_a_free_column_or_the_delimiter_the_header_hol
     with pytest.raises(ValueError, match=said):
         CsvSource(train=str(write(tmp_path / "b.csv", "text;intent\nhi;greet\n")), label_column="intent")
     commas = write(tmp_path / "e.csv", "text,intent\nhi,greet\n")  # a ',' test file beside a ';' train file
-    with pytest.raises(ValueError, match=r"not a column of e.csv; the header reads as one column: set delimiter = ','"):
-        CsvSource(train=str(tmp_path / "b.csv"), test=str(commas), label_column="intent", delimiter=";")
+    more = write(tmp_path / "f.csv", "text,intent\nho,greet\n")
+    differ = (  # each delimiter's advice brought the other's error back (checker h359 F2): the files disagree
+        "'delimiter' {} does not read all of the source's files: they use different delimiters (b.csv reads as columns "
+        "text, intent with ';', as one column with ','; e.csv reads as one column with ';', as columns text, intent "
+        "with ','; f.csv reads as one column with ';', as columns text, intent with ','), and one delimiter serves all "
+        "of a source's files. Convert b.csv to ','-separated (save it again as CSV with that delimiter){}"
+    )
+    for delimiter, then in ((";", "; then set delimiter = ','"), (",", "")):
+        with pytest.raises(ValueError) as raised:
+            CsvSource(train=str(tmp_path / "b.csv"), test=str(commas), validation=str(more), label_column="intent",
+                      delimiter=delimiter)  # fmt: skip
+        assert str(raised.value) == differ.format(repr(delimiter), then)
     excel = tmp_path / "c.csv"  # a spreadsheet's export: ';' and cp1252 past the header (it passed the check)
     excel.write_bytes(b"text;intent\n" + "Lieferung verspätet;lieferung\n".encode("cp1252") * 400)
     with pytest.raises(ValueError, match=said.replace("b.csv", "c.csv")):
@@ -1436,8 +1446,10 @@ def test_fold_reads_full_width_letters_arabic_marks_and_bidi_marks_as_the_plain_
     assert "fold" not in plain.to_json() and HashingSettings.from_json(plain.to_json()) == plain  # states before it
     assert HashingSettings.from_json(folding.to_json()).fold is True
     records = [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]
-    with pytest.raises(heirloom.HeirloomError, match=r"fold \(parent False, this model True\)"):
+    with pytest.raises(heirloom.HeirloomError, match=r"fold \(parent false, this model true\)"):
         TextClassifier(data="news", fold=True).fit(records, parent=fitted.state())
+    with pytest.raises(heirloom.HeirloomError, match=r"char_ngrams \(parent \[2, 5\], this model \[1, 3\]\)"):
+        TextClassifier(data="news", char_ngrams=[1, 3]).fit(records, parent=fitted.state())  # TOML's, not (2, 5)
 
 
 def test_the_report_lines_up_labels_that_take_two_columns_a_character():

@@ -31,6 +31,7 @@ from heirloom.store.compare import scores as scored_on
 from heirloom.store.digest import profile_digest
 from heirloom.store.evaluation import evaluate_api, evaluated_specs, summary, summary_table
 from heirloom.store.outcome import StoppedAfter
+from heirloom.store.parents import unstored_parent
 from heirloom.store.private_logs import warn_open_home
 from heirloom.store.reading import PluginBug
 from heirloom.store.refs import RefError
@@ -226,6 +227,26 @@ def progress_bars(transient: bool = False) -> Progress:
     return Progress(*columns, console=err_console, transient=transient, disable=hidden)
 
 
+def refuse_unstored_parents(kernel: Kernel, resolved: ResolvedProfile, specs: list[ComponentSpec]) -> None:
+    """Exit 2 where a model's ``inherit`` names a version the store lacks, asked of the store as it is (read only,
+    or none yet) before ``store_or_exit`` makes it: a train refused there made the store (checker h359 F1)."""
+    from heirloom.store.artifacts import StoreMissing
+    from heirloom.store.checks import open_store
+
+    if not any(spec.keys.inherit for spec in specs):
+        return
+    try:
+        store, missing = open_store(kernel, resolved, create=False), ""
+    except StoreMissing as exc:
+        store, missing = None, str(exc)
+    except HeirloomError:  # a store that cannot be opened: store_or_exit says why
+        return
+    try:
+        unstored_parent(kernel, resolved, specs, store, missing)
+    except RefError as exc:
+        fail(f"error: {exc}", 2)
+
+
 @click.command("train")
 @click.argument("profile", type=PROFILE)
 @click.argument("models", nargs=-1)
@@ -255,6 +276,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
         specs = model_specs(resolved, models)
     except RefError as exc:  # a model name that names nothing: refused before the store is made
         fail(f"error: {exc}", 2)
+    refuse_unstored_parents(kernel, resolved, specs)
     store = store_or_exit(resolved)
     unwritable = getattr(store, "unwritable", None)  # optional for a store plugin's class (PLUGINS.md)
     if unwritable is not None and (why := unwritable()):  # said now, not at the write after a long fit

@@ -126,10 +126,11 @@ class Validator:
 
     def _unread_parent(self, problem: Problem) -> Problem:
         """``problem`` said to follow from a parent profile not read where that parent may be what is missing: a table
-        no file gave a ``use`` (``no `use```, or a key the default manager lacks, read as a typo of one of its keys)."""
+        no file gave a ``use`` (``no `use```, a manager's key read as a typo, ``enabled = false``: ``no such``)."""
         parts = key_parts(problem.path)
         table = dotted(parts[:1] if parts[0] == TABLES["resources"] else parts[:2])
-        if not problem.message.startswith(("no `use`", "unknown key")) or f"{table}.use" in self.raw.provenance:
+        said = problem.message.startswith(("no `use`", "unknown key", "no such component"))
+        if not said or f"{table}.use" in self.raw.provenance:
             return problem
         return attrs.evolve(problem, message=f"{problem.message} (or the profile `extends` names, not read, sets it)")
 

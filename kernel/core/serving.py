@@ -220,8 +220,8 @@ def nothing_served(store: VersionStore, project: str, spec: ComponentSpec) -> st
     if serve is not None and not serve.isdigit():
         try:
             store.resolve(f"{base}@{serve}")
-            why = f"no version of {base} has alias {serve!r}"
-        except HeirloomError as exc:  # names the aliases it has, and a close one
-            why = str(exc)
+        except HeirloomError as exc:  # names the aliases it has, and a close one or the promote that sets it
+            return str(exc)
+        why = f"no version of {base} has alias {serve!r}"  # it moved since: a promote sets it again
         return f"{why}; latest: {latest.ref}. To serve {serve!r}: heirloom models promote {latest.ref} {serve}"
     return f"{base} has no version {serve} (latest: {latest.ref})"

@@ -478,10 +478,9 @@ class ArtifactStore:
                 )
         else:
             listed = ", ".join(f"{name} -> @{number}" for name, number in sorted(aliases.items())) or "none"
-            raise RefError(
-                f"{ref.project}/{ref.model} has no alias {ref.selector!r}"
-                f"{did_you_mean(ref.selector, aliases)} (aliases: {listed})"
-            )
+            close, latest = did_you_mean(ref.selector, aliases), f"{ref.project}/{ref.model}@{versions[-1]}"
+            then = "" if close else f"; latest: {latest}. To set it: heirloom models promote {latest} {ref.selector}"
+            raise RefError(f"{ref.project}/{ref.model} has no alias {ref.selector!r}{close} (aliases: {listed}){then}")
         return Artifact(**tx.row(ref.project, ref.model, version))
 
 

@@ -60,6 +60,41 @@ def parent_of(kernel: Kernel, store: ArtifactStore, ref: str | None, served: str
     return import_pretrained(store, ref.removeprefix(PRETRAINED), state, {plugin.distribution: plugin.version or "?"})
 
 
+def unstored_parent(
+    kernel: Kernel, profile: ResolvedProfile, specs: list[ComponentSpec], store: ArtifactStore | None, missing: str
+) -> None:
+    """RefError (``FILE: KEY: why``) for the first of ``specs`` whose ``inherit`` names a version ``store`` lacks
+    (``store`` None: there is none yet, ``missing`` says why), asked before ``train`` makes the store: a train refused
+    there made one (ARTIFACTS.md: a refused train makes none; a mistyped HEIRLOOM_STORE became an empty store, checker
+    h359 F1). Not asked of ``served``, a pretrained state, or the latest of another model trained in the same run."""
+    own = {spec.name: f"{profile.project}/{spec.name}" for spec in specs}
+    for spec in specs:
+        ref = spec.keys.inherit
+        if not ref or ref == SERVED or ref.startswith(PRETRAINED) or ref in set(own.values()) - {own[spec.name]}:
+            continue
+        named = ref.partition("@")[0]
+        try:
+            if store is None:
+                raise RefError(f"no model {named!r} in the store: {missing}")
+            store.resolve(ref)  # an alias it lacks is said with the promote that sets it (artifacts.py)
+        except RefError as exc:
+            unknown = store is None or not store.list(*named.split("/"))
+            said = f"{exc}{train_first(kernel, profile, named) if unknown else ''}"
+            key = f"{spec.key}.inherit"
+            raise RefError(f"{profile.raw.provenance.get(key, profile.raw.file)}: {key}: {said}") from None
+
+
+def train_first(kernel: Kernel, profile: ResolvedProfile, named: str) -> str:
+    """``; train it first: heirloom train PROJECT`` for a parent ``project/model`` not stored whose project is
+    another profile's name (a shipped one: ``banking-intents-core``), "" where no profile has that name."""
+    project = named.partition("/")[0]
+    try:
+        found = project != profile.project and kernel.loader.find(project) is not None
+    except HeirloomError:  # two plugins register the name: no one command to name
+        found = False
+    return f"; train it first: heirloom train {project}" if found else ""
+
+
 def pretrained_state(kernel: Kernel, ref: str) -> tuple[State, Any]:
     """The state ``pretrained:NAME`` loads, and the plugin that registered it. A loader that raises or returns
     anything else (a plain dict of weights) is a PretrainedFailed naming it and its plugin: the model that inherits

@@ -8,6 +8,7 @@ torch is imported inside methods only, so profiles that never fit or predict (an
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -407,13 +408,19 @@ def _validation_score(outcome: Outcome) -> tuple[float, float]:
 
 
 def _hashing_differences(theirs: HashingSettings, ours: HashingSettings) -> dict[str, str]:
-    """``{setting: "fold (parent False, this model True)"}`` for each hashing setting the parent has otherwise."""
+    """``{setting: "fold (parent false, this model true)"}`` for each hashing setting the parent has otherwise, the
+    values as TOML writes them (``[2, 5]``: Python's ``(2, 5)`` and ``True`` pasted in the profile were refused)."""
     parent, model = attrs.asdict(theirs), attrs.asdict(ours)
     return {
-        name: f"{name} (parent {parent[name]!r}, this model {model[name]!r})"
+        name: f"{name} (parent {_toml(parent[name])}, this model {_toml(model[name])})"
         for name in model
         if parent[name] != model[name]
     }
+
+
+def _toml(value: Any) -> str:
+    """A hashing setting's value as TOML writes it: ``true``, ``[2, 5]`` (a tuple is a list)."""
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
 
 
 def _unpack(state: heirloom.State, what: str) -> Fitted:
