@@ -285,6 +285,26 @@ def test_a_page_rebinding_its_name_to_loopback_cannot_read_the_dashboard(dashboa
             assert response.status == 200
 
 
+def test_no_other_site_may_frame_the_dashboard_and_no_reply_is_type_sniffed(dashboard):
+    """A page on another site loaded the dashboard in an iframe (clickjacking), and its replies said no
+    ``nosniff``, where the gateway's pages send both (checker h360 F1); refusals (400, 404, 405) too."""
+    port = dashboard.rsplit(":", 1)[1]
+    asked = [
+        urllib.request.Request(dashboard + "/"),
+        urllib.request.Request(dashboard + "/models/news-desk/sentiment/9"),
+        urllib.request.Request(dashboard + "/", method="POST", data=b""),
+        urllib.request.Request(dashboard + "/", headers={"Host": f"rebound.example:{port}"}),
+    ]
+    for request in asked:
+        try:
+            headers = urllib.request.urlopen(request, timeout=5).headers
+        except urllib.error.HTTPError as refused:
+            headers = refused.headers
+        assert headers["X-Frame-Options"] == "DENY", request.full_url
+        assert headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_eval_html_is_one_self_contained_file(lineage, tmp_path, page):
     out = tmp_path / "report.html"
     env = {"HEIRLOOM_STORE": str(lineage["store"])}
