@@ -42,6 +42,8 @@ class ToySource(heirloom.Source):
     #: ``fingerprint`` raises ValueError, or (``no_fingerprint``) returns None: a plugin's bugs.
     bad_fingerprint: bool = False
     no_fingerprint: bool = False
+    #: The number (from 1) of the record of each split yielded as a list, no dict or attrs object: a plugin's bug.
+    list_record: int = 0
 
     def start(self, ctx):
         super().start(ctx)
@@ -63,7 +65,7 @@ class ToySource(heirloom.Source):
         for i in range(self.rows):
             if self.bug and i:
                 raise KeyError("body")
-            yield {"i": i}
+            yield ["i", i] if i + 1 == self.list_record else {"i": i}
 
     def fingerprint(self) -> str:
         if self.bad_fingerprint:
