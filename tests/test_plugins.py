@@ -358,7 +358,8 @@ def test_disable_and_load_plugin_lists():
 
 def test_a_command_of_a_plugin_left_out_names_the_plugin_and_the_variable():
     """Checker h356 F3: the command of a plugin HEIRLOOM_DISABLE_PLUGINS leaves out said ``no command 'ui'`` and listed
-    every plugin that failed to load, though an earlier load recorded who provides it; its types and profiles name it."""
+    every plugin that failed to load, though an earlier load recorded who provides it (its types and profiles named
+    it)."""
     listed = run_heirloom("plugins", "--json")  # an earlier load: the catalog records the dashboard's command
     info = next(p for p in json.loads(listed.stdout) if p["name"] == "dashboard")
     result = run_heirloom("ui", env={"HEIRLOOM_DISABLE_PLUGINS": "dashboard"})
