@@ -408,6 +408,8 @@ class ToyApi(heirloom.Api):
     odd_check: str = ""
     #: ``feedback_log``: ``log`` the api's log; a plugin's bugs: ``raise`` (KeyError), ``int`` (42, no path)
     feedback: str = ""
+    #: ``routes`` raises, as a plugin's bug does.
+    fail_routes: bool = False
 
     def feedback_log(self, project, name):
         if self.feedback == "raise":
@@ -430,6 +432,8 @@ class ToyApi(heirloom.Api):
         _record(f"stop {self.ctx.name}")
 
     def routes(self):
+        if self.fail_routes:
+            raise RuntimeError("routes broke")
         return [heirloom.Route("predict", handler=self.predict)]
 
     def predict(self, body):
