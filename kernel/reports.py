@@ -28,6 +28,7 @@ import threading
 import warnings
 from datetime import UTC, datetime
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from heirloom.core.errors import HeirloomError
@@ -54,7 +55,20 @@ FONT_FAMILIES = (
 )
 log = logging.getLogger("heirloom.reports")
 _MISSING_SAID = threading.Event()  # the missing-characters warning was logged
-EXTRA_HINT = "pip install -c constraints.txt -e '.[ui]' (or pip install 'heirloom[ui]')"
+
+
+def _extra_hint() -> str:
+    """How to install the ``ui`` extra: ``pip install 'heirloom[ui]'``, led in heirloom's own checkout (the current
+    folder) by the checkout's way, with its constraints: said in a plugin's folder, that named the plugin's own
+    extra and a constraints.txt not there (checker h356 F5)."""
+    released = "pip install 'heirloom[ui]'"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if Path("constraints.txt").is_file() and '\nname = "heirloom"\n' in Path("pyproject.toml").read_text():
+            return f"pip install -c constraints.txt -e '.[ui]' (or {released})"
+    return released
+
+
+EXTRA_HINT = _extra_hint()
 
 
 def _require(module: str) -> Any:

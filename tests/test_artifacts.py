@@ -1210,6 +1210,40 @@ def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, 
     assert store.metadata("team/m@1")["heirloom_state_format"] == 2
 
 
+def test_profile_check_says_the_built_components_problems_beside_a_schema_error(store, tmp_path):
+    """Checker h356 F1: one table's schema error (an unknown key of an unrelated api) hid every ``check_profile``
+    problem and an ``inherit`` whose stored state the model type cannot read: each said only once the typo was fixed.
+    """
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    team = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')
+    assert run_heirloom("train", str(team), env={**env, "TOY_STATE_FORMAT": "2"}).returncode == 0
+    (tmp_path / "empty").mkdir()
+    news = '[sources.news]\nuse = "phrasebank"\npath = "empty"\n'
+    kid = write(tmp_path / "kid.toml", f'project = "kid"\n{TOY_TABLES}inherit = "team/m@1"\n{news}')
+    typo = write(tmp_path / "typo.toml", 'extends = ["kid.toml"]\n[apis.e]\nuse = "echo"\nbogus = 1\n')
+    alone = run_heirloom("profile", "check", str(kid), env=env)
+    assert alone.returncode == 2, alone.stderr
+    problems = [line.partition(": ")[2] for line in alone.stderr.strip().splitlines()]
+    assert [p.split(":")[0] for p in problems] == ["models.m.inherit", "sources.news.path"], alone.stderr
+    checked = run_heirloom("profile", "check", str(typo), env=env)
+    lines = checked.stderr.strip().splitlines()
+    assert checked.returncode == 2 and lines[0].startswith(f"{typo}: apis.e.bogus: unknown key"), checked.stderr
+    assert [line.partition(": ")[2] for line in lines[1:]] == problems, "each said beside the typo, as alone"
+
+
+def test_routes_raising_names_the_api_and_its_plugin_with_the_traceback_at_debug(store, tmp_path):
+    """Checker h356 F4: ``routes()`` raising failed the start naming neither plugin nor distribution, and logged
+    no traceback even under ``--log-level debug``, where a ``start()`` that raised did both."""
+    text = f'project = "team"\n{TOY_TABLES}[apis.t]\nuse = "toy-api"\nmodel = "m"\nfail_routes = true\n'
+    profile = write(tmp_path / "team.toml", text)
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    bind = f"ipc://{tmp_path}/d.sock"
+    served = run_heirloom("--log-level", "debug", "serve", str(profile), "--bind", bind, env=env, timeout=60)
+    named = "apis.t (toy-api, plugin tests.toys): routes() failed: RuntimeError: routes broke"
+    assert served.returncode == 1 and named in served.stderr, served.stderr
+    assert 'in routes\n    raise RuntimeError("routes broke")' in served.stderr, "the plugin's file and line"
+
+
 def test_an_api_check_that_raises_is_a_problem_naming_it_not_a_crash(store, tmp_path):
     """A plugin's ``Api.check`` that indexes an untrained model (absent from what it is given)
     crashed ``profile check`` with a traceback, and ``serve`` said only ``system failed to start: 'm'``."""
@@ -1563,7 +1597,7 @@ def test_stats_says_why_a_version_could_not_load_without_the_servers_paths(store
             while "@3" not in (error := client.call("_stats")["models"]["m"]["error"]) and time.monotonic() < deadline:
                 time.sleep(0.1)
         assert error == "could not load team/m@3: KeyError: 'epochs'; still serving team/m@1", error
-        assert f"models.m (toy-model): {error}\n" in daemon.log()  # whose load, and the version it still serves
+        assert f"models.m (toy-model, plugin tests.toys): {error}\n" in daemon.log()  # whose load (h356 F4)
         # the toy's route has no description: served, and said (check_api refuses it; serve was silent)
         assert "route t.predict has no description" in daemon.log()
     finally:

@@ -193,6 +193,26 @@ def test_a_sources_error_while_train_scores_a_split_names_the_source(tmp_path):
     assert evaluated.returncode == 1 and last.startswith(said), evaluated.stderr
 
 
+def test_a_source_yielding_no_record_is_named_with_its_plugin_split_and_record_number(tmp_path):
+    """Checker h356 F2: a source yielding a list where a record (a dict or an attrs object) belongs went to the model,
+    whose failure blamed the model's plugin (another distribution's); ``data show`` printed it as a record."""
+    toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
+    profile = toy_team(tmp_path, "list_record = 2\n")
+    whose = "record 2 of sources.rows (toy-source, plugin tests.toys) is a list ['i', 1], not a dict or attrs object"
+    trained, last = train_toys(profile, "sources.rows.rows=3")
+    assert trained.returncode == 1 and last == f"error: reading the train split of rows: {whose} (a plugin bug?)", last
+    assert run_heirloom("train", str(profile), "--set", "sources.rows.list_record=0", env=toys).returncode == 0
+    evaluated = run_heirloom("eval", str(profile), "m", env=toys)
+    last = evaluated.stderr.strip().splitlines()[-1]
+    assert evaluated.returncode == 1 and "reading the test split of rows: " + whose in last, evaluated.stderr
+    for split in ("train", None):
+        shown = run_heirloom("data", "show", str(profile), "rows", *(["--split", split] if split else []), env=toys)
+        read = f"the {split} split" if split else "every split"
+        last = shown.stderr.strip().splitlines()[-1]
+        assert shown.returncode == 1 and last == f"error: reading {read} of rows: {whose} (a plugin bug?)", last
+        assert "{'i': 0}" in shown.stdout and "['i', 1]" not in shown.stdout, "the records before it are shown"
+
+
 def test_a_sources_bug_is_named_as_the_sources_even_when_it_also_fails_to_stop(tmp_path):
     """A third-party source's KeyError read as ``training models.m (toy-model) failed``, and with
     a ``stop`` that failed too, only the stop's error was shown: the first failure was lost."""

@@ -227,3 +227,30 @@ def test_it_refuses_a_name_whose_entry_point_an_installed_package_has_naming_tha
     said = "error: heirloom-zed's entry point 'zed' is zed-tools 1.0's already (a second one of a name is never loaded)"
     assert refused.returncode == 2 and said in " ".join(refused.stderr.split()), refused.stderr
     assert not (tmp_path / "heirloom-zed").exists()
+
+
+def test_the_readme_says_heirloom_ui_needs_the_ui_extra_and_aligns_its_comments(tmp_path):
+    """Checker h356 F5: the generated README ran ``heirloom ui`` after ``pip install -e '.[test]'`` alone (the plugin
+    has no ui extra: heirloom has), and the substituted name moved the comments of its code block out of line."""
+    for name in ("heirloom-x", "heirloom-a-much-longer-plugin-name"):
+        made = run_heirloom("new", "plugin", name, "--dir", str(tmp_path / name))
+        assert made.returncode == 0, made.stderr
+        readme = (tmp_path / name / "README.md").read_text()
+        block = readme.split("## Try it\n\n```sh\n")[1].split("```")[0].splitlines()
+        assert len({line.index("   # ") + 3 for line in block if "   # " in line}) == 1, block
+        assert len({line.index("#") for line in block}) == 1, "one column, every line"
+        commands = [line.partition("   # ")[0].rstrip() for line in block]
+        assert commands.index("pip install 'heirloom[ui]'") == commands.index("heirloom ui") - 1, commands
+
+
+def test_the_ui_extra_hint_names_the_checkouts_way_only_in_heirlooms_checkout(tmp_path):
+    """Checker h356 F5: in a plugin's folder, ``pip install -c constraints.txt -e '.[ui]'`` meant the plugin's own
+    (absent) extra and a constraints.txt not there; outside the checkout only ``pip install 'heirloom[ui]'`` is said."""
+    probe = [sys.executable, "-c", "from heirloom.reports import EXTRA_HINT; print(EXTRA_HINT)"]
+    env = {**os.environ, "PYTHONPATH": pythonpath()}
+    elsewhere = subprocess.run(probe, cwd=tmp_path, capture_output=True, text=True, env=env, check=True)
+    assert elsewhere.stdout == "pip install 'heirloom[ui]'\n"
+    checkout = subprocess.run(
+        probe, cwd=Path(__file__).parent.parent, capture_output=True, text=True, env=env, check=True
+    )
+    assert checkout.stdout == "pip install -c constraints.txt -e '.[ui]' (or pip install 'heirloom[ui]')\n"

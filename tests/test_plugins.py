@@ -356,6 +356,18 @@ def test_disable_and_load_plugin_lists():
     assert "disabled: left out by HEIRLOOM_DISABLE_PLUGINS=echo" in row, table.stdout
 
 
+def test_a_command_of_a_plugin_left_out_names_the_plugin_and_the_variable():
+    """Checker h356 F3: the command of a plugin HEIRLOOM_DISABLE_PLUGINS leaves out said ``no command 'ui'`` and listed
+    every plugin that failed to load, though an earlier load recorded who provides it (its types and profiles named
+    it)."""
+    listed = run_heirloom("plugins", "--json")  # an earlier load: the catalog records the dashboard's command
+    info = next(p for p in json.loads(listed.stdout) if p["name"] == "dashboard")
+    result = run_heirloom("ui", env={"HEIRLOOM_DISABLE_PLUGINS": "dashboard"})
+    named = f"dashboard ({info['distribution']} {info['version']})"
+    said = f"error: command 'ui' comes from {named}, which HEIRLOOM_DISABLE_PLUGINS=dashboard leaves out\n"
+    assert result.returncode == 2 and result.stderr == said, result.stderr
+
+
 def test_the_kernels_commands_cannot_be_disabled():
     result = run_heirloom("--help", env={"HEIRLOOM_LOAD_PLUGINS": "echo", "HEIRLOOM_DISABLE_PLUGINS": "heirloom"})
     assert result.returncode == 0, result.stderr

@@ -42,6 +42,8 @@ class ToySource(heirloom.Source):
     #: ``fingerprint`` raises ValueError, or (``no_fingerprint``) returns None: a plugin's bugs.
     bad_fingerprint: bool = False
     no_fingerprint: bool = False
+    #: The number (from 1) of the record of each split yielded as a list, no dict or attrs object: a plugin's bug.
+    list_record: int = 0
 
     def start(self, ctx):
         super().start(ctx)
@@ -63,7 +65,7 @@ class ToySource(heirloom.Source):
         for i in range(self.rows):
             if self.bug and i:
                 raise KeyError("body")
-            yield {"i": i}
+            yield ["i", i] if i + 1 == self.list_record else {"i": i}
 
     def fingerprint(self) -> str:
         if self.bad_fingerprint:
@@ -406,6 +408,8 @@ class ToyApi(heirloom.Api):
     odd_check: str = ""
     #: ``feedback_log``: ``log`` the api's log; a plugin's bugs: ``raise`` (KeyError), ``int`` (42, no path)
     feedback: str = ""
+    #: ``routes`` raises, as a plugin's bug does.
+    fail_routes: bool = False
 
     def feedback_log(self, project, name):
         if self.feedback == "raise":
@@ -428,6 +432,8 @@ class ToyApi(heirloom.Api):
         _record(f"stop {self.ctx.name}")
 
     def routes(self):
+        if self.fail_routes:
+            raise RuntimeError("routes broke")
         return [heirloom.Route("predict", handler=self.predict)]
 
     def predict(self, body):

@@ -44,6 +44,7 @@ from heirloom.datasets.fetch import fetch
 from heirloom.profile_toml import dotted
 from heirloom.splits import unknown_splits
 from heirloom.store.outcome import Outcome, StoppedAfter
+from heirloom.store.reading import is_record, not_a_record
 from heirloom.suggest import disabled_by
 
 #: How much of a long list or string ``data show`` prints (``--json`` prints everything).
@@ -113,6 +114,9 @@ def data_show(
             fail(f"source {source!r} has no split {split!r} (splits: {', '.join(component.splits())})", EXIT_INVALID)
         records = iter(component.records(split))
         for number, record in enumerate(itertools.islice(records, limit or None), start=1):
+            if not is_record(record):  # printed as if a record, unsaid (checker h356 F2)
+                read = f"the {split} split" if split else "every split"
+                fail(f"error: reading {read} of {source}: {not_a_record(component, record, number)}")
             if as_json:
                 echo_json(json_text(plain(record)))
             else:

@@ -27,7 +27,7 @@ from heirloom.core.errors import HeirloomError, Problem, ProfileError
 from heirloom.core.profile import MASK, SetValue, key_parts
 from heirloom.core.schema import DEFAULT_RESOURCES, ResolvedProfile, validate
 from heirloom.profile_toml import written
-from heirloom.store.checks import StoreOnce, reference_problems, store_problems
+from heirloom.store.checks import store_problems
 from heirloom.store.digest import profile_digest
 from heirloom.wire.local_workers import too_many_workers
 
@@ -229,10 +229,12 @@ def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
     the profile would serve, settings are also checked against them (a label-monitor's
     label must be one its model predicts), and so are inherit and serve values that look
     mistyped (a version or alias a stored model lacks, a name one typo from a stored one),
-    beside the profile's other problems when its models validated.
+    beside the profile's other problems when its models validated. Where a table does not
+    validate, the components that do are still checked (check_profile, check_parent, the
+    state format an inherit names), so every problem is said at once.
     A check writes nothing: a store that is not there yet is not created, a note says so.
     """
-    resolved = resolve_or_exit(profile, overrides, more=_mistyped_references)
+    resolved = resolve_or_exit(profile, overrides, more=_built_components_problems)
     try:
         problems, note = store_problems(get_kernel(), resolved)
     except ProfileError as exc:  # the store a profile names cannot be used
@@ -250,18 +252,14 @@ def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
     echo(one_line(f"{resolved.raw.file}: ok ({names})"))
 
 
-def _mistyped_references(error: ProfileError) -> list[Problem]:
-    """Where a profile has problems but its project, store and models validated, the ``inherit`` and ``serve``
-    values the store shows mistyped too: every problem at once, not those only once the rest is fixed."""
-    partial = error.partial
-    if not isinstance(partial, ResolvedProfile) or any(
-        p.path.split(".")[0] in ("", "project", "store", "models") for p in error.problems
-    ):
+def _built_components_problems(error: ProfileError) -> list[Problem]:
+    """Where a profile has problems, those the components that validated find too (``check_profile``,
+    ``check_parent``, an ``inherit``'s state format) and, where its project, store and models validated,
+    the ``inherit`` and ``serve`` values the store shows mistyped: every problem at once, not those only
+    once the rest is fixed."""
+    if not isinstance(partial := error.partial, ResolvedProfile):
         return []
-    try:
-        return reference_problems(get_kernel(), partial, StoreOnce(get_kernel(), partial))
-    except HeirloomError:  # a store that cannot be opened: said once the rest is fixed, as it was
-        return []
+    return store_problems(get_kernel(), partial, {problem.path.split(".")[0] for problem in error.problems})[0]
 
 
 COMMANDS = [plugins_command, profiles_command, profile_group]

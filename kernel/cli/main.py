@@ -105,6 +105,8 @@ class HeirloomGroup(click.Group):
             if owner is not None and plugins.infos[owner].status == "failed":
                 info = plugins.infos[owner]
                 fail(f"error: command {name!r} comes from a plugin that failed to load: {info.label}: {info.error}", 2)
+            if left_out := plugins.left_out("commands", name):  # as a type or profile of it says (checker h356 F3)
+                fail(f"error: command {name!r} comes from {left_out}", 2)
             failed = "; ".join(f"{info.label}: {info.error}" for info in plugins.failures())
             if failed or plugins.selection():
                 more = f"; these plugins failed to load: {failed}" if failed else ""

@@ -69,7 +69,7 @@ def render_plugin(dist: str, kinds: list[str]) -> dict[str, str]:
         "tests": joined("test", "\n\n\n"),
         "provides": joined("provides", "\n"),
         "layout": joined("layout", "\n"),
-        "try_it": joined("try_it", "\n"),
+        "try_it": _aligned([part["try_it"] for part in [parts["common"], *chosen] if "try_it" in part], values),
         "checks": "\n".join([*joined("test_import", "\n").splitlines(), f"from heirloom.testing import {checks}"]),
     }
     rendered = {
@@ -90,6 +90,14 @@ def render_plugin(dist: str, kinds: list[str]) -> dict[str, str]:
     if "source" in kinds or "model" in kinds:
         output[f"{module}/data/sample.jsonl"] = SCAFFOLD.joinpath("package", "sample.jsonl").read_text(encoding="utf-8")
     return output
+
+
+def _aligned(blocks: list[str], values: dict[str, str]) -> str:
+    """The README's "Try it" lines, ``COMMAND   # COMMENT`` each, with the comments in one column: aligned in the
+    fragments, a name longer or shorter than the one they were written for moved them out of line (checker h356 F5)."""
+    lines = [Template(line).substitute(values).partition("   # ") for block in blocks for line in block.splitlines()]
+    width = max(len(command) for command, _, _ in lines) + 3
+    return "\n".join(f"{command:<{width}}# {comment}" if comment else command for command, _, comment in lines)
 
 
 def _taken(dist: str, kinds: list[str]) -> list[str]:

@@ -330,8 +330,8 @@ class PluginHost:
 
     def left_out(self, kind: str, name: str) -> str:
         """``PLUGIN, which HEIRLOOM_DISABLE_PLUGINS=x leaves out``: the plugins left out that last provided ``name``."""
-        skipped = [self._info(ep) for ep in self._left_out]
-        labels = [info.label for info in skipped if name in (info.provides | info.named).get(kind, ())]
+        off = [self._info(ep) for ep in self._left_out]  # kind: a component kind, "profiles", "commands"
+        labels = [i.label for i in off if name in (dict(i.provides, **i.named, commands=i.commands).get(kind) or ())]
         return f"{' and '.join(labels)}, which {self.chosen} leaves out" if labels else ""
 
     def disabled(self) -> list[PluginInfo]:

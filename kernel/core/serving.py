@@ -47,20 +47,22 @@ class VersionStore(Protocol):
 Start = Callable[["ComponentSpec"], Model]
 Vet = Callable[[tuple[str, Model]], list[str]]
 Adopt = Callable[[str, Model, Model], None]
+Whose = Callable[["ComponentSpec"], str]
 Bound = Callable[["ComponentSpec", Callable[[], None], str], None]
 
 
 class ModelServing:
     """Loads the served version of each model of a system and keeps it current."""
 
-    def __init__(self, project: str, store: VersionStore, start_model: Start, vet: Vet, adopt: Adopt, bound: Bound):
+    def __init__(
+        self, project: str, store: VersionStore, start_model: Start, vet: Vet, adopt: Adopt, bound: Bound, whose: Whose
+    ):
         """``start_model(spec)`` starts a fresh instance; ``vet((name, model))`` says what the apis' ``check`` finds
         wrong with serving it; ``adopt(name, old, new)``: the system's ``old`` is stopped, ``new`` is its to stop;
-        ``bound(spec, action, what)`` runs a ``load`` within the start timeout (a hung one froze every swap)."""
-        self.project = project
-        self.store = store
-        self.start_model = start_model
-        self.vet, self.adopt, self.bound = vet, adopt, bound
+        ``bound(spec, action, what)`` runs a ``load`` within the start timeout (a hung one froze every swap);
+        ``whose(spec)`` names the model and its plugin, for the log of a load that failed."""
+        self.project, self.store, self.start_model = project, store, start_model
+        self.vet, self.adopt, self.bound, self.whose = vet, adopt, bound, whose
         self.handles: dict[str, ModelHandle] = {}
         self.errors: dict[str, str] = {}
         self._failed: dict[str, str] = {}  # the digest of the version each model could not load
@@ -127,7 +129,7 @@ class ModelServing:
                 said = self.errors[name] = f"{failed}: {described(exc)}; still serving {handle.version or 'nothing'}"
                 handle.unavailable = said if handle.version is None else None  # requests said "promote it": just run
                 self._failed[name] = artifact.digest
-                log.error("%s (%s): %s", spec.key, spec.use, said)  # whose load it was, as at the start
+                log.error("%s: %s", self.whose(spec), said)  # whose load it was, its plugin too (checker h356 F4)
                 self._retired += [(name, model)] if model is not None else []  # stopped at the next refresh: 5 refused
                 continue  # swaps of a 100 MB model kept 5 copies until the daemon stopped
             log.info("now serving %s (was %s)", artifact.ref, handle.version or "nothing")

@@ -68,7 +68,7 @@ class System:
         """``store``: serve each model's stored version from it (training passes None)."""
         self.profile, self.plugins = profile, plugins
         self.specs = profile.components if only is None else dependency_closure(profile.components, only)
-        parts = (self.start_component, self._served_model_problems, self._adopt, self.within_start_timeout)
+        parts = (self.start_component, self._served_model_problems, self._adopt, self.within_start_timeout, self.whose)
         self.serving = ModelServing(profile.project, store, *parts) if store else None
         self.state = "built"
         self._components: dict[tuple[str, str], Component] = {}

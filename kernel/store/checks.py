@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import Api, references
@@ -74,14 +74,32 @@ class StoreOnce:
         return self._store
 
 
-def store_problems(kernel: Kernel, profile: ResolvedProfile) -> tuple[list[Problem], str]:
+def store_problems(kernel: Kernel, profile: ResolvedProfile, failed: Collection[str] = ()) -> tuple[list[Problem], str]:
     """``profile check``'s problems found against the store, and a note ("" if none) when the store
-    a check needed is not there yet: a new project has none, so that alone is no error."""
+    a check needed is not there yet: a new project has none, so that alone is no error.
+
+    ``failed`` names the top-level tables (``models``, ``apis``; "" for the file itself) where validation
+    found problems, ``profile`` then being what validated (``ProfileError.partial``): every problem at once,
+    so the components that built are checked still (checker h356 F1). The checks against the store need the
+    project and the store validated; the references and the apis' checks of stored models, the models too."""
     store = StoreOnce(kernel, profile)
-    if "store.path" in profile.raw.provenance:
-        store()  # a [store] path that cannot be a store stops serve, so check it with no model to check too
-    problems = reference_problems(kernel, profile, store) + foreign_parent_problems(kernel, profile, store)
-    problems += served_model_problems(profile, store)
+    problems: list[Problem] = []
+    if not {"", "project", "store"} & set(failed):
+        try:
+            if "store.path" in profile.raw.provenance:
+                store()  # a [store] path that cannot be a store stops serve, so check it with no model to check too
+            if "models" not in failed:
+                problems += reference_problems(kernel, profile, store)
+            problems += foreign_parent_problems(kernel, profile, store)
+            if "models" not in failed:
+                problems += served_model_problems(profile, store)
+        except ProfileError as exc:  # a [store] path that cannot be a store: said with the rest where some failed
+            if not failed:
+                raise
+            problems += exc.problems
+        except HeirloomError:  # a store that cannot be opened: said once the rest is fixed
+            if not failed:
+                raise
     problems += [found for spec in profile.components for found in ask(profile, spec, "check_profile", profile)]
     note = f"store: {store.missing} (train or serve creates it)" if store.missing else ""
     return problems, profile.raw.hide_secrets("store.path", note)  # ${DATA_DIR}/x as written (checker 307 F1)

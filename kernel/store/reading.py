@@ -49,13 +49,37 @@ def reading(source: Source, split: str, progress: Progress, description: str, sa
     progress.start(description)
     pending = 0
     with blaming_the_source(source, f"reading the {split} split", said or description):  # never the model's own
-        for record in source.records(split):
+        for number, record in enumerate(source.records(split), start=1):
+            if not is_record(record):  # one check a record: cheap on the hot path
+                raise not_a_record(source, record, number)
             yield record
             pending += 1
             if pending == PROGRESS_EVERY:
                 progress.advance(pending)
                 pending = 0
     progress.advance(pending)
+
+
+def is_record(record: Any) -> bool:
+    """Whether ``record`` is one as the Source contract says: a dict or an attrs object."""
+    return isinstance(record, dict) or attrs.has(type(record))
+
+
+def not_a_record(source: Source, record: Any, number: int) -> HeirloomError:
+    """The error for ``source``'s ``number``th record of a split that is no record (a list): the model that read
+    it failed as if the bug were its own, naming the model's plugin, not the source's (checker h356 F2)."""
+    spec, system = _spec_of(source)
+    named = system.whose(spec) if spec is not None else type(source).__name__
+    got = f"{type(record).__name__} {short(record)}"
+    return HeirloomError(f"record {number} of {named} is a {got}, not a dict or attrs object (a plugin bug?)")
+
+
+def _spec_of(source: Source) -> tuple[Any, Any]:
+    """``(spec, system)`` of a started ``source`` (None, None: a plugin's start skipped setting ``ctx``)."""
+    ctx = getattr(source, "ctx", None)  # set by Source.start, unless a plugin's start skipped it
+    system = getattr(ctx, "system", None)
+    specs = [spec for spec in getattr(system, "specs", ()) if (spec.kind, spec.name) == (ctx.kind, ctx.name)]
+    return (specs[0], system) if specs else (None, None)
 
 
 @contextlib.contextmanager
@@ -70,10 +94,8 @@ def blaming_the_source(source: Source, doing: str, description: str) -> Iterator
     except HeirloomError as exc:
         raise SourceReadError(f"{description}: {exc}") from None
     except Exception as exc:
-        ctx = getattr(source, "ctx", None)  # set by Source.start, unless a plugin's start skipped it
-        system = getattr(ctx, "system", None)
-        specs = [spec for spec in getattr(system, "specs", ()) if (spec.kind, spec.name) == (ctx.kind, ctx.name)]
-        named = f"{specs[0].key} ({specs[0].use})" if specs else type(source).__name__
+        spec, _ = _spec_of(source)
+        named = f"{spec.key} ({spec.use})" if spec is not None else type(source).__name__
         raise PluginBug(f"{doing} of {named}") from exc
 
 

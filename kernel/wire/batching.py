@@ -26,7 +26,7 @@ from collections.abc import Mapping, Set
 from typing import Any
 
 from heirloom.core.components import Route
-from heirloom.wire.call import Call, Complete, deadline_body, fail, invalid_part, settle
+from heirloom.wire.call import Call, Complete, deadline_body, fail, invalid_part, named, settle
 from heirloom.wire.protocol import DEADLINE_EXCEEDED, RequestError
 from heirloom.wire.stats import RouteStats
 
@@ -188,7 +188,7 @@ class Batcher:
             results = one_per_input(self.route.handler([call.body for call in calls]), len(calls))
         except BaseException as exc:  # noqa: BLE001 - isolate the failing request (a plugin's SystemExit too)
             if isinstance(exc, BatchShapeError) and len(calls) > 1:  # a plugin's bug: said, not hidden by the retry
-                log.error("%s: %s; computing each request alone", self.name, exc)
+                log.error("%s: %s; computing each request alone", named(calls[0].endpoint), exc)  # its plugin too
             if len(calls) == 1:
                 fail(calls[0], exc, complete, self.name)
                 return

@@ -137,6 +137,7 @@ def api_routes(where: str, api: Any) -> list[Route]:
     try:
         routes = api.routes()
     except Exception as exc:
+        log.debug("%s: routes() failed", where, exc_info=exc)  # a plugin bug's traceback, as a start() failure's
         raise HeirloomError(f"{where}: routes() failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(routes, list | tuple) or not all(isinstance(route, Route) for route in routes):
         raise HeirloomError(f"{where}: routes() must return a list of heirloom.Route, got {routes!r:.200}")
@@ -245,9 +246,10 @@ class Router:
         more requests than ``max_queue`` holds); those named in ``admin_routes`` become admin routes."""
         added = []
         uses = {spec.name: spec.use for spec in system.specs if spec.kind == "api"}
+        whose = {spec.name: system.whose(spec) for spec in system.specs if spec.kind == "api"}  # names its plugin
         code = plugin_code(system)
         for api_name, api in system.apis().items():
-            for route in api_routes(f"apis.{api_name} ({uses.get(api_name)})", api):
+            for route in api_routes(whose.get(api_name, f"apis.{api_name}"), api):
                 endpoint = self.add(f"{api_name}.{route.name}", route)
                 if (plugin := system.plugins.provider("api", use := uses.get(api_name, ""))) is not None:
                     endpoint.owner, endpoint.code = f"api type {use!r}, plugin {plugin.label}", code
