@@ -34,8 +34,7 @@ class StorageQuota:
     """``limit_mb`` (None: unlimited) over the files added with :meth:`cover`."""
 
     def __init__(self, area: str, project: str, limit_mb: int | None):
-        self.area = area
-        self.project = project
+        self.area, self.project = area, project
         self.limit = None if limit_mb is None else limit_mb * MIB
         self._paths: set[Path] = set()
         self._lock = threading.Lock()

@@ -78,8 +78,7 @@ class Validator:
     """Collects problems across a whole profile, then raises them together."""
 
     def __init__(self, raw: RawProfile, host: PluginHost):
-        self.raw = raw
-        self.host = host
+        self.raw, self.host = raw, host
         self.problems: list[Problem] = list(raw.problems)  # the loader's that left the tree whole
         self.converter = make_converter(show=self.shown)  # a value found, as the file would write it
 
