@@ -18,8 +18,9 @@ from heirloom.cli.options import ADDRESS, SECONDS, existing_file
 from heirloom.core.errors import HeirloomError
 from heirloom.core.limits import nests_deeper
 from heirloom.wire.auth import CurveClient, load_keypair, load_public
-from heirloom.wire.client import DEFAULT_ADDRESS, Client, NoReply, RemoteError, unsendable
+from heirloom.wire.client import DEFAULT_ADDRESS, Client, NoReply, RemoteError
 from heirloom.wire.protocol import MAX_NESTING, Buffer, packb
+from heirloom.wire.sendable import unsendable
 
 
 def _jsonable(value: Any) -> Any:
