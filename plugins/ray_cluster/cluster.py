@@ -623,8 +623,10 @@ class RayWorkerPool(heirloom.WorkerPool):
     def _replace(self, dead: Any, why: ray.exceptions.ActorDiedError) -> None:
         """Start a new actor in place of one Ray will not restart again, so the pool keeps its size; saying
         why from Ray's own account. Not while the cluster is gone: every handle is dead then, though no restart
-        was used (_look_into says so, and rejoins a head that restarted)."""
-        if _head_unreachable() or self._node_lost():
+        was used (_look_into says so, and rejoins a head that restarted). Nor when Ray says the actor's owner died:
+        the owner is this process, so Ray took its node for dead (`ray stop` ends the raylet a moment before the head
+        stops answering and before its socket goes), and a false "died for good" ERROR followed `ray stop`."""
+        if OWNER_DIED in str(why) or _head_unreachable() or self._node_lost():
             return
         with self._lock:
             if dead not in self._actors:
@@ -698,6 +700,10 @@ def _restarts(actor_id: str | None) -> int | None:
         return int(ray._private.state.actors(actor_id)["NumRestarts"]) if actor_id else None
     except Exception:  # noqa: BLE001 - a private API (and none under Ray Client): the count is only shown
         return None
+
+
+#: Ray's words for an actor whose owner died (ActorDiedErrorContext's message; the exception keeps only the text).
+OWNER_DIED = "because its owner has died"
 
 
 def ray_said(error: ray.exceptions.RayActorError) -> str:
