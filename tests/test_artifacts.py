@@ -1907,7 +1907,7 @@ def test_a_version_an_api_cannot_serve_is_not_swapped_in(store, tmp_path):
             "daemon.toml: apis.t.needs_epochs: the model was trained for 2 epochs; still serving team/m@1"
         )
         assert error == refused, error
-        assert f"models.m (toy-model, plugin toys): {refused}" in daemon.log()  # whose code it is (h356 F4)
+        assert f"models.m (toy-model, plugin tests.toys): {refused}" in daemon.log()  # whose code it is (h356 F4)
     finally:
         assert daemon.terminate() == 0
 
