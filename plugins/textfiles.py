@@ -684,7 +684,7 @@ class CsvFormat:
         try:
             with open(heirloom.open_regular(Path(path)), "rb") as handle:
                 first = _first_line(handle, self.encoding)
-        except (OSError, LookupError):
+        except (OSError, LookupError, UnicodeError):  # UTF-16 without a BOM too: the column check says how to read it
             return None
         return None if "\udcff" in first else first.removeprefix("\ufeff")
 

@@ -572,7 +572,8 @@ def test_a_batched_handler_that_returns_the_wrong_shape_is_said_in_the_log(tmp_p
         assert daemon.terminate() == 0
     assert header["status"] == "INTERNAL", body
     assert "the batched handler returned a dict for 1 inputs (a list of one result per input)" in body["message"]
-    said = "t.batched: the batched handler returned 1 results for 2 inputs (a list of one result per input); computing"
+    said = "t.batched (api type 'testing', plugin tests.testing_api): the batched handler returned 1 results for 2 "
+    said += "inputs (a list of one result per input); computing"  # whose bug it is (checker h356 F4)
     assert said in daemon.log()
 
 
@@ -584,7 +585,9 @@ def test_an_api_with_two_routes_of_one_name_fails_the_start_naming_it(tmp_path):
     finally:
         if daemon.process.poll() is None:  # it started anyway: stop it
             daemon.process.kill()
-    assert "system failed to start: apis.t (testing): 2 routes are named 'pid'" in daemon.log()
+    assert (
+        "system failed to start: apis.t (testing, plugin tests.testing_api): 2 routes are named 'pid'" in daemon.log()
+    )
 
 
 @pytest.mark.parametrize(
@@ -629,7 +632,7 @@ def test_a_route_declared_wrongly_fails_the_start_naming_it(tmp_path, flaw, said
     finally:
         if daemon.process.poll() is None:
             daemon.process.kill()
-    assert f"system failed to start: apis.t (testing): {said}" in daemon.log()
+    assert f"system failed to start: apis.t (testing, plugin tests.testing_api): {said}" in daemon.log()
 
 
 def test_a_batched_routes_items_that_fails_is_the_plugins_bug_not_the_clients(daemon, client):

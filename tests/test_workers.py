@@ -1965,9 +1965,8 @@ def test_a_route_schema_nesting_past_the_limit_fails_the_start_naming_it_and_one
     refused every heartbeat carrying its schema: _ready said "0 of 2 workers ready", start_failure null, for good,
     and each worker logged "ready" and a wrong "--connect" hint. Now the start fails alike in both, naming the
     route, and a schema nesting the most a heartbeat carries (61 levels) is served by workers too."""
-    said = (
-        f"apis.t (testing): route 'deep': input schema nests {MAX_SCHEMA_DEPTH + 2} levels, at most {MAX_SCHEMA_DEPTH}"
-    )
+    nests = f"input schema nests {MAX_SCHEMA_DEPTH + 2} levels, at most {MAX_SCHEMA_DEPTH}"
+    said = f"apis.t (testing, plugin tests.testing_api): route 'deep': {nests}"
     over = Daemon(tmp_path, *workers, profile=f'[apis.t]\nuse = "testing"\nnest = {MAX_SCHEMA_DEPTH // 2 + 1}\n')
     try:
         if workers:
