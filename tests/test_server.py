@@ -990,7 +990,19 @@ def test_call_refuses_a_body_msgpack_cannot_carry_saying_where_and_sends_one_at_
 def test_clients_refuse_a_body_msgpack_cannot_carry_naming_where_in_it(daemon, client):
     """``client.call("echo.echo", 2**70)`` raised the packer's bare OverflowError, a lone surrogate
     a UnicodeEncodeError, a numpy int64 user id, a set or a datetime a bare TypeError (checker h357 F1), none
-    saying where in the body, nor caught by ``except heirloom.HeirloomError``."""
+    saying where in the body, nor caught by ``except heirloom.HeirloomError``; a body nested 5,000 deep or
+    a list that holds itself raised msgpack's ``ValueError: recursion limit exceeded.``."""
+
+    def nested(depth: int) -> list:
+        body = inner = []
+        for _ in range(depth):
+            inner.append([])
+            inner = inner[0]
+        return body
+
+    holds_itself: list = []
+    holds_itself.append(holds_itself)
+    too_deep = "arrays and maps nest deeper than 500 levels, the most this client packs"
     refused = [
         (2**70, "body: integer 1180591620717411303424 does not fit msgpack's 64 bits"),
         ([1, 2, 3, {"x": -(2**64)}], "body[3].x: integer -18446744073709551616 does not fit"),
@@ -998,6 +1010,8 @@ def test_clients_refuse_a_body_msgpack_cannot_carry_naming_where_in_it(daemon, c
         ({"user": numpy.int64(7)}, "body.user: numpy.int64 is no msgpack type (send None, a bool, int, float, str"),
         ({"exclude": [1, {2, 3}]}, "body.exclude[1]: set is no msgpack type"),
         ([datetime.datetime(2026, 1, 1)], "body[0]: datetime.datetime is no msgpack type"),
+        (nested(5000), f"body{'[0]' * 18}...: {too_deep}"),  # was msgpack's bare ValueError (checker v11 F1)
+        (holds_itself, f"body{'[0]' * 18}...: {too_deep}"),
     ]
     for body, said in refused:
         with pytest.raises(InvalidArgument, match=re.escape(f"INVALID_ARGUMENT: body cannot be sent: {said}")) as error:
@@ -1011,6 +1025,7 @@ def test_clients_refuse_a_body_msgpack_cannot_carry_naming_where_in_it(daemon, c
 
     asyncio.run(refused_async())
     assert client.call("echo.echo", [2**64 - 1, -(2**63)]) == [2**64 - 1, -(2**63)]
+    assert client.call("echo.echo", nested(499)) == nested(499)  # 500 levels: as deep as the client packs
 
 
 def test_sigterm_with_64_in_flight_answers_every_request(tmp_path):

@@ -134,7 +134,7 @@ def frames_of(route: str, body: Any, request_id: int, budget: float, idempotency
     seconds(budget)
     try:
         frames = request_frames(request_id, route, body, deadline_ms=budget * 1000, idempotency_key=idempotency_key)
-    except (UnicodeEncodeError, OverflowError, TypeError) as exc:  # TypeError: a value of no msgpack type
+    except (UnicodeEncodeError, OverflowError, TypeError, ValueError) as exc:  # Type: no msgpack type; Value: depth
         raise InvalidArgument(f"body cannot be sent: {unsendable(body, 'body') or exc}", field="body") from None
     if len(frames[1]) > HEADER_LIMIT:
         raise InvalidArgument(f"header is over {HEADER_LIMIT} bytes (a route name or idempotency key)", field="header")
