@@ -57,18 +57,15 @@ log = logging.getLogger("heirloom.reports")
 _MISSING_SAID = threading.Event()  # the missing-characters warning was logged
 
 
-def _extra_hint() -> str:
+def extra_hint() -> str:
     """How to install the ``ui`` extra: ``pip install 'heirloom[ui]'``, led in heirloom's own checkout (the current
     folder) by the checkout's way, with its constraints: said in a plugin's folder, that named the plugin's own
-    extra and a constraints.txt not there (checker h356 F5)."""
+    extra and a constraints.txt not there (checker h356 F5). Worked out when said: it reads files of the folder."""
     released = "pip install 'heirloom[ui]'"
     with contextlib.suppress(OSError, UnicodeDecodeError):
         if Path("constraints.txt").is_file() and '\nname = "heirloom"\n' in Path("pyproject.toml").read_text():
             return f"pip install -c constraints.txt -e '.[ui]' (or {released})"
     return released
-
-
-EXTRA_HINT = _extra_hint()
 
 
 def _require(module: str) -> Any:
@@ -77,7 +74,8 @@ def _require(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise HeirloomError(f"evaluation pictures need {module.split('.')[0]} (the 'ui' extra): {EXTRA_HINT}") from exc
+        needs = f"evaluation pictures need {module.split('.')[0]} (the 'ui' extra)"
+        raise HeirloomError(f"{needs}: {extra_hint()}") from exc
 
 
 def check_available() -> None:

@@ -246,7 +246,7 @@ def test_the_readme_says_heirloom_ui_needs_the_ui_extra_and_aligns_its_comments(
 def test_the_ui_extra_hint_names_the_checkouts_way_only_in_heirlooms_checkout(tmp_path):
     """Checker h356 F5: in a plugin's folder, ``pip install -c constraints.txt -e '.[ui]'`` meant the plugin's own
     (absent) extra and a constraints.txt not there; outside the checkout only ``pip install 'heirloom[ui]'`` is said."""
-    probe = [sys.executable, "-c", "from heirloom.reports import EXTRA_HINT; print(EXTRA_HINT)"]
+    probe = [sys.executable, "-c", "from heirloom.reports import extra_hint; print(extra_hint())"]
     env = {**os.environ, "PYTHONPATH": pythonpath()}
     elsewhere = subprocess.run(probe, cwd=tmp_path, capture_output=True, text=True, env=env, check=True)
     assert elsewhere.stdout == "pip install 'heirloom[ui]'\n"

@@ -11,7 +11,7 @@ import click
 
 import heirloom
 from heirloom.options import ADDRESS, a_path, answered_hosts, bound_socket, existing_file, listen_options, url_host
-from heirloom.reports import EXTRA_HINT
+from heirloom.reports import extra_hint
 
 
 def default_store() -> Any:
@@ -72,7 +72,7 @@ def ui_command(
 
         check_available()
     except ImportError as exc:  # a HeirloomError: `error: ...`, exit 1, as every command says it (checker h356 F5)
-        raise heirloom.HeirloomError(f"heirloom ui needs the 'ui' extra ({exc}): {EXTRA_HINT}") from exc
+        raise heirloom.HeirloomError(f"heirloom ui needs the 'ui' extra ({exc}): {extra_hint()}") from exc
     if (curve_secret is None) != (curve_server is None):
         raise click.UsageError("--curve-secret and --curve-server go together")
     if store is not None and not (store / "index.sqlite").is_file():

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 import attrs
 import click
@@ -35,7 +36,7 @@ from heirloom.options import (
     set_option,
     url_host,
 )
-from heirloom.reports import EXTRA_HINT
+from heirloom.reports import extra_hint
 
 log = logging.getLogger("heirloom.gateway")
 
@@ -254,22 +255,27 @@ def gateway_command(
         from heirloom_plugins.gateway.lifecycle import GatewayServer, HangUps, reread_tokens
         from heirloom_plugins.gateway.pipelining import OneQueuedRequest, Refusals
     except ImportError as exc:
-        raise click.ClickException(f"heirloom gateway needs the 'ui' extra ({exc}): {EXTRA_HINT}") from exc
+        raise click.ClickException(f"heirloom gateway needs the 'ui' extra ({exc}): {extra_hint()}") from exc
     listening = bound_socket(host, port)  # before the daemon loads its models; uvicorn takes it over
     # SIGTERM/SIGINT unwind the stack below (drain and stop the daemon), also while it starts;
     # uvicorn stops gracefully on them, then re-raises: exit 0 as serve does. A signal that
     # lands while a plugin imports is taken for the plugin's own SystemExit (the kernel
     # reports that plugin and goes on), so the flag is checked once the daemon is up too.
     stopping = threading.Event()
+    server: GatewayServer | None = None
 
-    def stop(signum: int, frame: object) -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
         # once: a second signal then raised SystemExit again in an atexit hook (a traceback on stderr, under
         # --log-format json too), or, after the interpreter reset its handlers, killed it (exit 143 or 130: h358
-        # F1); ignored ones stay ignored through that teardown. uvicorn's own handlers take signals while it runs
+        # F1); ignored ones stay ignored through that teardown. uvicorn's own handlers take signals while it runs.
+        # Once uvicorn is about to run, it is told to stop instead: a SystemExit raised as the run entered asyncio
+        # left its coroutine never awaited, a RuntimeWarning on stderr (checker v11 F2)
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             signal.signal(stop_signal, signal.SIG_IGN)
         stopping.set()
-        sys.exit(0)
+        if server is None:
+            sys.exit(0)
+        server.handle_exit(signum, frame)
 
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, stop)
@@ -341,5 +347,7 @@ def gateway_command(
         )
         stack.callback(Refusals.flush)  # also when a stop signal unwinds the run
         server.run(sockets=[listening])
+        if stopping.is_set():  # the stack unwinds: the daemon drains
+            sys.exit(0)
         if not server.started or server.exited is not None:  # the child daemon's exit was logged as it happened
             sys.exit(1)
