@@ -68,11 +68,19 @@ def hidden_character(
     return f"{where}: {text!r} holds the control or invisible character U+{ord(hidden):04X}: {remedy}"
 
 
+#: Whitespace FHIR's code type forbids (``[^\s]+(\s[^\s]+)*``), in a code as records carry it: at either end,
+#: after the system's name (``icd10cm: I10``) or two in a row.
+PADDED_CODE = re.compile(r"^\s|\s$|[:|]\s|\s\s")
+
+
 def code_mistake(where: str, code: str) -> str | None:
     """Why ``code`` is no code a record carries (a control or invisible character: a NUL, a BEL, a
-    zero-width space), else None. One rule for the fhir source reading a file, an inline record on a
-    medical route and the formulary file: a code the source read with a NUL became a label of its
-    own, which the route then refused as input."""
+    zero-width space; whitespace FHIR's code type forbids: ``PADDED_CODE``), else None. One rule for the fhir
+    source reading a file, an inline record on a medical route and the formulary file: a code the source read
+    with a NUL became a label of its own, which the route then refused as input, and so did ``"I10 "``, padded
+    as fixed-width exports write codes, beside ``"I10"`` (checker h361 F2)."""
+    if PADDED_CODE.search(code):
+        return f"{where}: {code!r} has a space at an end or two in a row, which FHIR's code type forbids: strip them"
     return hidden_character(where, code, CODE_REMEDY)
 
 

@@ -8,7 +8,9 @@ imports the other.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Iterable
+from datetime import date, datetime
 from typing import Any
 
 
@@ -19,6 +21,26 @@ def codes_by_kind(timeline: Iterable[Any], kinds: Iterable[str]) -> dict[str, li
         if event.code:
             codes[event.kind].append(event.code)
     return codes
+
+
+def ends_before_start(start: str, end: str) -> bool:
+    """Whether an encounter's period ``end`` is surely before its ``start`` (FHIR's invariant per-1 forbids it): read
+    as written, an undated event recorded at a 2021 visit mistyped to end in 2019 was history of a 2020 visit
+    (checker h361 F3). As instants where both are of one form (UTC, or with no zone); else as days with a day to
+    spare, a date being local in a zone FHIR does not say, and a partial one (``2019-03``) its whole month."""
+    if "T" in start and "T" in end and start.endswith("Z") == end.endswith("Z"):
+        return datetime.fromisoformat(end.removesuffix("Z")) < datetime.fromisoformat(start.removesuffix("Z"))
+    return (_day(start[:10], last=False) - _day(end[:10], last=True)).days > 1
+
+
+def _day(value: str, *, last: bool) -> date:
+    """The first (or ``last``) day of a FHIR date: ``2019``, ``2019-03`` or ``2019-03-05``."""
+    year, month, day = (int(part) for part in f"{value}-0-0".split("-")[:3])
+    if month == 0:
+        month = 12 if last else 1
+    if day == 0:
+        day = calendar.monthrange(year, month)[1] if last else 1
+    return date(year, month, day)
 
 
 def summary(gender: str | None, birth: str | None, deceased: str | None, timeline: Iterable[Any]) -> str:

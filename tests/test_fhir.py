@@ -342,6 +342,7 @@ def stats_or_error(path: Path, on_error: str = "fail", **config: Any) -> dict[st
             json.dumps(PATIENT) + "\n" + json.dumps(PATIENT),
             "malformed JSON: Extra data: line 2 column 1 (char 87); one resource per line",
         ),
+        (" \n", "an empty file: a .json file holds one Bundle"),  # was "Expecting value: line 1 column 1" (h361 F4)
     ],
 )
 def test_a_bad_file_fails_naming_it_or_is_skipped(tmp_path, text, message):
@@ -444,6 +445,11 @@ def test_a_bad_file_fails_naming_it_or_is_skipped(tmp_path, text, message):
             condition("c11") | {"code": {"coding": [{"system": "http://snomed.info/sct", "code": "12\x00 3"}]}},
             "Condition/c11 (entry[2]): cannot read: code: 'snomed:12\\x00 3' holds the control or invisible "
             "character U+0000: write the code as records carry it",
+        ),
+        (  # padded, as fixed-width exports write codes: a label of its own beside "I10" (checker h361 F2)
+            condition("c14") | {"code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I10 "}]}},
+            "Condition/c14 (entry[2]): cannot read: code: 'icd10cm:I10 ' has a space at an end or two in a row, "
+            "which FHIR's code type forbids: strip them",
         ),
         (
             condition("c12") | {"code": {"coding": [{"system": "http://snomed.info/sct", "code": "1\u200b2"}]}},
@@ -608,6 +614,29 @@ def test_a_patient_with_an_event_dated_after_today_is_read_counted_and_said(tmp_
         assert stats_or_error(partial)["events_after_today"]["patients"] == counted, start
 
 
+def test_an_encounter_ending_before_it_starts_is_read_counted_and_said(tmp_path, caplog):
+    """An Encounter whose period.end is before its start (FHIR's per-1) was read without a word; a medical model
+    then read an undated event of that visit as history of the visits before it (checker h361 F3). Compared as
+    instants where both dates have one form, else as days with a day to spare (a date's zone is unknown)."""
+    visit = {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"}}
+    visit |= {"subject": {"reference": "urn:uuid:p1"}}
+    inverted = visit | {"period": {"start": "2020-01-01T10:00:00Z", "end": "2019-01-01T10:00:00Z"}}
+    path = write(tmp_path / "one.json", bundle(PATIENT, inverted, {**PATIENT, "id": "p2"}))
+    said = (
+        f"{path}: Patient/p1 (entry[0]): encounter 'e1' ends (2019-01-01T10:00:00Z) before it starts "
+        "(2020-01-01T10:00:00Z)"
+    )
+    with caplog.at_level(logging.WARNING, logger="heirloom.fhir"):
+        stats = stats_or_error(path)
+    assert stats["records"] == 2 and stats["encounters_ending_before_start"] == {"patients": 1, "examples": [said]}
+    assert f"{said}: one of the two dates is wrong" in caplog.text
+    cases = [("2020-01-01T10:00:00Z", "2020-01-01T09:59:59Z", 1), ("2020-01-01T10:00:00Z", "2020-01-01T10:00:00Z", 0)]
+    cases += [("2020-01-01T01:00:00+05:00", "2019-12-31", 0), ("2020-03-15", "2020-02", 1), ("2020-06-01", "2020", 0)]
+    for start, end, counted in cases:
+        dated = write(tmp_path / "dated.json", bundle(PATIENT, visit | {"period": {"start": start, "end": end}}))
+        assert stats_or_error(dated)["encounters_ending_before_start"]["patients"] == counted, (start, end)
+
+
 def test_a_living_patient_stays_alive_and_a_boolean_death_is_read(tmp_path):
     alive = {**PATIENT, "deceasedBoolean": False, "deceasedDateTime": None}  # null is absent, not a second choice
     dead = {**PATIENT, "id": "p2", "deceasedBoolean": True}
@@ -635,6 +664,24 @@ def test_compressed_files_are_named_not_skipped_unseen_and_a_decompressed_copy_i
     compressed.rename(folder / "Patient.ndjson")  # gzip content under a plain name: one file error, not a line each
     stats = stats_or_error(folder, "skip")
     assert (stats["files"], stats["errors"]["skipped_files"], stats["errors"]["skipped_resources"]) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_an_ndjson_file_not_in_utf8_is_refused_naming_its_encoding(tmp_path, encoding):
+    """A UTF-16 export was "line 1: malformed JSON: 'utf-16-le' codec can't decode byte 0x0a ...: truncated data"
+    (its lines were split on the byte 0x0a), though its JSON was whole and a UTF-16 bundle is read (h361 F4)."""
+    lines = json.dumps(PATIENT) + "\n" + json.dumps(condition()) + "\n"
+    path = tmp_path / "set" / "export.ndjson"
+    path.parent.mkdir()
+    path.write_bytes(lines.encode(encoding))
+    write(tmp_path / "set" / "good.json", bundle({**PATIENT, "id": "p2"}))
+    named = encoding.upper()
+    said = f"{path}: an NDJSON file must be UTF-8, and this one is {named}: convert it (iconv -f {named} -t UTF-8)"
+    with pytest.raises(FhirDataError, match=re.escape(said)):
+        stats_or_error(tmp_path / "set")
+    assert stats_or_error(tmp_path / "set", "skip")["errors"]["skipped_files"] == 1
+    path.write_bytes(lines.encode("utf-8-sig"))  # a UTF-8 byte order mark is read
+    assert stats_or_error(tmp_path / "set")["records"] == 2
 
 
 def test_a_bundle_on_an_ndjson_line_is_a_bad_resource_not_a_silent_loss(tmp_path):

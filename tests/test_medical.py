@@ -213,6 +213,36 @@ def test_an_event_without_a_date_of_its_own_is_history_from_after_its_visit():
     assert [e.id for e in visit(record, record.timeline[1]).before] == ["stay"]  # begun; its diagnosis not yet
 
 
+def test_an_encounter_ending_before_it_starts_lends_its_undated_events_no_earlier_time(tmp_path):
+    """A 2021 visit whose end was mistyped as 2019 made the undated Condition recorded at it history of a 2020
+    visit (checker h361 F3): such an event is known from the later of its visit's start and end. Inline, the
+    record is refused, naming both dates; the fhir source reads it, counts it and says so."""
+    from heirloom_plugins.medical.patients import EventInput, visit
+
+    def encounter(eid: str, start: str, end: str) -> dict[str, Any]:
+        period = {"start": start, "end": end}
+        return {"resourceType": "Encounter", "id": eid, "status": "finished", "class": {"code": "AMB"}} | {
+            "subject": {"reference": "Patient/p"},
+            "period": period,
+        }
+
+    undated = {"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/p"}}
+    undated |= {"encounter": {"reference": "Encounter/e9"}, "code": {"coding": [{"system": "x", "code": "I10"}]}}
+    entries = [{"resourceType": "Patient", "id": "p"}, encounter("e1", "2020-03-15T10:00:00Z", "2020-03-15T11:00:00Z")]
+    entries += [encounter("e9", "2021-01-01T10:00:00Z", "2019-01-01T10:00:00Z"), undated]
+    path = write(
+        tmp_path / "p.json",
+        json.dumps(
+            {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": entry} for entry in entries]}
+        ),
+    )
+    (record,) = FhirSource(path=str(path)).records()
+    at = {e.id: e for e in record.timeline}
+    assert [e.id for e in visit(record, at["e1"]).before] == []
+    with pytest.raises(ValueError, match="'end' 2019-01-01T10:00:00Z is before 'date' 2021-01-01T10:00:00Z: the enc"):
+        EventInput(kind="encounter", id="e9", date="2021-01-01T10:00:00Z", end="2019-01-01T10:00:00Z")
+
+
 def test_an_event_recorded_at_a_later_visit_is_no_history_of_an_earlier_one():
     """A Condition's onset is when its symptoms began, often years before the visit that recorded it (checker
     274 F3): read as history from its onset, a diagnosis made in 2017 was a feature of a 2016 visit. It is known
@@ -1141,6 +1171,13 @@ def test_a_short_drug_word_that_rules_nothing_out_alone_does_not_make_an_allergy
     assert unread([(None, "Allergy to the iron")], [["iron sucrose"]]) == ["Allergy to the iron"]
 
 
+def test_an_unread_allergy_is_listed_with_its_code_beside_its_display():
+    """Two drug allergies coded by RxNorm (amoxicillin, aspirin) and both displayed "Drug allergy" were listed as
+    one ``["Drug allergy"]``: a person could tell neither that there were two nor to what (checker h361 F1)."""
+    allergies = [("rxnorm:723", "Drug allergy"), ("rxnorm:1191", "Drug allergy"), ("snomed:91939003", None)]
+    assert unread(allergies) == ["Drug allergy (rxnorm:1191)", "Drug allergy (rxnorm:723)", "snomed:91939003"]
+
+
 def test_the_console_shows_what_the_filter_withheld_and_the_allergies_it_could_not_read():
     """The page showed only the drugs let through: a person reading it could not learn that an
     allergy went unread, which the route's answer says so that one checks the drugs."""
@@ -1649,7 +1686,8 @@ def test_a_bundles_generic_drug_allergy_naming_its_drug_withholds_it_and_is_not_
     assert all(answer["unread_allergies"] == [] for answer in answers["penicillin"])
     assert any(block["allergies"] == [named] for answer in answers["penicillin"] for block in answer["blocked"])
     assert not any("amoxicillin" in item["display"].lower() for a in answers["penicillin"] for item in a["codes"])
-    assert all(answer["unread_allergies"] == ["Allergy to drug (finding)"] for answer in answers[None])
+    listed = ["Allergy to drug (finding) (snomed:416098002)"]  # its code beside its display (h361 F1)
+    assert all(answer["unread_allergies"] == listed for answer in answers[None])
 
 
 @pytest.mark.parametrize(

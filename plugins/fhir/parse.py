@@ -304,6 +304,8 @@ def read_bundle(path: Path) -> list[Entry]:
         raise unreadable(path, exc) from None
     if data.startswith(COMPRESSED_MAGIC):
         raise FhirDataError(path, None, COMPRESSED)
+    if not data.strip():
+        raise FhirDataError(path, None, "an empty file: a .json file holds one Bundle")
     try:
         bundle = decode_json(data)
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
@@ -359,12 +361,20 @@ def _bundle_entry(index: int, item: Any) -> Entry | None:
     return Entry(resource, where, full_url=full_url)
 
 
+#: An NDJSON file in UTF-16 or UTF-32: its lines cannot be split on the byte 0x0a, and each was "malformed JSON:
+#: truncated data" (checker h361 F4); Bulk Data's NDJSON is UTF-8. A bundle, read whole, may be in any of them.
+NOT_UTF8 = "an NDJSON file must be UTF-8, and this one is {encoding}: convert it (iconv -f {encoding} -t UTF-8)"
+
+
 def read_ndjson(path: Path) -> Iterator[Entry]:
     """One entry per non-blank line, with its byte offset; a bad line is an error entry, and a file
     that cannot be read a FhirDataError."""
     with open_file(path) as handle:
         offset = 0
         try:
+            if (encoding := json.detect_encoding(handle.read(4))).startswith(("utf-16", "utf-32")):
+                raise FhirDataError(path, None, NOT_UTF8.format(encoding=encoding.upper()))
+            handle.seek(0)
             for number, line in enumerate(handle, start=1):
                 if line.strip():
                     yield _ndjson_entry(line, f"line {number}", offset)

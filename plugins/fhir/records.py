@@ -19,7 +19,7 @@ from heirloom_plugins.code_systems import code_mistake, display_mistake, short_s
 from heirloom_plugins.fhir.fields import first, number, obj, objects, text
 from heirloom_plugins.fhir.parse import found
 from heirloom_plugins.fhir.references import reference_of
-from heirloom_plugins.timelines import codes_by_kind, summary
+from heirloom_plugins.timelines import codes_by_kind, ends_before_start, summary
 
 #: resourceType -> the timeline kind its events get (also the keys of ``codes``).
 KINDS = {
@@ -525,6 +525,12 @@ def encounter_before_birth(record: PatientRecord) -> Event | None:
     except OverflowError:  # born on 0001-01-01: nothing is earlier
         return None
     return first if datetime.fromisoformat(first.date.removesuffix("Z")) < earliest else None
+
+
+def encounter_ending_before_start(record: PatientRecord) -> Event | None:
+    """The first encounter whose period ends before it starts (``ends_before_start``), if any."""
+    encounters = (e for e in record.timeline if e.kind == "encounter" and e.date and e.end)
+    return next((e for e in encounters if ends_before_start(e.date, e.end)), None)
 
 
 def today_anywhere() -> str:

@@ -43,6 +43,7 @@ from heirloom_plugins.fhir.records import (
     Preferred,
     demographics,
     encounter_before_birth,
+    encounter_ending_before_start,
     event,
     event_after_today,
     patient_record,
@@ -152,6 +153,8 @@ class Tally:
     before_birth: Sampled = attrs.Factory(Sampled)
     #: Patients with an event dated after today (``records.event_after_today``).
     after_today: Sampled = attrs.Factory(Sampled)
+    #: Patients with an encounter whose period ends before it starts (``records.encounter_ending_before_start``).
+    ending_before_start: Sampled = attrs.Factory(Sampled)
     #: Units of the numeric observation values (components too) per code.
     units: defaultdict[str, Counter[str]] = attrs.Factory(lambda: defaultdict(Counter))
 
@@ -176,8 +179,8 @@ class Tally:
 
     def misdated(self, found: Sampled, said: str, why: str) -> None:
         """Count, keep and say a patient read with a date a person should check (an encounter before its
-        birth, an event after today): read as it is (one wrong date of 331 Synthea patients would stop
-        the pass), but never unsaid."""
+        birth or ending before it starts, an event after today): read as it is (one wrong date of 331 Synthea
+        patients would stop the pass), but never unsaid."""
         found.add(said)
         log.warning("%s: %s (data stats counts these)", said, why)
 
@@ -206,6 +209,10 @@ class Tally:
             },
             "encounters_before_birth": {"patients": self.before_birth.count, "examples": self.before_birth.examples},
             "events_after_today": {"patients": self.after_today.count, "examples": self.after_today.examples},
+            "encounters_ending_before_start": {
+                "patients": self.ending_before_start.count,
+                "examples": self.ending_before_start.examples,
+            },
             "outside_cohort": self.outside_cohort,
             "errors": {
                 "on_error": self.on_error,
@@ -574,6 +581,10 @@ class Scan:
             said = f"{where}: {late.kind} {late.id!r} is dated {late.date}, after today"
             why = "a mistyped year? a model reads it as the patient's latest (the default visit of a medical route)"
             self.tally.misdated(self.tally.after_today, said, why)
+        if (inverted := encounter_ending_before_start(record)) is not None:
+            said = f"{where}: encounter {inverted.id!r} ends ({inverted.end}) before it starts ({inverted.date})"
+            why = "one of the two dates is wrong (FHIR's invariant per-1); check them"
+            self.tally.misdated(self.tally.ending_before_start, said, why)
         return record
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from heirloom_plugins.code_systems import code_mistake, display_mistake
-from heirloom_plugins.timelines import codes_by_kind, summary
+from heirloom_plugins.timelines import codes_by_kind, ends_before_start, summary
 
 #: FHIR R4's administrative-gender codes: all the fhir source writes (a Patient with another is an error there).
 GENDERS = ("male", "female", "other", "unknown")
@@ -158,6 +158,8 @@ class EventInput:
         (INTERNAL, blaming the model for the client's record). After the field checks, which name theirs."""
         if self.kind == "encounter" and not (isinstance(self.id, str) and self.id):
             raise ValueError(f"'id' must be a non-empty string on an encounter (what names the visit), got {self.id!r}")
+        if self.kind == "encounter" and self.date and self.end and ends_before_start(self.date, self.end):
+            raise ValueError(f"'end' {self.end} is before 'date' {self.date}: the encounter ends before it starts")
 
 
 def _in_time_order(event: EventInput) -> tuple[bool, float, int, str]:
@@ -277,8 +279,8 @@ def known_from(event: Any, visited: dict[str, tuple[str | None, str | None]]) ->
     without a date of its own (a Condition with an onsetAge) happened during its visit: by its end, so a
     diagnosis made at a stay's discharge is no history of a visit during the stay."""
     start, end = visited.get(event.encounter, (None, None)) if event.encounter is not None else (None, None)
-    if not event.date:
-        return end or start
+    if not event.date:  # by the later of the two: an end mistyped before the start (h361 F3) is no earlier time
+        return max(filter(None, (start, end)), key=day, default=None)
     return start if start and day(start) > day(event.date) else event.date
 
 

@@ -666,7 +666,7 @@ def unread(
             continue  # "No known drug allergy (situation)": no allergy to read
         parts = [_corrected(part, typos, formulary) for part in allergy_parts(display)]  # as conflicts() reads a typo
         if (not parts and not formulary.by_code(code)) or len(display or "") > MAX_ALLERGY_CHARS:
-            missing.add(display or code or "(no code)")
+            missing.add(_quoted_allergy(code, display))
         drugs_read = [
             _WORDS.sub(" ", part) in names or _salt_of(part, known) or _read(part, drug_words, formulary)
             for part in parts
@@ -676,8 +676,16 @@ def unread(
             for ok, part in zip(drugs_read, parts, strict=True)
         )
         if not all(ok or (named and _some_drug(part)) for ok, part in zip(drugs_read, parts, strict=True)):
-            missing.add(display or code or "(no code)")
+            missing.add(_quoted_allergy(code, display))
     return sorted(missing)
+
+
+def _quoted_allergy(code: str | None, display: str | None) -> str:
+    """An allergy as ``unread`` lists it: its display and its code (``Drug allergy (rxnorm:723)``). The display
+    alone hid the substance its code names, and two allergies of one generic display were listed as one (h361 F1)."""
+    if display and code:
+        return f"{display} ({code})"
+    return display or code or "(no code)"
 
 
 def _some_drug(part: str) -> bool:
