@@ -248,6 +248,16 @@ def test_default_store_location(tmp_path, monkeypatch, heirloom_home):
     (tmp_path / "filed" / "blobs").write_text("a file where the blobs go")
     with pytest.raises(heirloom.HeirloomError, match=r"cannot use .*filed as a store: .*blobs: File exists"):
         ArtifactStore(tmp_path / "filed")
+    (tmp_path / "filed" / "blobs").unlink()
+    for target in ("blobs", "nowhere"):  # both said "blobs: File exists" (checker h362 F2)
+        (tmp_path / "filed" / "blobs").symlink_to(target)
+        said = "is a symbolic link loop" if target == "blobs" else "links to nowhere, which does not exist"
+        with pytest.raises(heirloom.HeirloomError, match=f"cannot use .*filed as a store: .*filed/blobs {said}"):
+            ArtifactStore(tmp_path / "filed", create=target == "blobs")
+        (tmp_path / "filed" / "blobs").unlink()
+    (tmp_path / "loop").symlink_to("loop")
+    listed = run_heirloom("models", "list", "--store", str(tmp_path / "loop"))  # click said "does not exist"
+    assert listed.returncode == 2 and f"'{tmp_path / 'loop'}' is a symbolic link loop" in listed.stderr
 
 
 def test_store_section_is_validated(tmp_path):

@@ -1684,13 +1684,16 @@ def test_train_serve_and_eval_name_the_file_and_key_of_a_store_path_that_cannot_
     """``profile check`` named the file and ``store.path``; train, serve and eval said only
     ``error: cannot use ... as a store`` (exit 1), leaving the user to find which setting."""
     write(tmp_path / "afile", "not a store\n")
+    (tmp_path / "loop").symlink_to("loop")  # passed profile check as "does not exist yet" (checker h362 F1)
     env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_STORE": None}
-    for store in ("afile", "afile/store"):  # a regular file, a path under one
+    for store in ("afile", "afile/store", "loop"):  # a regular file, a path under one, a link loop
         write(tmp_path / "bad.toml", f'extends = ["minimal"]\n[store]\npath = "{tmp_path / store}"\n')
-        result = run_heirloom(command, "bad.toml", cwd=tmp_path, env=env, timeout=60)
-        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-        said = f"bad.toml: store.path: cannot use {tmp_path / store} as a store"
-        assert result.stderr.startswith(said), result.stderr
+        for run in (command, "profile check"):
+            result = run_heirloom(*run.split(), "bad.toml", cwd=tmp_path, env=env, timeout=60)
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+            said = f"bad.toml: store.path: cannot use {tmp_path / store} as a store"
+            assert result.stderr.startswith(said), result.stderr
+    assert result.stderr.rstrip().endswith(f"{tmp_path / 'loop'} is a symbolic link loop"), result.stderr
 
 
 def test_a_profile_name_too_long_for_a_file_name_is_a_usage_error(tmp_path):

@@ -28,6 +28,7 @@ from heirloom.core.quota import MIB
 from heirloom.core.schema import did_you_mean
 from heirloom.core.version import VERSION as HEIRLOOM_VERSION
 from heirloom.files import NotRegularFile, open_regular, write_atomic
+from heirloom.links import broken_link
 from heirloom.owners import unreadable
 from heirloom.store.compare import VALIDATION, PromotionRefused, check_better
 from heirloom.store.content import (
@@ -108,6 +109,9 @@ class ArtifactStore:
         self.blobs = self.root / "blobs"
         if not create and (missing := _missing(self.root)):
             raise StoreMissing(missing)
+        for link in (self.root, self.blobs):  # a link loop or to nothing: mkdir's "File exists" said neither
+            if why := broken_link(link):
+                raise HeirloomError(f"cannot use {self.root} as a store: {link} {why}")
         try:
             if create:  # blobs/ once the index opened: a damaged index, refused, had a new blobs/ made beside it
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -485,8 +489,9 @@ class ArtifactStore:
 
 
 def _missing(root: Path) -> str:
-    """Why ``root`` holds no store yet ("" when it may hold one, or cannot be one: opening it says why)."""
-    if (root / "index.sqlite").exists() or (root / "blobs").exists():
+    """Why ``root`` holds no store yet ("" when it may hold one, or cannot be one: opening it says why, as of a
+    symbolic link to nothing, said to "not exist yet (train or serve creates it)", which neither could)."""
+    if broken_link(root) or (root / "index.sqlite").exists() or os.path.lexists(root / "blobs"):
         return ""
     if root.is_dir():
         return f"{root} holds no store yet"
