@@ -43,7 +43,13 @@ def _as_python(value: Any, text: typing.Callable[[Any], str]) -> str:
 
 
 def _named(value: Any, quote: Quote, show: Show, text: typing.Callable[[str], str] = repr) -> str:
-    return quote(value) or f"{type(value).__name__} {show(value, text)}"
+    if quoted := quote(value):
+        return quoted
+    try:
+        shown = show(value, text)
+    except RecursionError:  # nested deeper than repr goes: the message was "maximum recursion depth exceeded" (h363 F2)
+        shown = "(not shown)"
+    return f"{type(value).__name__} {shown}"
 
 
 def _strict(expected: type, accepts: tuple[type, ...], quote: Quote, show: Show):

@@ -157,6 +157,20 @@ class Timed:
     time: float | str | None = None
 
 
+def test_a_wrong_value_nested_as_deep_as_a_body_may_go_is_named_without_its_repr(daemon):
+    """An array 1,000 levels deep (a body may nest 1,024) where a string goes was "body.text: maximum recursion
+    depth exceeded while getting the repr of an object" (checker h363 F2); packed by hand, as clients pack 500."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.connect(daemon.address)
+    body = b"\x81\xa4text" + b"\x91" * 1000 + b"\x01"  # {"text": [[[...1]]]}
+    sock.send_multipart([SIGNATURE, msgpack.packb({"id": 1, "route": "t.typed"}), body])
+    assert sock.poll(10000)
+    _, header, reply = sock.recv_multipart()
+    sock.close()
+    assert msgpack.unpackb(header)["status"] == "INVALID_ARGUMENT"
+    assert msgpack.unpackb(reply)["message"] == "body.text: expected string, got array (not shown)"
+
+
 def test_a_wrong_type_for_a_field_of_several_types_is_said_in_the_protocols_words():
     """``monitor.post``'s ``time`` (a number, a string or nil) said "got boolean True", Python's word."""
     from heirloom.wire.inputs import InputValidator

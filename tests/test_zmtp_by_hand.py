@@ -18,9 +18,11 @@ HEALTH = msgpack.packb({"id": 1, "route": "_health"})
 REQUEST = b"\x01\x04HLM1" + bytes([0x01, len(HEALTH)]) + HEALTH + b"\x00\x01\xc0"
 
 
-def ready(socket_type: bytes = b"DEALER") -> bytes:
+def ready(socket_type: bytes = b"DEALER", identity: bytes | None = None) -> bytes:
     body = b"\x05READY\x0bSocket-Type" + len(socket_type).to_bytes(4, "big") + socket_type
-    return bytes([0x04, len(body)]) + body
+    if identity is not None:
+        body += b"\x08Identity" + len(identity).to_bytes(4, "big") + identity
+    return bytes([0x04, len(body)]) + body if len(body) < 256 else b"\x06" + len(body).to_bytes(8, "big") + body
 
 
 @pytest.fixture(scope="module", params=["1", "2"], ids=["one process", "--workers 2"])
@@ -128,3 +130,18 @@ def test_a_frame_over_max_message_bytes_is_closed_at_its_size_field(port):
         sock.sendall(b"\x02" + ((64 << 20) + 1).to_bytes(8, "big"))
         got, closed = rest(sock)
     assert closed and got == b"" and time.monotonic() - began < 1.5
+
+
+def test_a_routing_id_over_255_bytes_has_its_requests_dropped(port):
+    """A client of its own ZMTP code may send an ``Identity`` as large as a message (libzmq keeps its own to 255
+    bytes): every reply held for it copied the id, and a 1 MiB one made the daemon hold 1.1 GB for one client that
+    did not read (checker h363 F1). Its requests are dropped, as an envelope frame over 255 bytes is."""
+    for size, served in ((255, True), (256, False), (1 << 20, False)):
+        with connect(port) as sock:
+            sock.sendall(GREETING)
+            read(sock, 64)
+            command(sock)
+            sock.sendall(ready(identity=b"i" * size))
+            sock.sendall(REQUEST)
+            got, closed = rest(sock)
+        assert (b"HLM1" in got) == served and not closed, (size, got[:40])

@@ -301,7 +301,10 @@ MAX_FRAMES = MAX_ENVELOPE + 3 + MAX_BUFFERS + 1
 
 def split_envelope(frames: list[bytes]) -> int:
     """Index of the signature frame (after the routing envelope), or -1 if not an envelope
-    (or one with a frame over MAX_ENVELOPE_FRAME bytes)."""
+    (or one with a frame over MAX_ENVELOPE_FRAME bytes: the identity too, which a client of its own ZMTP
+    code may make as large as a message, and every reply held for it copied, h363 F1)."""
+    if len(frames[0]) > MAX_ENVELOPE_FRAME:
+        return -1
     if len(frames) >= 4 and frames[1] == SIGNATURE:
         return 1
     for index in range(2, min(len(frames) - 2, MAX_ENVELOPE + 1)):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from heirloom.wire.broker_workers import WORKER_COMMANDS, misread
-from heirloom.wire.protocol import CONTROL, packb
+from heirloom.wire.protocol import CONTROL, MAX_ENVELOPE_FRAME, packb
 from heirloom.wire.throttle import OncePerPeer
 
 #: A broker's answer to a new worker's first heartbeat on its worker endpoint.
@@ -68,6 +68,8 @@ class Strays:
         """Whether ``frames`` (a client endpoint's message that is no request envelope) is a worker's control
         message; if so, answered WRONG_ENDPOINT and logged once for its peer."""
         if len(frames) < 3 or frames[1] != CONTROL or frames[2] not in WORKER_COMMANDS:
+            return False
+        if len(frames[0]) > MAX_ENVELOPE_FRAME:  # no worker's identity: dropped, as a request with it is
             return False
         if self._workers.first(frames[0]):
             said = "a worker connected to the client endpoint (it sent a %s there), told: %s"
