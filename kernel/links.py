@@ -25,6 +25,37 @@ def broken_link(path: Path) -> str:
     return f"links to {os.readlink(path)}, which does not exist"
 
 
+def broken_path(path: Path) -> str:
+    """:func:`broken_link`'s words for ``path`` itself, else ``passes through a symbolic link loop`` when a folder
+    above it is one (``under/x -> ../under/x``, a store at ``under/x/store``: v12 F3); "" when neither."""
+    if why := broken_link(path):
+        return why
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "passes through a symbolic link loop"
+    return ""
+
+
+def first_broken(*paths: Path) -> str:
+    """``PATH WHY`` (:func:`broken_path`) of the first of ``paths`` that is broken, or ""."""
+    return next((f"{path} {why}" for path in paths if (why := broken_path(path))), "")
+
+
+def unusable_path(written: str, path: Path) -> str:
+    """Why ``path`` (``written`` as the profile wrote it, its secrets hidden) is no name a file can have (a part over
+    255 bytes, the whole over 4,096), or "": asking whether it exists raised, and the command stopped at a bare
+    ``error: File name too long: ...``, naming neither the file nor the key, hiding every other problem (h365 F1)."""
+    try:
+        path.exists()
+    except OSError as exc:
+        longest = max(map(len, path.parts))
+        sizes = f"its longest part is {longest} characters, the whole {len(str(path))}: 255 bytes and 4,096 at most"
+        return f"path {written[:60]}{'...' * (len(written) > 60)}: {exc.strerror} ({sizes})"
+    return ""
+
+
 def broken_profile(ref: str, folders: Iterable[Path], shown: Callable[[Path], str]) -> str:
     """Why ``ref`` leads to no profile when it is a broken link (``it is a symbolic link loop``) or, a name,
     when the first ``NAME.toml`` of ``folders`` (the search path) is one (``profiles/x.toml links to ...``,

@@ -49,9 +49,9 @@ from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
 from heirloom.profile_toml import to_toml as to_toml  # heirloom.testing.to_toml, for tests that write profiles
 from heirloom.store.artifacts import ArtifactStore
-from heirloom.wire.call import unpackable_at
 from heirloom.wire.client import Client, RemoteError
 from heirloom.wire.routing import api_routes
+from heirloom.wire.sendable import unpackable_at
 from heirloom.wire.server import Server
 
 P = ParamSpec("P")

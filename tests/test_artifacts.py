@@ -258,6 +258,11 @@ def test_default_store_location(tmp_path, monkeypatch, heirloom_home):
     (tmp_path / "loop").symlink_to("loop")
     listed = run_heirloom("models", "list", "--store", str(tmp_path / "loop"))  # click said "does not exist"
     assert listed.returncode == 2 and f"'{tmp_path / 'loop'}' is a symbolic link loop" in listed.stderr
+    (tmp_path / "under").mkdir()
+    (tmp_path / "under" / "x").symlink_to("../under/x")  # a folder above the store (checker v12 F3)
+    for create in (True, False):
+        with pytest.raises(heirloom.HeirloomError, match=r"store: .*under/x/store passes through a symbolic link loop"):
+            ArtifactStore(tmp_path / "under" / "x" / "store", create=create)
 
 
 def test_store_section_is_validated(tmp_path):

@@ -1686,7 +1686,9 @@ def test_train_serve_and_eval_name_the_file_and_key_of_a_store_path_that_cannot_
     write(tmp_path / "afile", "not a store\n")
     (tmp_path / "loop").symlink_to("loop")  # passed profile check as "does not exist yet" (checker h362 F1)
     env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_STORE": None}
-    for store in ("afile", "afile/store", "loop"):  # a regular file, a path under one, a link loop
+    (tmp_path / "under").mkdir()
+    (tmp_path / "under" / "x").symlink_to("../under/x")
+    for store in ("afile", "afile/store", "under/x/store", "loop"):  # a file, a path under one, link loops
         write(tmp_path / "bad.toml", f'extends = ["minimal"]\n[store]\npath = "{tmp_path / store}"\n')
         for run in (command, "profile check"):
             result = run_heirloom(*run.split(), "bad.toml", cwd=tmp_path, env=env, timeout=60)
@@ -1694,6 +1696,23 @@ def test_train_serve_and_eval_name_the_file_and_key_of_a_store_path_that_cannot_
             said = f"bad.toml: store.path: cannot use {tmp_path / store} as a store"
             assert result.stderr.startswith(said), result.stderr
     assert result.stderr.rstrip().endswith(f"{tmp_path / 'loop'} is a symbolic link loop"), result.stderr
+
+
+def test_a_path_no_file_can_have_is_a_problem_at_its_key_beside_the_others(tmp_path):
+    """A path with a part over 255 bytes stopped every command at a bare ``error: File name too long: <value>``:
+    no file, no key, the profile's other problems hidden, a ${VAR}'s value (a secret, maybe) printed (h365 F1)."""
+    long = "SEG" + "y" * 300
+    profile = '[sources.news]\nuse = "csv"\ntrain = "PATH"\n[resources]\nthreads = "two"\n'
+    write(tmp_path / "lit.toml", profile.replace("PATH", long))
+    write(tmp_path / "env.toml", profile.replace("PATH", "${LONG_SECRET}"))
+    for name in ("lit.toml", "env.toml"):
+        for command in (["profile", "check"], ["profile", "show"], ["train"]):
+            result = run_heirloom(*command, name, cwd=tmp_path, env={"LONG_SECRET": "TOKEN" + "x" * 300})
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+            written = long[:60] + "..." if name == "lit.toml" else "${LONG_SECRET}"
+            said = f"{name}: sources.news.train: path {written}: File name too long (its longest part is 30"
+            assert said in result.stderr and f"{name}: resources.threads: expected int" in result.stderr
+            assert "TOKEN" not in result.stderr + result.stdout
 
 
 def test_a_profile_name_too_long_for_a_file_name_is_a_usage_error(tmp_path):

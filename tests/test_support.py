@@ -139,10 +139,12 @@ def test_intent_lineage_reaches_the_pretrained_encoder(trained):
     assert refs == ["support/intent@1", "support/encoder@1", "pretrained/minilm@1"]
 
 
-def test_training_one_model_alone_stores_the_version_a_full_train_stored(trained):
+def test_training_one_model_alone_stores_the_version_a_full_train_stored(support_home, tmp_path, data_dir):
     """The intent model trained alone got other weights than in `heirloom train support` (lower
-    layers cached by the encoder's fit, computed in other batches): a redundant ~90 MB version."""
-    result = guarded_heirloom("train", "support", "intent", *SMALL, "--json", env={**os.environ, **trained})
+    layers cached by the encoder's fit, computed in other batches): a redundant ~90 MB version.
+    In a home of its own: a version it stored made the module's other tests serve intent@2."""
+    home = copied_home(support_home, tmp_path, data_dir)
+    result = guarded_heirloom("train", "support", "intent", *SMALL, "--json", env={**os.environ, **home})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     intent = json.loads(result.stdout)["models"]["intent"]
     assert (intent["ref"], intent["stored"]) == ("support/intent@1", False), intent

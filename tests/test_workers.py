@@ -194,6 +194,18 @@ def test_sigterm_drains_the_broker_and_its_workers(tmp_path, workers):
     assert daemon.log().rstrip().splitlines()[-1].endswith("stopped")  # the last log line, flushed
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_plugins_thread_that_never_ends_does_not_keep_a_stopped_daemon_alive(tmp_path, workers):
+    """A plugin's thread that is no daemon thread and never ends kept ``heirloom serve`` alive after its log said
+    "stopped", deaf to SIGTERM, until its supervisor killed it, with nothing said why (checker h364 F2)."""
+    daemon = Daemon(tmp_path, "--workers", str(workers), "--set", "apis.t.leak_thread=true")
+    daemon.wait_ready()
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.process.wait(30) == 0, daemon.log()
+    said = "thread(s) still running 5 s after the stop (start a plugin's threads as daemon threads, or end them"
+    assert said in daemon.log() and "a plugin's endless thread" in daemon.log()
+
+
 def test_workers_drain_with_the_broker_so_the_daemon_stops_within_one_grace(tmp_path):
     """The broker waited out its grace before telling the workers, which then started theirs
     (twice --grace), and SIGKILLed a worker still inside its own, so it never stopped."""

@@ -244,10 +244,14 @@ class TestingApi(heirloom.Api):
     #: A file each process that started this api appends its pid to when it exits (an atexit
     #: handler, as a plugin's own), after a thread that is no daemon thread has ended.
     at_exit: str = ""
+    #: An author's mistake: start a thread that is no daemon thread and never ends.
+    leak_thread: bool = False
 
     def start(self, ctx):
         super().start(ctx)
         time.sleep(self.start_ms / 1000)
+        if self.leak_thread:
+            threading.Thread(target=threading.Event().wait, name="a plugin's endless thread", daemon=False).start()
         if self.at_exit:
             threading.Thread(target=time.sleep, args=(0.5,), name="a plugin's own").start()
             atexit.register(_note_the_exit, self.at_exit)

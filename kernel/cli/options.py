@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from heirloom.core.settings import endpoint_problem
-from heirloom.links import broken_link
+from heirloom.links import broken_path
 from heirloom.wire.transport import loopback
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -114,7 +114,7 @@ class GivenPath(click.Path):
             folder = "a folder, '.' for this one" if self.dir_okay else ""
             what = " or ".join(filter(None, ["a file" if self.file_okay else "", folder]))
             self.fail(f"is empty (an unset variable?): name {what}", param, ctx)
-        if self.exists and (why := broken_link(Path(value))):  # click said "does not exist" of a link loop
+        if self.exists and (why := broken_path(Path(value))):  # click said "does not exist" of a link loop
             self.fail(f"{click.format_filename(value)!r} {why}", param, ctx)
         path = super().convert(value, param, ctx)
         if not self.file_okay and path.exists() and not path.is_dir():

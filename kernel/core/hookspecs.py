@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 
 PROJECT = "heirloom"
 
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
+hookspec, hookimpl = pluggy.HookspecMarker(PROJECT), pluggy.HookimplMarker(PROJECT)
 
 #: ``register(name, cls)``: adds a component type under ``name``.
 Register = Callable[[str, type], None]

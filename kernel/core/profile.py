@@ -262,8 +262,7 @@ def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, pa
     the component tables whose ``use`` it changes. A replaced value forgets only its own provenance entries:
     linear in the values merged."""
     for key, value in overlay.items():
-        here = [*path, key]
-        old = base.get(key)
+        here, old = [*path, key], base.get(key)
         swaps_type = isinstance(value, dict) and "use" in value and isinstance(old, dict)
         if swaps_type and _is_component_table(here) and _env_text(value["use"]) != _env_text(old.get("use")):
             replaced[dotted(here)] = _replacement(provenance, here, old, value["use"], label)

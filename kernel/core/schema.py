@@ -23,7 +23,7 @@ from heirloom.core.paths import data_root
 from heirloom.core.plugins import PluginHost
 from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue, key_parts
 from heirloom.core.settings import NAME_PATTERN, SECTIONS, UNSETS, ComponentKeys, ModelKeys
-from heirloom.links import missing_path
+from heirloom.links import missing_path, unusable_path
 from heirloom.profile_toml import as_written, dotted, joined, list_key, written
 from heirloom.suggest import did_you_mean, no_component_to_change
 
@@ -208,12 +208,12 @@ class Validator:
         kernel_keys |= {name: None for name in unsets if kernel_keys.get(name) == ""}
         kernel_keys["use"] = use
         config = self._typed(key, {k: v for k, v in table.items() if k not in reserved}, cls)
-        self._resolve_paths(key, config, cls)
+        usable = self._resolve_paths(key, config, cls)
         table.update(kernel_keys)
         table.update(config)  # the tree now shows typed, resolved values (profile show)
         keys = self._structure(key, kernel_keys, keys_cls)
         reported, defaults = len(self.problems), {f.name: f.default for f in attrs.fields(cls) if _plain_default(f)}
-        instance = self._structure(key, defaults | config, cls, also=sorted(reserved))  # cattrs checks no default
+        instance = self._structure(key, defaults | config, cls, also=sorted(reserved)) if usable else None
         by = getattr(self.host.provider(kind, use), "label", "?")
         for i, problem in enumerate(self.problems[reported:], reported):  # a default the profile left, said so
             if (field := problem.path.removeprefix(f"{key}.").split("[")[0]) in defaults.keys() - config.keys():
@@ -255,7 +255,8 @@ class Validator:
                 typed[name] = self._typed(f"{key}.{dotted([name])}", value, entry_type(tp, name))
         return typed
 
-    def _resolve_paths(self, key: str, config: dict, cls: type) -> None:
+    def _resolve_paths(self, key: str, config: dict, cls: type) -> bool:  # False: a path no file can have
+        usable = True
         for field in attrs.fields(cls):
             default = field.name not in config  # a relative default is the profile file's too, and is checked
             value, where = config.get(field.name, field.default or None), f"{key}.{field.name}"
@@ -267,9 +268,12 @@ class Validator:
             base = Path.cwd() if (origin := self.file_of(where)) == OVERRIDE_SOURCE else Path(origin).parent
             path = Path(os.path.realpath(base / value)) if not Path(value).is_absolute() else Path(value)  # loops too
             config[field.name] = str(path)
-            if must_exist and not path.exists():
+            if must_exist and (unusable := unusable_path(self.raw.hide_secrets(where, value), path)):
+                usable = self.problem(where, unusable) or False  # its component is not built: its checks would raise
+            elif must_exist and not path.exists():
                 said = missing_path(value, base / value, path, data_root(), self._datasets)
                 self.problem(where, said + " (the default of its type)" * default)
+        return usable
 
     def _datasets(self) -> list[str]:
         """The data sets plugins register: imported for a missing path only, whose hint may name one to fetch."""

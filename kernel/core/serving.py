@@ -211,8 +211,7 @@ def served_ref(project: str, spec: ComponentSpec) -> str:
 
 def nothing_served(store: VersionStore, project: str, spec: ComponentSpec) -> str:
     """Why ``spec`` serves nothing, and what to run: train, or promote a version."""
-    base = f"{project}/{spec.name}"
-    serve = getattr(spec.keys, "serve", None)
+    base, serve = f"{project}/{spec.name}", getattr(spec.keys, "serve", None)
     try:
         latest = store.resolve(base)
     except RefError:

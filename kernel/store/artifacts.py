@@ -28,7 +28,7 @@ from heirloom.core.quota import MIB
 from heirloom.core.schema import did_you_mean
 from heirloom.core.version import VERSION as HEIRLOOM_VERSION
 from heirloom.files import NotRegularFile, open_regular, write_atomic
-from heirloom.links import broken_link
+from heirloom.links import first_broken
 from heirloom.owners import unreadable
 from heirloom.store.compare import VALIDATION, PromotionRefused, check_better
 from heirloom.store.content import (
@@ -109,9 +109,8 @@ class ArtifactStore:
         self.blobs = self.root / "blobs"
         if not create and (missing := _missing(self.root)):
             raise StoreMissing(missing)
-        for link in (self.root, self.blobs):  # a link loop or to nothing: mkdir's "File exists" said neither
-            if why := broken_link(link):
-                raise HeirloomError(f"cannot use {self.root} as a store: {link} {why}")
+        if broken := first_broken(self.root, self.blobs):  # a link loop or to nothing: mkdir said "File exists"
+            raise HeirloomError(f"cannot use {self.root} as a store: {broken}")
         try:
             if create:  # blobs/ once the index opened: a damaged index, refused, had a new blobs/ made beside it
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -460,8 +459,7 @@ class ArtifactStore:
     def _resolve(self, tx: Transaction, ref: Ref) -> Artifact:
         versions = tx.versions(ref.project, ref.model)
         if not versions:
-            known = tx.names()
-            named = f"{ref.project}/{ref.model}"
+            known, named = tx.names(), f"{ref.project}/{ref.model}"
             raise RefError(
                 f"no model {named!r} in the store at {self.root}{did_you_mean(named, known)} "
                 f"(models: {', '.join(known) or 'none'})"
@@ -489,9 +487,8 @@ class ArtifactStore:
 
 
 def _missing(root: Path) -> str:
-    """Why ``root`` holds no store yet ("" when it may hold one, or cannot be one: opening it says why, as of a
-    symbolic link to nothing, said to "not exist yet (train or serve creates it)", which neither could)."""
-    if broken_link(root) or (root / "index.sqlite").exists() or os.path.lexists(root / "blobs"):
+    """Why ``root`` holds no store yet ("" when it may hold one, or cannot be one, a broken link too: opening says)."""
+    if first_broken(root) or (root / "index.sqlite").exists() or os.path.lexists(root / "blobs"):
         return ""
     if root.is_dir():
         return f"{root} holds no store yet"

@@ -7,7 +7,6 @@ the functions here, so neither needs the other: a handler's result or exception 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 import traceback
@@ -21,10 +20,8 @@ from heirloom.wire.protocol import (
     DEADLINE_EXCEEDED,
     INTERNAL,
     INVALID_ARGUMENT,
-    MAX_NESTING,
     OK,
     RESOURCE_EXHAUSTED,
-    Buffer,
     RequestError,
     detach_buffers,
     error_frames,
@@ -32,6 +29,7 @@ from heirloom.wire.protocol import (
     unpackb,
     without_paths,
 )
+from heirloom.wire.sendable import unpackable_at
 from heirloom.wire.throttle import Every
 
 if TYPE_CHECKING:
@@ -183,68 +181,6 @@ def _internal(route: str, message: str) -> Encoded:
     log.error("%s: %s", route, shortened(message))
     packed = packb({"code": INTERNAL, "message": shortened(without_paths(message)), "retryable": False})
     return INTERNAL, None, packed, None, [], len(packed)
-
-
-#: Parts of an unencodable reply looked at to say where: the walk runs on the I/O thread.
-WHERE_BUDGET = 100_000
-
-
-def unpackable_at(value: Any) -> str:
-    """The path of the first part of a reply msgpack cannot pack (``reply.labels``,
-    ``reply.items[3]``). Iterative and bounded, as a reply may nest deeply, hold millions of
-    values or contain itself: ``reply`` when the first WHERE_BUDGET parts showed nothing. A
-    path is a chain of (parent, key) links, spelt out only for the part reported: building
-    each child's text would cost its depth times its keys' length (long keys, deep nesting)."""
-    stack: list[tuple[Any, Any, int]] = [(None, value, 0)]
-    budget = WHERE_BUDGET
-    while stack:
-        path, part, depth = stack.pop()
-        if isinstance(part, dict | list | tuple) and depth >= MAX_NESTING:  # a reply that holds itself, too
-            return f"{_spelt(path)} (nested deeper than {MAX_NESTING} levels)"
-        if isinstance(part, dict):
-            items = list(itertools.islice(part.items(), budget))
-            for key, _ in items:
-                if isinstance(key, tuple):  # packed as an array: a key no client can decode
-                    return f"{_spelt(path)}: a key is a tuple, which msgpack packs as an array, a key no client decodes"
-                if not _packs(key):
-                    return f"{_spelt(path)} (a key {type(key).__name__})"
-            children = [((path, key), item, depth + 1) for key, item in items]
-        elif isinstance(part, list | tuple):
-            children = [((path, [index]), item, depth + 1) for index, item in enumerate(part[:budget])]
-        elif not _packs(part):
-            return _spelt(path)
-        else:
-            continue
-        budget -= len(children)
-        stack += reversed(children)
-    return "reply"
-
-
-def _spelt(path: Any) -> str:
-    """``reply.items[3]`` from a chain of (parent, key) links (``[index]`` a list's step), each
-    key cut at 40 characters and the whole at 300, its middle left out, so what follows the
-    path in the message (why it is there) survives the message's own limit."""
-    steps = []
-    while path is not None:
-        path, key = path
-        steps.append(f"[{key[0]}]" if isinstance(key, list) else f".{str(key)[:40]}")
-    spelt = "reply" + "".join(reversed(steps))
-    return spelt if len(spelt) <= 300 else f"{spelt[:200]}...{spelt[-97:]}"
-
-
-def _packs(value: Any) -> bool:
-    """Whether msgpack packs this leaf (checked, not packed: a bad reply may hold millions)."""
-    if value is None or isinstance(value, bool | float | bytes | bytearray | memoryview | Buffer):
-        return True
-    if isinstance(value, int):
-        return -(1 << 63) <= value < (1 << 64)
-    if isinstance(value, str):
-        try:
-            value.encode()
-        except UnicodeEncodeError:  # a lone surrogate
-            return False
-        return True
-    return False
 
 
 def deadline_body() -> dict[str, Any]:

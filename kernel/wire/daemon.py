@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
@@ -238,6 +239,7 @@ def exit_process(code: int) -> NoReturn:
             log.warning("%d request handler(s) still running after the grace period; exiting without them", handlers)
         logging.shutdown()
         os._exit(code)
+    threading.Thread(target=_exit_unless_ended, args=(code,), name="heirloom-exit-watch", daemon=True).start()
     try:  # what the interpreter's exit does before its teardown: executors' and other non-daemon threads end
         threading._shutdown()  # (a plugin's idle executor too: its atexit hook wakes it), then atexit handlers
         atexit._run_exitfuncs()
@@ -246,3 +248,27 @@ def exit_process(code: int) -> NoReturn:
             with contextlib.suppress(Exception):  # closed, or a pipe nobody reads any more
                 stream.flush()
         os._exit(code)
+
+
+#: Seconds the exit waits for non-daemon threads to end once the system has stopped.
+EXIT_WAIT = 5.0
+
+
+def _exit_unless_ended(code: int) -> None:
+    """Exit with ``code`` if the process has not ended EXIT_WAIT seconds after it began its exit, naming the
+    non-daemon threads left: a plugin's thread that never ends kept the process alive after "stopped", deaf to
+    SIGTERM, until its supervisor killed it, with nothing said why (checker h364 F2)."""
+    time.sleep(EXIT_WAIT)
+    left = [t.name for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
+    said = "start a plugin's threads as daemon threads, or end them in its stop()"
+    log.warning(
+        "exiting without %d thread(s) still running %.0f s after the stop (%s): %s",
+        len(left),
+        EXIT_WAIT,
+        said,
+        ", ".join(left),
+    )
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(code)

@@ -1,40 +1,95 @@
-"""What a request body may hold, said before anything is sent: msgpack's packer raised a bare TypeError or
-OverflowError that named neither the value nor where in the body it was."""
+"""Where a value msgpack cannot carry is, and why: said of a request body before anything is sent (the
+packer's bare TypeError, OverflowError or ValueError named neither the value nor where in the body it was),
+and of a reply a plugin made unsendable (its INTERNAL answer and log line). One bounded walk serves both."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-from heirloom.wire.protocol import MAX_NESTING, Buffer, quoted
+from heirloom.wire.protocol import DECODE_NESTING, MAX_NESTING, Buffer, quoted
 
 #: What msgpack carries (subclasses too: a numpy float64 is a float), and the buffers a body may hold.
 SENDABLE = (type(None), bool, int, float, str, bytes, bytearray, memoryview, list, tuple, dict, Buffer)
+#: Parts of a value looked at to say where: a reply's walk runs on the I/O thread.
+WHERE_BUDGET = 100_000
 
 
-def unsendable(value: Any, where: str) -> str | None:
-    """Where in ``value`` and why msgpack cannot carry it, or None: a string with a lone surrogate
-    (it has no UTF-8 form), an integer past 64 bits, a value of no msgpack type (the packer's own
-    error said none of where: a numpy int64 user id, a set, a datetime was a bare TypeError, h357 F1)
-    or lists and maps nested past MAX_NESTING (the packer's bare ValueError; a list holding itself).
-    An explicit stack, in the body's order: recursion would exhaust Python's stack at that depth."""
-    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+def unsendable(value: Any, where: str = "body") -> str | None:
+    """``body.user: numpy.int64 is no msgpack type (...)``: where in a request body and why msgpack cannot
+    carry it, or None. Nested past DECODE_NESTING levels (msgpack's packer refuses there, and the daemon's
+    reader), a list holding itself, a string with a lone surrogate (no UTF-8 form), an integer past 64 bits, a
+    value of no msgpack type (a numpy int64 user id, a set, a datetime: h357 F1; v11 F1, v12 F1)."""
+    found = _first_unpackable(value, where, DECODE_NESTING)
+    if found is None:
+        return None
+    path, problem, part = found
+    if problem == "deep":
+        return f"{path}: arrays and maps nest deeper than {DECODE_NESTING} levels, the most msgpack packs"
+    if problem == "tuple key":
+        return f"{path}: a key is a tuple, which msgpack packs as an array, a key the daemon refuses"
+    return _leaf_mistake(part, f"{path} (a key)" if problem == "key" else path)
+
+
+def unpackable_at(value: Any, root: str = "reply") -> str:
+    """The path of the first part of a reply msgpack cannot pack (``reply.labels``, ``reply.items[3]``), with
+    why where the path alone does not say it; ``root`` when the first WHERE_BUDGET parts showed nothing."""
+    found = _first_unpackable(value, root, MAX_NESTING)
+    if found is None:
+        return root
+    path, problem, part = found
+    if problem == "deep":
+        return f"{path} (nested deeper than {MAX_NESTING} levels)"
+    if problem == "tuple key":
+        return f"{path}: a key is a tuple, which msgpack packs as an array, a key no client decodes"
+    return f"{path} (a key {type(part).__name__})" if problem == "key" else path
+
+
+def _first_unpackable(value: Any, root: str, depth_limit: int) -> tuple[str, str, Any] | None:
+    """``(path, problem, part)`` of the first part msgpack cannot pack, in the value's order; problem is
+    ``deep``, ``tuple key``, ``key`` (``part`` the key) or ``leaf``. Iterative and bounded, as a value may
+    nest deeply, hold millions of values or contain itself. A path is a chain of (parent, key) links, spelt
+    out only for the part reported: building each child's text cost its depth times its keys' length (a list
+    holding itself and 4,000 items took 1.7 GB, v12 F2)."""
+    stack: list[tuple[Any, Any, int]] = [(None, value, 0)]
+    budget = WHERE_BUDGET
     while stack:
-        node, at, depth = stack.pop()
-        if isinstance(node, list | tuple | dict) and depth == MAX_NESTING:  # a list that holds itself too
-            at = at if len(at) <= 60 else f"{at[:60].rsplit('[', 1)[0]}..."  # not 500 times [0]
-            return f"{at}: arrays and maps nest deeper than {MAX_NESTING} levels, the most this client packs"
-        if isinstance(node, list | tuple):
-            stack.extend((item, f"{at}[{i}]", depth + 1) for i, item in reversed(list(enumerate(node))))
-        elif isinstance(node, dict):
-            for key, item in reversed(node.items()):
-                stack += [(item, f"{at}.{key}", depth + 1), (key, f"{at} (a key)", depth + 1)]
-        elif why := _unsendable_leaf(node, at):
-            return why
+        path, part, depth = stack.pop()
+        if isinstance(part, dict | list | tuple) and depth >= depth_limit:  # a value that holds itself, too
+            return _spelt(root, path), "deep", part
+        if isinstance(part, dict):
+            items = list(itertools.islice(part.items(), budget))
+            for key, _ in items:
+                if isinstance(key, tuple):  # packed as an array: a key no client decodes
+                    return _spelt(root, path), "tuple key", key
+                if _leaf_mistake(key, ""):
+                    return _spelt(root, path), "key", key
+            children = [((path, key), item, depth + 1) for key, item in items]
+        elif isinstance(part, list | tuple):
+            children = [((path, [index]), item, depth + 1) for index, item in enumerate(part[:budget])]
+        elif _leaf_mistake(part, ""):
+            return _spelt(root, path), "leaf", part
+        else:
+            continue
+        budget -= len(children)
+        stack += reversed(children)
     return None
 
 
-def _unsendable_leaf(value: Any, where: str) -> str | None:
-    """Why msgpack cannot carry ``value``, which is no list or map, or None."""
+def _spelt(root: str, path: Any) -> str:
+    """``reply.items[3]`` from a chain of (parent, key) links (``[index]`` a list's step), each
+    key cut at 40 characters and the whole at 300, its middle left out, so what follows the
+    path in the message (why it is there) survives the message's own limit."""
+    steps = []
+    while path is not None:
+        path, key = path
+        steps.append(f"[{key[0]}]" if isinstance(key, list) else f".{str(key)[:40]}")
+    spelt = root + "".join(reversed(steps))
+    return spelt if len(spelt) <= 300 else f"{spelt[:200]}...{spelt[-97:]}"
+
+
+def _leaf_mistake(value: Any, where: str) -> str | None:
+    """Why msgpack cannot carry ``value``, which is no list nor map, said at ``where``; None when it can."""
     if not isinstance(value, SENDABLE):
         kind = f"{type(value).__module__}.{type(value).__qualname__}".removeprefix("builtins.")
         numpy = "; a numpy scalar: .item(), an array: .tolist() or heirloom.Buffer" if kind.startswith("numpy.") else ""
@@ -47,7 +102,7 @@ def _unsendable_leaf(value: Any, where: str) -> str | None:
             surrogate = ascii(value[exc.start])[1:-1]
             return f"{where}: a string holds {surrogate}, a lone surrogate: no UTF-8 form (msgpack strings are UTF-8)"
         return None
-    if type(value) is int and not -(2**63) <= value < 2**64:
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
         fits = "msgpack's 64 bits (-2^63 to 2^64-1); write a larger number as a float (1e30)"
         return f"{where}: {quoted(value)} does not fit {fits}"
     return None
