@@ -139,6 +139,10 @@ max_in_flihgt = 3
     missing = run_heirloom("profile", "check", str(write(tmp_path / "loud.toml", '[apis.loud]\nuse = "shout"\n')))
     assert "unknown api type 'shout'" in missing.stderr and "install its package" in missing.stderr
     assert "HEIRLOOM_PLUGINS=" in missing.stderr  # what a newcomer with a plugin under development lacked
+    # a top-level key is written back as TOML writes it: "a.b" is no nested a -> b; a Cyrillic o shows (h365 F2)
+    top = run_heirloom("profile", "check", str(write(tmp_path / "top.toml", '"a.b" = 1\n"m\u043edels" = 2\n')))
+    assert f'{tmp_path / "top.toml"}: "a.b": unknown top-level key (expected one of' in top.stderr
+    assert f"{tmp_path / 'top.toml'}: \"m\u043edels\": unknown top-level key; did you mean 'models'?" in top.stderr
 
 
 def test_a_typo_in_a_kernel_key_of_a_component_is_answered_like_one_in_its_own_keys(tmp_path):

@@ -109,7 +109,7 @@ class Validator:
     def run(self) -> ResolvedProfile:
         data = self.raw.data
         for key in [key for key in data if key not in TOP_LEVEL]:
-            self.problem(key, f"unknown top-level key{did_you_mean(key, TOP_LEVEL)} ({EXPECTED_TOP_LEVEL})")
+            self.problem(dotted([key]), f"unknown top-level key{did_you_mean(key, TOP_LEVEL)} ({EXPECTED_TOP_LEVEL})")
         project = self._name("project", self._text(data, "project", default=self.raw.name), "project" not in data)
         description = self._text(data, "description", default="")
         settings = {name: self._section(name, cls) for name, cls in SECTIONS.items()}
