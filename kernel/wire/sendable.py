@@ -20,29 +20,27 @@ def unsendable(value: Any, where: str = "body") -> str | None:
     carry it, or None. Nested past DECODE_NESTING levels (msgpack's packer refuses there, and the daemon's
     reader), a list holding itself, a string with a lone surrogate (no UTF-8 form), an integer past 64 bits, a
     value of no msgpack type (a numpy int64 user id, a set, a datetime: h357 F1; v11 F1, v12 F1)."""
-    found = _first_unpackable(value, where, DECODE_NESTING)
-    if found is None:
+    if (found := _first_unpackable(value, where, DECODE_NESTING)) is None:
         return None
     path, problem, part = found
-    if problem == "deep":
-        return f"{path}: arrays and maps nest deeper than {DECODE_NESTING} levels, the most msgpack packs"
-    if problem == "tuple key":
-        return f"{path}: a key is a tuple, which msgpack packs as an array, a key the daemon refuses"
+    said = {
+        "deep": f": arrays and maps nest deeper than {DECODE_NESTING} levels, the most msgpack packs",
+        "tuple key": ": a key is a tuple, which msgpack packs as an array, a key the daemon refuses",
+    }
+    if problem in said:
+        return path + said[problem]
     return _leaf_mistake(part, f"{path} (a key)" if problem == "key" else path)
 
 
 def unpackable_at(value: Any, root: str = "reply") -> str:
     """The path of the first part of a reply msgpack cannot pack (``reply.labels``, ``reply.items[3]``), with
     why where the path alone does not say it; ``root`` when the first WHERE_BUDGET parts showed nothing."""
-    found = _first_unpackable(value, root, MAX_NESTING)
-    if found is None:
-        return root
-    path, problem, part = found
-    if problem == "deep":
-        return f"{path} (nested deeper than {MAX_NESTING} levels)"
-    if problem == "tuple key":
-        return f"{path}: a key is a tuple, which msgpack packs as an array, a key no client decodes"
-    return f"{path} (a key {type(part).__name__})" if problem == "key" else path
+    path, problem, part = _first_unpackable(value, root, MAX_NESTING) or (root, "", None)
+    return path + {
+        "deep": f" (nested deeper than {MAX_NESTING} levels)",
+        "tuple key": ": a key is a tuple, which msgpack packs as an array, a key no client decodes",
+        "key": f" (a key {type(part).__name__})",
+    }.get(problem, "")
 
 
 def _first_unpackable(value: Any, root: str, depth_limit: int) -> tuple[str, str, Any] | None:
