@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The extras `make install` installs; CI adds support and ray in the same pip run (one resolve, not two).
+EXTRAS ?= dev,ui,metrics
 
 # The shared real data sets sit beside the repository; profiles refer to them as ${data}.
 ifneq ($(wildcard ../shared/data),)
@@ -15,7 +17,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ui,metrics]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $@
 
 # Byte-compile our sources: where PYTHONDONTWRITEBYTECODE is set (container images often set it), every
