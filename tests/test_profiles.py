@@ -979,11 +979,15 @@ def test_a_set_key_is_read_as_a_toml_dotted_key_so_a_quoted_part_may_hold_dots(t
     for key in ('models."sent.v2".epochs', "models.'sent.v2'.epochs", ' models . "sent.v2" . epochs '):
         raw = kernel.resolve(str(path), [f"{key}=3"]).raw
         assert (raw.data["models"]["sent.v2"]["epochs"], raw.provenance['models."sent.v2".epochs']) == (3, "--set"), key
-    said = 'a TOML dotted key: a part of more than A-Za-z0-9_- in quotes, models."sent.v2".epochs=3'
-    for item in ("models.sent v2.epochs=3", "epochs", 'models."a\\q".epochs=3', "=3", "models..epochs=3"):
+    said = 'a TOML dotted key of 32 parts at most, one of more than A-Za-z0-9_- in quotes, x."y.z"=3'
+    deep = "a." * 32 + "b=1"  # 33 parts: a file's limit is 32 (checker h365 F3)
+    for item in ("models.sent v2.epochs=3", "epochs", 'models."a\\q".epochs=3', "=3", "models..epochs=3", deep):
         with pytest.raises(heirloom.ProfileError) as caught:
             kernel.resolve(str(path), [item])
         assert [str(p) for p in caught.value.problems] == [f"--set: expected KEY.PATH=VALUE ({said}), got {item!r}"]
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path), ["a." * 5000 + "b=1"])
+    assert len(str(caught.value)) < 400  # the argument was echoed whole: 10,131 characters
 
 
 def test_profile_show_and_errors_quote_a_key_part_that_holds_a_dot(tmp_path):

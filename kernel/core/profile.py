@@ -342,7 +342,7 @@ def key_parts(key: str) -> list[str]:
 
 def _override(item: str) -> tuple[list[str], str] | None:
     """``KEY.PATH=VALUE`` as (parts, VALUE), the key read as TOML's dotted key (``models."sent.v2".epochs``)."""
-    if not (match := _OVERRIDE.fullmatch(item)) or match[1].count(".") > MAX_DEPTH:  # tomllib: slow on long keys
+    if not (match := _OVERRIDE.fullmatch(item)) or match[1].count(".") >= MAX_DEPTH:  # as in a file; tomllib: slow
         return None
     try:
         return key_parts(match[1]), match[2]
@@ -363,8 +363,8 @@ def _apply_overrides(data: dict, provenance: dict, items: list[str], problems: l
             # inherited keys were the old type's (then "unknown key"); other --set values stay
     for item in items:
         if (given := split[item]) is None:
-            said = 'a TOML dotted key: a part of more than A-Za-z0-9_- in quotes, models."sent.v2".epochs=3'
-            problems.append(Problem(OVERRIDE_SOURCE, "", f"expected KEY.PATH=VALUE ({said}), got {item!r}"))
+            said = f'a TOML dotted key of {MAX_DEPTH} parts at most, one of more than A-Za-z0-9_- in quotes, x."y.z"=3'
+            problems.append(Problem(OVERRIDE_SOURCE, "", f"expected KEY.PATH=VALUE ({said}), got {item!r:.200}"))
             continue
         parts, text = given
         key = dotted(parts)
