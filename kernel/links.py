@@ -50,8 +50,8 @@ def unusable_path(written: str, path: Path) -> str:
     try:
         path.exists()
     except OSError as exc:
-        longest = max(map(len, path.parts))
-        sizes = f"its longest part is {longest} characters, the whole {len(str(path))}: 255 bytes and 4,096 at most"
+        longest, whole = max(len(os.fsencode(part)) for part in path.parts), len(os.fsencode(path))
+        sizes = f"its longest part is {longest} bytes, the whole {whole}: 255 and 4,096 at most"
         return f"path {written[:60]}{'...' * (len(written) > 60)}: {exc.strerror} ({sizes})"
     return ""
 

@@ -69,8 +69,9 @@ def hidden_character(
 
 
 #: Whitespace FHIR's code type forbids (``[^\s]+(\s[^\s]+)*``), and its uri type anywhere, in a code as records
-#: carry it: at either end, beside the system's name (``icd10cm: I10``, ``http://.../icd-10-cm |I10``) or two in a row.
-PADDED_CODE = re.compile(r"^\s|\s$|[:|]\s|\s[:|]|\s\s")
+#: carry it: at either end, beside the system's name (``icd10cm: I10``, ``http://.../icd-10-cm |I10``), two in a row,
+#: or anywhere in a system's URL (``http://snomed .info/sct|123``: v13 F5).
+PADDED_CODE = re.compile(r"^\s|\s$|[:|]\s|\s[:|]|\s\s|^[^|\s]*\s[^|]*\|")
 
 
 def code_mistake(where: str, code: str) -> str | None:
@@ -80,7 +81,7 @@ def code_mistake(where: str, code: str) -> str | None:
     with a NUL became a label of its own, which the route then refused as input, and so did ``"I10 "``, padded
     as fixed-width exports write codes, beside ``"I10"`` (checker h361 F2)."""
     if PADDED_CODE.search(code):
-        said = "has a space at an end, beside its system, or two in a row, which FHIR's code and uri types forbid"
+        said = "has a space at an end, in or beside its system, or two in a row, which FHIR's code and uri types forbid"
         return f"{where}: {code!r} {said}: strip them"
     return hidden_character(where, code, CODE_REMEDY)
 

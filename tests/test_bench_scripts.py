@@ -39,6 +39,21 @@ def said(result: subprocess.CompletedProcess, code: int, *parts: str) -> None:
         assert part in result.stderr, (part, result.stderr[-2000:])
 
 
+def test_a_bench_reads_the_data_heirloom_data_fetch_put_in_heirlooms_home(tmp_path, monkeypatch):
+    """Without HEIRLOOM_DATA nor ../shared/data, a bench looked only there: a newcomer who ran `heirloom data
+    fetch` (into $HEIRLOOM_HOME/data) got "no data at .../shared/data" (checker h366 F1)."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import options
+
+    monkeypatch.delenv("HEIRLOOM_DATA", raising=False)
+    monkeypatch.setenv("HEIRLOOM_HOME", str(tmp_path / "home"))
+    assert options.default_data() == (options.SHARED_DATA if options.SHARED_DATA.is_dir() else tmp_path / "home/data")
+    monkeypatch.setattr(options, "SHARED_DATA", tmp_path / "no-shared-data")
+    assert options.default_data() == tmp_path / "home" / "data"
+    monkeypatch.setenv("HEIRLOOM_DATA", str(tmp_path / "mine"))
+    assert options.default_data() == tmp_path / "mine"
+
+
 # The benches used to end in CalledProcessError / FileNotFoundError / FhirDataError / ProfileError tracebacks.
 @pytest.mark.parametrize(
     ("script", "args"),

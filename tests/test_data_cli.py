@@ -153,12 +153,14 @@ def test_a_store_or_data_variable_set_but_empty_or_naming_a_file_is_refused_alik
     said ``path does not exist: FILE/financial-phrasebank``; a ``HEIRLOOM_STORE`` naming a file exited 2 from ``models
     list`` but 1 from ``profile check`` and ``train``, naming no variable (checker 305 F8, F14)."""
     (tmp_path / "afile").write_text("")
-    empty, filed = (
+    (tmp_path / "loop").symlink_to("loop")  # profile check said ok, train exited 1 (checker v13 F4)
+    empty, filed, looped = (
         f"error: {variable} is set but empty (an unset variable?)",
         f"error: {variable}=afile is not a folder",
+        f"error: {variable}=loop is a symbolic link loop: set it to",
     )
     for command in (("models", "list"), ("profile", "check", "minimal"), ("train", "minimal")):
-        for value, said in (("", empty), ("afile", filed)):
+        for value, said in (("", empty), ("afile", filed), ("loop", looped)):
             refused = run_heirloom(*command, cwd=tmp_path, env={variable: value})
             assert refused.returncode == 2 and refused.stderr.startswith(said), (command, value, refused.stderr)
 

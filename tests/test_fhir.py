@@ -448,8 +448,12 @@ def test_a_bad_file_fails_naming_it_or_is_skipped(tmp_path, text, message):
         ),
         (  # padded, as fixed-width exports write codes: a label of its own beside "I10" (checker h361 F2)
             condition("c14") | {"code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I10 "}]}},
-            "Condition/c14 (entry[2]): cannot read: code: 'icd10cm:I10 ' has a space at an end, beside its system, "
-            "or two in a row, which FHIR's code and uri types forbid: strip them",
+            "Condition/c14 (entry[2]): cannot read: code: 'icd10cm:I10 ' has a space at an end, in or beside its "
+            "system, or two in a row, which FHIR's code and uri types forbid: strip them",
+        ),
+        (  # a space in a system URL: "http://snomed .info/sct|123", a label of its own (checker v13 F5)
+            condition("c16") | {"code": {"coding": [{"system": "http://snomed .info/sct", "code": "123"}]}},
+            "Condition/c16 (entry[2]): cannot read: code: 'http://snomed .info/sct|123' has a space at an end, in or",
         ),
         (  # a system URL with a trailing space was no known system: "http://...icd-10-cm |I10" (checker v12 F4)
             condition("c15") | {"code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm ", "code": "I10"}]}},

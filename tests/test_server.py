@@ -1024,16 +1024,19 @@ def test_clients_refuse_a_body_msgpack_cannot_carry_naming_where_in_it(daemon, c
         ({"user": numpy.int64(7)}, "body.user: numpy.int64 is no msgpack type (send None, a bool, int, float, str"),
         ({"exclude": [1, {2, 3}]}, "body.exclude[1]: set is no msgpack type"),
         ([datetime.datetime(2026, 1, 1)], "body[0]: datetime.datetime is no msgpack type"),
+        ([*range(200_000), {1}], "body[200000]: set is no msgpack type"),  # past a budget of parts (v13 F1)
     ]
     for body, said in refused:
         with pytest.raises(InvalidArgument, match=re.escape(f"INVALID_ARGUMENT: body cannot be sent: {said}")) as error:
             client.call("echo.echo", body)
         assert error.value.field == "body"
-    for body in (nested(5000), holds_itself, {"a": [holds_itself, *range(4000)]}):  # msgpack's ValueError (v11 F1)
+    hundred_and_itself: list = list(range(100))
+    hundred_and_itself.append(hundred_and_itself)  # walked 100 parts a level, a budget ran out (v13 F1)
+    for body in (nested(5000), holds_itself, {"a": [holds_itself, *range(4000)]}, hundred_and_itself):
         with pytest.raises(InvalidArgument) as error:
             client.call("echo.echo", body)
         said = error.value.message  # the path cut at 300 characters, its middle left out (v12 F2: 1.7 GB)
-        assert said.startswith("body cannot be sent: body") and said.endswith(f"[0]: {too_deep}"), said[:400]
+        assert said.startswith("body cannot be sent: body") and said.endswith(f"]: {too_deep}"), said[:400]
 
     async def refused_async() -> None:
         async with heirloom.AsyncClient(daemon.address, timeout=5) as aclient:

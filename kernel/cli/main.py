@@ -15,6 +15,7 @@ import itertools
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -33,6 +34,7 @@ from heirloom.cli.common import (
 from heirloom.cli.logs import TextFormatter, configure, writes_json
 from heirloom.cli.options import too_long
 from heirloom.core.errors import HeirloomError, PluginError
+from heirloom.links import broken_path
 from heirloom.selection import unknown_plugins
 from heirloom.wire.cores import PARENT_ENV
 
@@ -296,6 +298,8 @@ def main() -> None:
             fail_unparsed(f"error: {variable} is set but empty (an unset variable?): name a folder, or unset it")
         if path and os.path.exists(path) and not os.path.isdir(path):  # else blamed on store/blobs, a data file...
             fail_unparsed(f"error: {variable}={path} is not a folder: set it to {what}, or unset it")
+        if path and (why := broken_path(Path(path))):  # a link loop: profile check said ok, train exit 1 (v13 F4)
+            fail_unparsed(f"error: {variable}={path} {why}: set it to {what}, or unset it")
     if PARENT_ENV not in os.environ:  # a broker's worker: its broker said them, once (checker v5 F4: 3 times)
         _environment_warnings()
     try:

@@ -4,7 +4,7 @@ and of a reply a plugin made unsendable (its INTERNAL answer and log line). One 
 
 from __future__ import annotations
 
-import itertools
+from collections.abc import Iterator
 from typing import Any
 
 from heirloom.wire.protocol import DECODE_NESTING, MAX_NESTING, Buffer, quoted
@@ -20,7 +20,7 @@ def unsendable(value: Any, where: str = "body") -> str | None:
     carry it, or None. Nested past DECODE_NESTING levels (msgpack's packer refuses there, and the daemon's
     reader), a list holding itself, a string with a lone surrogate (no UTF-8 form), an integer past 64 bits, a
     value of no msgpack type (a numpy int64 user id, a set, a datetime: h357 F1; v11 F1, v12 F1)."""
-    if (found := _first_unpackable(value, where, DECODE_NESTING)) is None:
+    if (found := _first_unpackable(value, where, DECODE_NESTING, None)) is None:
         return None
     path, problem, part = found
     said = {
@@ -35,7 +35,7 @@ def unsendable(value: Any, where: str = "body") -> str | None:
 def unpackable_at(value: Any, root: str = "reply") -> str:
     """The path of the first part of a reply msgpack cannot pack (``reply.labels``, ``reply.items[3]``), with
     why where the path alone does not say it; ``root`` when the first WHERE_BUDGET parts showed nothing."""
-    path, problem, part = _first_unpackable(value, root, MAX_NESTING) or (root, "", None)
+    path, problem, part = _first_unpackable(value, root, MAX_NESTING, WHERE_BUDGET) or (root, "", None)
     return path + {
         "deep": f" (nested deeper than {MAX_NESTING} levels)",
         "tuple key": ": a key is a tuple, which msgpack packs as an array, a key no client decodes",
@@ -43,34 +43,36 @@ def unpackable_at(value: Any, root: str = "reply") -> str:
     }.get(problem, "")
 
 
-def _first_unpackable(value: Any, root: str, depth_limit: int) -> tuple[str, str, Any] | None:
+def _first_unpackable(value: Any, root: str, depth_limit: int, budget: int | None) -> tuple[str, str, Any] | None:
     """``(path, problem, part)`` of the first part msgpack cannot pack, in the value's order; problem is
-    ``deep``, ``tuple key``, ``key`` (``part`` the key) or ``leaf``. Iterative and bounded, as a value may
-    nest deeply, hold millions of values or contain itself. A path is a chain of (parent, key) links, spelt
-    out only for the part reported: building each child's text cost its depth times its keys' length (a list
-    holding itself and 4,000 items took 1.7 GB, v12 F2)."""
-    stack: list[tuple[Any, Any, int]] = [(None, value, 0)]
-    budget = WHERE_BUDGET
+    ``deep``, ``tuple key``, ``key`` (``part`` the key) or ``leaf``; None when ``budget`` parts (None: all)
+    showed none. A stack of iterators, one per container open: memory bounded by the depth, whatever a value
+    holds or however it holds itself (its paths built for every pending item took 1.7 GB, v12 F2; a budget for
+    memory's sake gave up on a list of 100 holding itself, v13 F1). A path is a chain of (parent, step) links,
+    spelt out only for the part reported."""
+    stack: list[tuple[Any, Iterator[tuple[Any, Any]]]] = [(None, iter([(None, value)]))]
     while stack:
-        path, part, depth = stack.pop()
-        if isinstance(part, dict | list | tuple) and depth >= depth_limit:  # a value that holds itself, too
+        parent, children = stack[-1]
+        if (child := next(children, None)) is None:
+            stack.pop()
+            continue
+        step, part = child
+        path = parent if step is None else (parent, step)
+        if budget is not None and (budget := budget - 1) < 0:
+            return None
+        if isinstance(part, dict | list | tuple) and len(stack) > depth_limit:  # a value that holds itself, too
             return _spelt(root, path), "deep", part
         if isinstance(part, dict):
-            items = list(itertools.islice(part.items(), budget))
-            for key, _ in items:
+            for key in part:
                 if isinstance(key, tuple):  # packed as an array: a key no client decodes
                     return _spelt(root, path), "tuple key", key
                 if _leaf_mistake(key, ""):
                     return _spelt(root, path), "key", key
-            children = [((path, key), item, depth + 1) for key, item in items]
+            stack.append((path, iter(part.items())))
         elif isinstance(part, list | tuple):
-            children = [((path, [index]), item, depth + 1) for index, item in enumerate(part[:budget])]
+            stack.append((path, (([index], item) for index, item in enumerate(part))))
         elif _leaf_mistake(part, ""):
             return _spelt(root, path), "leaf", part
-        else:
-            continue
-        budget -= len(children)
-        stack += reversed(children)
     return None
 
 
