@@ -1710,7 +1710,7 @@ def test_a_path_no_file_can_have_is_a_problem_at_its_key_beside_the_others(tmp_p
     """A path with a part over 255 bytes stopped every command at a bare ``error: File name too long: <value>``:
     no file, no key, the profile's other problems hidden, a ${VAR}'s value (a secret, maybe) printed (h365 F1)."""
     long = "SEG" + "y" * 300
-    profile = '[sources.news]\nuse = "csv"\ntrain = "PATH"\n[resources]\nthreads = "two"\n'
+    profile = '[sources.news]\nuse = "csv"\ntrain = "PATH"\ndelimiter = ";;"\n[resources]\nthreads = "two"\n'
     write(tmp_path / "lit.toml", profile.replace("PATH", long))
     write(tmp_path / "env.toml", profile.replace("PATH", "${LONG_SECRET}"))
     for name in ("lit.toml", "env.toml"):
@@ -1720,6 +1720,7 @@ def test_a_path_no_file_can_have_is_a_problem_at_its_key_beside_the_others(tmp_p
             written = long[:60] + "..." if name == "lit.toml" else "${LONG_SECRET}"
             said = f"{name}: sources.news.train: path {written}: File name too long (its longest part is 30"
             assert said in result.stderr and f"{name}: resources.threads: expected int" in result.stderr
+            assert f"{name}: sources.news.delimiter: " in result.stderr  # the same table's too (v13 F2)
             assert "TOKEN" not in result.stderr + result.stdout
 
 

@@ -289,8 +289,7 @@ class PluginHost:
     def pretrained(self, name: str) -> tuple[Callable[[], Any], PluginInfo]:
         """What loads the state a plugin registered as ``pretrained:NAME``, and its plugin."""
         self.ensure(pretrained=[name])
-        providers = self.named["pretrained"].get(name, [])
-        known = sorted(self.named["pretrained"])
+        providers, known = self.named["pretrained"].get(name, []), sorted(self.named["pretrained"])
         if not providers:
             raise PluginError(f"no plugin registers pretrained:{name} (registered: {', '.join(known) or 'none'})")
         if len(providers) > 1:

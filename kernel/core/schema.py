@@ -28,8 +28,7 @@ from heirloom.profile_toml import as_written, dotted, joined, list_key, written
 from heirloom.suggest import did_you_mean, no_component_to_change
 
 TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
-EXPECTED_TOP_LEVEL = f"expected one of: {', '.join(TOP_LEVEL)}"
-DEFAULT_RESOURCES = "local"
+EXPECTED_TOP_LEVEL, DEFAULT_RESOURCES = f"expected one of: {', '.join(TOP_LEVEL)}", "local"
 EMPTY = 'an empty path, where one is required ("" unsets only a path that may be unset)'
 NOT_INSTALLED = "a plugin's type? install its package (one in development: HEIRLOOM_PLUGINS=its.module)"
 
@@ -157,9 +156,9 @@ class Validator:
         if not isinstance(table, dict):
             table = self.problem(name, f"expected a table, got {type(table).__name__}") or {}
         typed = self._typed(name, table, cls)
-        self._resolve_paths(name, typed, cls)  # [store] path: from the file that set it
+        stand_ins = self._resolve_paths(name, typed, cls)  # [store] path: from the file that set it
         table.update(typed)
-        return self._structure(name, typed, cls)
+        return self._structure(name, typed | stand_ins, cls)
 
     def _component_tables(self, data: dict) -> list[tuple[str, str, Any, dict]]:
         """``(kind, name, use, table)`` for every component, shape-checked."""
@@ -208,12 +207,13 @@ class Validator:
         kernel_keys |= {name: None for name in unsets if kernel_keys.get(name) == ""}
         kernel_keys["use"] = use
         config = self._typed(key, {k: v for k, v in table.items() if k not in reserved}, cls)
-        usable = self._resolve_paths(key, config, cls)
+        stand_ins = self._resolve_paths(key, config, cls)
         table.update(kernel_keys)
         table.update(config)  # the tree now shows typed, resolved values (profile show)
+        config.update(stand_ins)
         keys = self._structure(key, kernel_keys, keys_cls)
         reported, defaults = len(self.problems), {f.name: f.default for f in attrs.fields(cls) if _plain_default(f)}
-        instance = self._structure(key, defaults | config, cls, also=sorted(reserved)) if usable else None
+        instance = self._structure(key, defaults | config, cls, also=sorted(reserved))  # cattrs checks no default
         by = getattr(self.host.provider(kind, use), "label", "?")
         for i, problem in enumerate(self.problems[reported:], reported):  # a default the profile left, said so
             if (field := problem.path.removeprefix(f"{key}.").split("[")[0]) in defaults.keys() - config.keys():
@@ -255,8 +255,8 @@ class Validator:
                 typed[name] = self._typed(f"{key}.{dotted([name])}", value, entry_type(tp, name))
         return typed
 
-    def _resolve_paths(self, key: str, config: dict, cls: type) -> bool:  # False: a path no file can have
-        usable = True
+    def _resolve_paths(self, key: str, config: dict, cls: type) -> dict[str, str]:  # stand-ins of bad names
+        stand_ins = {}
         for field in attrs.fields(cls):
             default = field.name not in config  # a relative default is the profile file's too, and is checked
             value, where = config.get(field.name, field.default or None), f"{key}.{field.name}"
@@ -268,12 +268,13 @@ class Validator:
             base = Path.cwd() if (origin := self.file_of(where)) == OVERRIDE_SOURCE else Path(origin).parent
             path = Path(os.path.realpath(base / value)) if not Path(value).is_absolute() else Path(value)  # loops too
             config[field.name] = str(path)
-            if must_exist and (unusable := unusable_path(self.raw.hide_secrets(where, value), path)):
-                usable = self.problem(where, unusable) or False  # its component is not built: its checks would raise
+            if unusable := unusable_path(self.raw.hide_secrets(where, value), path):
+                self.problem(where, unusable)  # what the component checks instead: a name its checks cannot raise on
+                stand_ins[field.name] = os.path.join(base, "(a name too long)")  # every other problem said (v13 F2)
             elif must_exist and not path.exists():
                 said = missing_path(value, base / value, path, data_root(), self._datasets)
                 self.problem(where, said + " (the default of its type)" * default)
-        return usable
+        return stand_ins
 
     def _datasets(self) -> list[str]:
         """The data sets plugins register: imported for a missing path only, whose hint may name one to fetch."""
