@@ -49,10 +49,12 @@ def unusable_path(written: str, path: Path) -> str:
     ``error: File name too long: ...``, naming neither the file nor the key, hiding every other problem (h365 F1)."""
     try:
         path.exists()
-    except OSError as exc:
+    except OSError as exc:  # a folder it cannot search (EACCES) too: said at its key, without the sizes
+        said = f"path {written[:60]}{'...' * (len(written) > 60)}: {exc.strerror}"
+        if exc.errno != errno.ENAMETOOLONG:
+            return said
         longest, whole = max(len(os.fsencode(part)) for part in path.parts), len(os.fsencode(path))
-        sizes = f"its longest part is {longest} bytes, the whole {whole}: 255 and 4,096 at most"
-        return f"path {written[:60]}{'...' * (len(written) > 60)}: {exc.strerror} ({sizes})"
+        return f"{said} (its longest part is {longest} bytes, the whole {whole}: 255 and 4,096 at most)"
     return ""
 
 
