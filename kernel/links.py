@@ -43,19 +43,19 @@ def first_broken(*paths: Path) -> str:
     return next((f"{path} {why}" for path in paths if (why := broken_path(path))), "")
 
 
-def unusable_path(written: str, path: Path) -> str:
-    """Why ``path`` (``written`` as the profile wrote it, its secrets hidden) is no name a file can have (a part over
-    255 bytes, the whole over 4,096), or "": asking whether it exists raised, and the command stopped at a bare
-    ``error: File name too long: ...``, naming neither the file nor the key, hiding every other problem (h365 F1)."""
+def checked_path(written: str, path: Path) -> tuple[bool, str]:
+    """Whether ``path`` exists, and why it is no name a file can have (``written`` as the profile wrote it, its secrets
+    hidden), or "": a part over 255 bytes, the whole over 4,096, or a folder it cannot search (EACCES). Asking whether
+    it exists raised, and the command stopped at a bare ``error: File name too long: ...``, naming neither the file nor
+    the key, hiding every other problem (h365 F1)."""
     try:
-        path.exists()
-    except OSError as exc:  # a folder it cannot search (EACCES) too: said at its key, without the sizes
+        return path.exists(), ""
+    except OSError as exc:
         said = f"path {written[:60]}{'...' * (len(written) > 60)}: {exc.strerror}"
         if exc.errno != errno.ENAMETOOLONG:
-            return said
+            return False, said
         longest, whole = max(len(os.fsencode(part)) for part in path.parts), len(os.fsencode(path))
-        return f"{said} (its longest part is {longest} bytes, the whole {whole}: 255 and 4,096 at most)"
-    return ""
+        return False, f"{said} (its longest part is {longest} bytes, the whole {whole}: 255 and 4,096 at most)"
 
 
 def broken_profile(ref: str, folders: Iterable[Path], shown: Callable[[Path], str]) -> str:

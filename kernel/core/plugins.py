@@ -360,8 +360,7 @@ class PluginHost:
         remember their names (none too) for next time; a hook that raised is the plugin's error (``plugins``)."""
         if not self.load(plugin_name):
             return []
-        errors = self.call_each("heirloom_register_commands", only=plugin_name, cli=cli)
-        info = self.infos[plugin_name]
+        errors, info = self.call_each("heirloom_register_commands", only=plugin_name, cli=cli), self.infos[plugin_name]
         info.error = "; ".join(map(str, errors)) or None
         added = sorted(set(cli.registered.get(plugin_name, [])))  # one another plugin added too (a clash) as well
         if added != info.commands and not errors:

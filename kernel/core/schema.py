@@ -23,7 +23,7 @@ from heirloom.core.paths import data_root
 from heirloom.core.plugins import PluginHost
 from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue, key_parts
 from heirloom.core.settings import NAME_PATTERN, SECTIONS, UNSETS, ComponentKeys, ModelKeys
-from heirloom.links import missing_path, unusable_path
+from heirloom.links import checked_path, missing_path
 from heirloom.profile_toml import as_written, dotted, joined, list_key, written
 from heirloom.suggest import did_you_mean, no_component_to_change
 
@@ -268,10 +268,11 @@ class Validator:
             base = Path.cwd() if (origin := self.file_of(where)) == OVERRIDE_SOURCE else Path(origin).parent
             path = Path(os.path.realpath(base / value)) if not Path(value).is_absolute() else Path(value)  # loops too
             config[field.name] = str(path)
-            if unusable := unusable_path(self.raw.hide_secrets(where, value), path):
-                self.problem(where, unusable)  # what the component checks instead: a name its checks cannot raise on
-                stand_ins[field.name] = os.path.join(base, "(a name too long)")  # every other problem said (v13 F2)
-            elif must_exist and not path.exists():
+            exists, unusable = checked_path(self.raw.hide_secrets(where, value), path)
+            if unusable:  # the component checks a name its checks cannot raise on, so every other problem is said
+                self.problem(where, unusable)
+                stand_ins[field.name] = os.path.join(base, "(an unusable name)")  # v13 F2
+            elif must_exist and not exists:
                 said = missing_path(value, base / value, path, data_root(), self._datasets)
                 self.problem(where, said + " (the default of its type)" * default)
         return stand_ins

@@ -107,10 +107,10 @@ class ArtifactStore:
         path), and only reads it: no folder made, the index opened read-only."""
         self.root = Path(root)
         self.blobs = self.root / "blobs"
-        if not create and (missing := _missing(self.root)):
-            raise StoreMissing(missing)
         if broken := first_broken(self.root, self.blobs):  # a link loop or to nothing: mkdir said "File exists"
             raise HeirloomError(f"cannot use {self.root} as a store: {broken}")
+        if not create and (missing := _missing(self.root)):
+            raise StoreMissing(missing)
         try:
             if create:  # blobs/ once the index opened: a damaged index, refused, had a new blobs/ made beside it
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -487,8 +487,8 @@ class ArtifactStore:
 
 
 def _missing(root: Path) -> str:
-    """Why ``root`` holds no store yet ("" when it may hold one, or cannot be one, a broken link too: opening says)."""
-    if first_broken(root) or (root / "index.sqlite").exists() or os.path.lexists(root / "blobs"):
+    """Why ``root`` (no broken link) holds no store yet ("" when it may hold one, or cannot be one: opening says)."""
+    if (root / "index.sqlite").exists() or os.path.lexists(root / "blobs"):
         return ""
     if root.is_dir():
         return f"{root} holds no store yet"
