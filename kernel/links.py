@@ -71,15 +71,23 @@ def broken_profile(ref: str, folders: Iterable[Path], shown: Callable[[Path], st
 def missing_path(written: str, link: Path, path: Path, root: Path, datasets: Callable[[], Iterable[str]]) -> str:
     """What a profile's path that leads to no file says: ``written`` (as the profile wrote it, ``link`` unresolved)
     when it is a broken symbolic link, where its resolved target, ``path``, was said not to exist (checker 305 F3);
-    under the data ``root``, the data set of ``datasets`` to fetch: the folder's, else the closest to it (a typo's
-    `heirloom data fetch financial-phrasebnk` then failed, F12), else none."""
+    under the data ``root``, :func:`fetch_hint`'s data set to fetch."""
     if why := broken_link(link):
         return f"path {written} {why}"
     if not path.is_relative_to(root):
         return f"path does not exist: {path}"
+    return f"path does not exist: {path} (data root {root}{fetch_hint(path, root, datasets, close=True)})"
+
+
+def fetch_hint(path: Path, root: Path, datasets: Callable[[], Iterable[str]], *, close: bool = False) -> str:
+    """``; a public data set? `heirloom data fetch NAME` ...`` when ``path`` is in (or is) the folder of one of
+    ``datasets`` under the data ``root``; with ``close``, else the data set closest to the folder's name (a typo's
+    `heirloom data fetch financial-phrasebnk` then failed, F12); else ""."""
+    if not path.is_relative_to(root):
+        return ""
     name = next(iter(path.relative_to(root).parts), "")  # a data set's folder, or a file in one
     known = list(datasets()) if name and not Path(name).suffix else []
-    close = difflib.get_close_matches(name, known, 1)
-    fetch = f"; a public data set? {FETCH.format(name)}" if name in known else ""
-    fetch = fetch or "".join(f"; did you mean the data set {c!r}? {FETCH.format(c)}" for c in close)
-    return f"path does not exist: {path} (data root {root}{fetch})"
+    if name in known:
+        return f"; a public data set? {FETCH.format(name)}"
+    near = difflib.get_close_matches(name, known, 1) if close else []
+    return "".join(f"; did you mean the data set {c!r}? {FETCH.format(c)}" for c in near)

@@ -1088,6 +1088,27 @@ def test_missing_path_field_is_reported(tmp_path, monkeypatch):
         assert str(caught.value).endswith(f"(data root {tmp_path / 'data'}{said})"), str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("profile", "folder", "said"),
+    [
+        ("finance-sentiment", "financial-phrasebank", "sources.news.path: 'path' {} has no Sentences_50Agree.txt"),
+        ("recommend", "movielens-100k", "sources.movies.path: 'path' {} lacks u.data, u.item, u.genre"),
+        ("medical-small", "fhir-synthea-smart-r4/bundles", "sources.patients.path: 'path' {}: no FHIR files in it"),
+    ],
+)
+def test_a_data_sets_folder_made_by_hand_and_left_empty_names_the_data_set_to_fetch(tmp_path, profile, folder, said):
+    """h366 F2: an empty (or half-copied) data-set folder was refused without the `data fetch` hint a missing one
+    gets; the FHIR source's passed ``profile check``, and ``train`` then failed."""
+    (tmp_path / "data" / folder).mkdir(parents=True)
+    checked = run_heirloom(
+        "profile", "check", profile, env={"HEIRLOOM_DATA": str(tmp_path / "data"), "HEIRLOOM_HOME": str(tmp_path)}
+    )
+    dataset = folder.split("/")[0]
+    assert checked.returncode == 2, checked.stderr
+    assert said.format(tmp_path / "data" / folder) in checked.stderr
+    assert f"; a public data set? `heirloom data fetch {dataset}` (add --accept-license if asked)" in checked.stderr
+
+
 def test_a_relative_data_root_is_one_folder_from_where_the_command_runs_not_each_profile_files(tmp_path, monkeypatch):
     """``HEIRLOOM_DATA=data`` was joined to each profile file's folder (one root per file) while
     ``heirloom data list`` read it from the current folder; a missing path lost its data-root hint."""

@@ -216,10 +216,11 @@ def test_a_byte_order_mark_is_no_part_of_the_first_id_and_a_missing_file_is_name
     records = list(MovieLensSource(path=str(tmp_path), test_fraction=0.5, cold_fraction=0).records())
     assert {r["item"] for r in records} == {"1"} and {r["user"] for r in records if r["type"] == "interaction"} == {"1"}
     (tmp_path / "u.genre").unlink()
-    with pytest.raises(
-        ValueError, match=r"'path' .* lacks u\.genre \(a GroupLens folder has u\.data, u\.item, u\.genre\)"
-    ):
-        MovieLensSource(path=str(tmp_path))
+    [(field, said)] = MovieLensSource(path=str(tmp_path)).check_profile(None)
+    lacks = f"'path' {tmp_path} lacks u.genre (a GroupLens folder has u.data, u.item, u.genre)"
+    assert (field, said) == ("path", lacks)
+    with pytest.raises(heirloom.HeirloomError, match=r"movielens source: .*u\.genre not found"):
+        list(MovieLensSource(path=str(tmp_path)).records())
 
 
 def test_with_no_user_to_score_nothing_is_claimed_chosen_or_measured(tmp_path):

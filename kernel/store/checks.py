@@ -11,13 +11,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Collection, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from heirloom.core.components import Api, references
+import attrs
+
+from heirloom.core.components import PATH_KEY, Api, references
 from heirloom.core.errors import HeirloomError, Problem, ProfileError
+from heirloom.core.paths import data_root
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import served_ref
 from heirloom.core.system import api_check
+from heirloom.links import fetch_hint
 from heirloom.profile_toml import dotted
 from heirloom.store.artifacts import StoreMissing
 from heirloom.store.content import Damaged, format_refusal
@@ -34,7 +39,7 @@ from heirloom.store.refs import one_typo
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
-    from heirloom.core.schema import ResolvedProfile
+    from heirloom.core.schema import ComponentSpec, ResolvedProfile
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +105,22 @@ def store_problems(kernel: Kernel, profile: ResolvedProfile, failed: Collection[
         except HeirloomError:  # a store that cannot be opened: said once the rest is fixed
             if not failed:
                 raise
-    problems += [found for spec in profile.components for found in ask(profile, spec, "check_profile", profile)]
+    for spec in profile.components:
+        problems += [fetch_hinted(kernel, spec, found) for found in ask(profile, spec, "check_profile", profile)]
     note = f"store: {store.missing} (train or serve creates it)" if store.missing else ""
     return problems, profile.raw.hide_secrets("store.path", note)  # ${DATA_DIR}/x as written (checker 307 F1)
+
+
+def fetch_hinted(kernel: Kernel, spec: ComponentSpec, problem: Problem) -> Problem:
+    """``problem`` that a component found with a path of a public data set's folder under the data root (a folder
+    made by hand, empty or half-copied), saying how to fetch that data set, as a path not there does (h366 F2)."""
+    field = attrs.fields_dict(spec.cls).get(problem.path.removeprefix(f"{spec.key}."))
+    value = spec.config.get(field.name) if field and field.metadata.get(PATH_KEY) is not None else None
+    if not isinstance(value, str) or "heirloom data fetch" in problem.message:
+        return problem
+    kernel.plugins.ensure(hooks=["heirloom_register_datasets"])
+    hint = fetch_hint(Path(value), data_root(), lambda: kernel.plugins.named["datasets"])
+    return attrs.evolve(problem, message=problem.message + hint) if hint else problem
 
 
 def served_model_problems(profile: ResolvedProfile, opened: StoreOnce) -> list[Problem]:

@@ -58,6 +58,8 @@ log = logging.getLogger("heirloom.fhir")
 
 #: Error messages and unresolved references quoted in the tally; the rest are counted.
 KEPT = 20
+#: What a folder holding none of the files a pass reads says.
+NO_FHIR_FILES = "no FHIR files in it (*.json bundles, *.ndjson or *.jsonl bulk exports, searched recursively)"
 
 #: Odd shapes the lean parser lets through surface as these while building an event.
 SHAPE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
@@ -269,8 +271,7 @@ class Scan:
     def records(self, split: str | None) -> Iterator[PatientRecord]:
         paths = discover(self.root)
         if not paths:  # a wrong folder: said here, not as "no encounter to learn from" after a pass
-            message = "no FHIR files in it (*.json bundles, *.ndjson or *.jsonl bulk exports, searched recursively)"
-            raise FhirDataError(self.root, None, message)
+            raise FhirDataError(self.root, None, NO_FHIR_FILES)
         bulk = []
         for path in paths:  # a file at a time: the first bundle's patients come before the last is opened
             try:
