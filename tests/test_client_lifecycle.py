@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -11,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 
-from heirloom.wire.client import ConnectionClosed, Reply, Unavailable
+from heirloom.wire.client import ConnectionClosed, InvalidArgument, Reply, Unavailable
 from tests.daemons import Daemon
 
 
@@ -270,3 +272,36 @@ def test_an_async_clients_close_fails_each_call_with_an_error_of_its_own_that_is
     assert all(isinstance(error, ConnectionClosed) and error.retryable for error in errors), errors
     assert len({id(error) for error in errors}) == 8, errors
     assert errors[0].message.startswith("the client was closed before the reply came; the request may have run")
+
+
+def test_calls_cancelled_as_their_replies_come_leave_the_client_working(daemon):
+    """h367 F1: an ``acall`` cancelled by ``asyncio.wait_for`` (or a submitted future cancelled) as its reply came
+    killed the I/O thread (InvalidStateError); every later call timed out and no future resolved, close() too."""
+    client = daemon.client(timeout=5)
+
+    async def cancelled_calls() -> None:
+        for number in range(300):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(client.acall("echo.echo", number), 1e-4)
+
+    asyncio.run(cancelled_calls())
+    for number in range(3000):
+        client.submit("echo.echo", number).cancel()
+    assert client.call("echo.echo", "after", timeout=3) == "after"
+    late = client.submit("echo.echo", "late")
+    assert late.result(timeout=3).body == "late"
+    client.close()
+
+
+def test_a_timeout_past_what_a_thread_can_wait_is_waited_and_a_key_past_64_bits_is_named(daemon):
+    """h367 F2: ``timeout=1e10`` raised OverflowError after the request ran (an app retrying then ran a write
+    twice); F3: an idempotency key past 64 bits was a bad ``body`` with msgpack's bare words."""
+    with daemon.client(timeout=1e10) as client:
+        assert client.call("echo.echo", 1) == 1
+        assert client.call("echo.echo", 2, timeout=1e300) == 2
+        for key in (2**64, -(2**63) - 1):
+            with pytest.raises(InvalidArgument) as caught:
+                client.call("echo.echo", {"ok": 1}, idempotency_key=key)
+            assert caught.value.field == "header.idempotency_key"
+            assert f"idempotency_key {key} does not fit msgpack's 64 bits" in str(caught.value)
+        assert client.call("echo.echo", 3, idempotency_key=2**64 - 1) == 3

@@ -97,8 +97,9 @@ class AsyncClient:
             raise ConnectionClosed(CLIENT_IS_CLOSED)
         loop = asyncio.get_running_loop()
         if self._loop is not loop and self._loop is not None:  # its socket's reader is on that loop
+            where = "still running, in another thread" if self._loop.is_running() else "an earlier asyncio.run"
             raise HeirloomError(
-                "this AsyncClient was first used on another event loop (an earlier asyncio.run), and it works "
+                f"this AsyncClient was first used on another event loop ({where}), and it works "
                 "on that one only: make one AsyncClient per event loop"
             )
         if self._auth_failure is not None:  # a call after a refusal: try the handshake again

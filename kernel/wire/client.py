@@ -8,6 +8,7 @@ callers hand it requests through a queue and get futures back, so any number of 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import math
@@ -18,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 from weakref import WeakSet
 
@@ -132,6 +133,9 @@ def frames_of(route: str, body: Any, request_id: int, budget: float, idempotency
     name or idempotency key that long), which the daemon refuses unread, so with no id to
     answer: the call would wait for its deadline."""
     seconds(budget)
+    if isinstance(idempotency_key, int) and not -(2**63) <= idempotency_key < 2**64:  # said as the body's (h367 F3)
+        said = f"idempotency_key {idempotency_key} does not fit msgpack's 64 bits (-2^63 to 2^64-1)"
+        raise InvalidArgument(said, field="header.idempotency_key")
     try:
         frames = request_frames(request_id, route, body, deadline_ms=budget * 1000, idempotency_key=idempotency_key)
     except (UnicodeEncodeError, OverflowError, TypeError, ValueError) as exc:  # Type: no msgpack type; Value: depth
@@ -277,7 +281,7 @@ class Client:
             if self._pid != os.getpid():
                 self._forked()
             self._outbox.put((request_id, frames, pending))
-            self._wake_push.send(b"")
+            self._wake()
         return pending.future
 
     def request(
@@ -303,7 +307,7 @@ class Client:
             remaining = budget if attempt == 0 else max(deadline - time.monotonic(), 0.001)
             future = self._submit(route, body, remaining, idempotency_key, asked=budget)
             try:  # bounded: a call never outwaits its deadline, even with the I/O thread gone or stuck
-                return future.result(remaining + MARGIN)
+                return future.result(min(remaining + MARGIN, threading.TIMEOUT_MAX))  # 1e10 s overflowed (h367 F2)
             except TimeoutError:
                 raise NoReply(no_reply(self.address, route, budget, self._silence)) from None
             except RemoteError as error:
@@ -327,6 +331,12 @@ class Client:
         reply = await asyncio.wrap_future(self.submit(route, body, timeout=timeout, idempotency_key=idempotency_key))
         return reply.body
 
+    def _wake(self) -> None:
+        """Wake the I/O thread; a full wake queue holds wake-ups enough (a blocking send waited for ever on an I/O
+        thread that had died: h367 F1)."""
+        with contextlib.suppress(zmq.Again):
+            self._wake_push.send(b"", zmq.NOBLOCK)
+
     # -- the I/O thread ------------------------------------------------------------------
     def _loop(self) -> None:
         pending: dict[int, _Pending] = {}
@@ -348,8 +358,7 @@ class Client:
         while not self._outbox.empty():  # queued before close() set _closed (submit queues under the wake lock)
             self._backlog.append(self._outbox.get_nowait())
         for entry in [*pending.values(), *(item[2] for item in self._backlog)]:
-            if not entry.future.done():
-                entry.future.set_exception(client_closed())
+            _settle(entry.future, client_closed())
 
     def _send_outbox(self, pending: dict[int, _Pending]) -> None:
         while self._wake_pull.get(zmq.EVENTS) & zmq.POLLIN:  # each submit's wake-up: the outbox holds its request
@@ -390,11 +399,7 @@ class Client:
             if parsed is None:
                 continue
             request_id, outcome = parsed
-            entry = pending.pop(request_id)
-            if isinstance(outcome, RemoteError):
-                entry.future.set_exception(outcome)
-            else:
-                entry.future.set_result(outcome)
+            _settle(pending.pop(request_id).future, outcome)
 
     def _watch(self, pending: dict[int, _Pending]) -> None:
         for event in connection_events(self._monitor):
@@ -405,31 +410,30 @@ class Client:
             elif event != DISCONNECTED:  # a refused handshake: nothing queued will be sent
                 self._auth_failure = refused_key_message(self.address)
                 for entry in [*pending.values(), *(item[2] for item in self._backlog)]:
-                    if not entry.future.done():
-                        entry.future.set_exception(Unauthenticated(self._auth_failure))
+                    _settle(entry.future, Unauthenticated(self._auth_failure))
                 pending.clear()
                 self._backlog.clear()
             elif not replies_follow(self._curve, self._routing_id):  # what was sent on it has no reply to come
                 self._receive(pending)  # those that came before it closed
                 sent = max((entry.largest for entry in pending.values()), default=0)
                 for entry in pending.values():
-                    if not entry.future.done():
-                        entry.future.set_exception(closed_before_reply(self.address, entry.largest, sent))
+                    _settle(entry.future, closed_before_reply(self.address, entry.largest, sent))
                 pending.clear()
 
     def _expire(self, pending: dict[int, _Pending]) -> None:
         now = time.monotonic()
         for _, _, entry in self._backlog:
             if entry.deadline <= now and not entry.future.done():
-                entry.future.set_exception(NoReply(unreached(self.address, entry.budget, self._silence)))
+                _settle(entry.future, NoReply(unreached(self.address, entry.budget, self._silence)))
         # a heap of (deadline, id): only the expired are looked at, not every call in flight
         while self._deadlines and self._deadlines[0][0] <= now:
             _, request_id = heapq.heappop(self._deadlines)
             entry = pending.pop(request_id, None)
             if entry is None:
                 continue  # answered already
-            said = no_reply(self.address, entry.route, entry.budget, self._silence, entry.largest)
-            entry.future.set_exception(NoReply(said))
+            _settle(
+                entry.future, NoReply(no_reply(self.address, entry.route, entry.budget, self._silence, entry.largest))
+            )
 
     # -- closing -------------------------------------------------------------------------
     def _forked(self) -> None:
@@ -450,7 +454,7 @@ class Client:
             self._closed.set()
             if self._pid != os.getpid():
                 return  # made before fork and not used since: the context is the parent's to end
-            self._wake_push.send(b"")  # the I/O thread sees it now, not at its next poll timeout (100 ms)
+            self._wake()  # the I/O thread sees it now, not at its next poll timeout (100 ms)
         self._thread.join()
         self._socket.disable_monitor()
         self._context.destroy(linger=0)
@@ -460,6 +464,14 @@ class Client:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _settle(future: Future[Reply], outcome: Reply | RemoteError) -> None:
+    """``outcome`` set on ``future``, a call's, unless its caller cancelled it (``Future.cancel``, an ``acall`` in
+    ``asyncio.wait_for``): a cancel between the I/O thread's ``done()`` and its ``set_result`` raised
+    InvalidStateError there, and with the thread dead every later call timed out and no future resolved (h367 F1)."""
+    with contextlib.suppress(InvalidStateError):
+        future.set_exception(outcome) if isinstance(outcome, BaseException) else future.set_result(outcome)
 
 
 #: Live clients, whose wake locks a forked child replaces: one held by another thread at fork is never released.
