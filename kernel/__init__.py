@@ -49,12 +49,12 @@ if TYPE_CHECKING:
     )
     from heirloom.core.hookspecs import hookimpl
     from heirloom.core.kernel import Kernel
-    from heirloom.core.limits import nests_deeper, shortened
     from heirloom.core.paths import data_root, home
     from heirloom.core.placement import WorkerPool
     from heirloom.core.version import VERSION as __version__
     from heirloom.datasets import DataFile, Dataset
     from heirloom.files import NotRegularFile, hash_regular, irregular, open_regular, read_regular
+    from heirloom.limits import nests_deeper, shortened
     from heirloom.owners import foreign_owner
     from heirloom.splits import stratified_holdout
     from heirloom.store.artifacts import ArtifactStore, Promotion, StoreMissing
@@ -161,7 +161,7 @@ _EXPORTS = {
     "LoopDaemon": "heirloom.wire.onloop",
     "Model": "heirloom.core.components",
     "ModelHandle": "heirloom.core.components",
-    "nests_deeper": "heirloom.core.limits",
+    "nests_deeper": "heirloom.limits",
     "open_regular": "heirloom.files",
     "foreign_owner": "heirloom.owners",
     "read_regular": "heirloom.files",
@@ -204,7 +204,7 @@ _EXPORTS = {
     "SEEN_IN_TRAINING": "heirloom.store.compare",
     "served_model": "heirloom.wire.handles",
     "served_on_loop": "heirloom.wire.onloop",
-    "shortened": "heirloom.core.limits",
+    "shortened": "heirloom.limits",
     "Source": "heirloom.core.components",
     "SourceReadError": "heirloom.store.reading",
     "State": "heirloom.core.components",

@@ -393,6 +393,23 @@ def test_a_durable_log_at_its_quota_refuses_the_write_over_the_wire_and_keeps_ev
     assert records[-1]["n"] == 1 and not any("y" * 10 in r.get("pad", "") for r in records)
 
 
+def test_the_log_quota_counts_the_projects_logs_another_daemon_or_api_wrote(serve):
+    """h369 F2: a daemon counted the logs it opened itself; one serving another api of the project wrote past a quota
+    the project's other logs had filled, and said its logs used 0 MiB."""
+    other = heirloom.home() / "events" / "limits" / "another-api.jsonl"
+    filler = json.dumps({"pad": "x" * 1000}) + "\n"
+    write_log(other, (filler * ((1 << 20) // len(filler))).encode())
+    write_log(heirloom.home() / "data" / "limits" / "not-a-log.jsonl", (filler * 100).encode())  # data/: no log
+    write_log(heirloom.home() / "events" / "other-project" / "x.jsonl", (filler * 100).encode())
+    daemon = serve("log_quota_mb = 1")
+    with daemon.client(timeout=10, retries=0) as client:
+        with pytest.raises(ResourceExhausted, match="would pass its logs quota of 1 MiB"):
+            client.call("t.record", {"pad": "y" * 2000})
+        used = other.stat().st_size + (heirloom.home() / "records" / "limits" / "t.jsonl").stat().st_size
+        assert client.call("_stats")["storage"]["logs"] == {"used_mb": round(used / (1 << 20), 3), "quota_mb": 1}
+    assert daemon.terminate() == 0
+
+
 # -- C. network ------------------------------------------------------------------------------
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_client_over_its_rate_is_refused_while_another_is_served(serve, workers):

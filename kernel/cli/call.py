@@ -16,7 +16,7 @@ import click
 from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, echo_json, fail, terminal_safe
 from heirloom.cli.options import ADDRESS, SECONDS, existing_file
 from heirloom.core.errors import HeirloomError
-from heirloom.core.limits import nests_deeper
+from heirloom.limits import nests_deeper
 from heirloom.wire.auth import CurveClient, load_keypair, load_public
 from heirloom.wire.client import DEFAULT_ADDRESS, Client, NoReply, RemoteError
 from heirloom.wire.protocol import MAX_NESTING, Buffer, packb

@@ -1,8 +1,8 @@
 """A storage quota shared by a project's files: one limit, the files it covers, their use.
 
-The durable logs of one project (feedback, events, ...) are written by several processes (``serve --workers N``): the
-use is the sum of their sizes, read from the file system at each check. Two processes appending at the same instant may
-each pass the check: the quota is then exceeded by at most one record per process, never by more."""
+The durable logs of one project (feedback, events, ...) are written by several processes (``serve --workers N``, a
+daemon per api): the use is the sum of their sizes, read from the file system at each check. Two processes appending
+at the same instant may each pass the check: the quota is then exceeded by at most one record per process."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pathlib import Path
 
 from heirloom.core.components import Resources, manager_name
 from heirloom.core.errors import HeirloomError, ResourceExhaustedError
+from heirloom.core.paths import home
+from heirloom.log_files import project_log_files
 
 MIB = 1 << 20
 
@@ -44,14 +46,16 @@ class StorageQuota:
             self._paths.add(Path(path))
 
     def used(self) -> int:
-        """Bytes the covered files hold now."""
+        """Bytes the covered files and the project's other logs hold now (a daemon of one api counted its own files
+        only, and wrote past a quota its project's other apis had filled: h369 F2); each file once."""
         with self._lock:
-            paths = list(self._paths)
-        total = 0
-        for path in paths:
+            paths = [*self._paths]
+        sizes = {}
+        for path in [*paths, *project_log_files(home(), self.project)]:
             with contextlib.suppress(FileNotFoundError):
-                total += os.stat(path).st_size
-        return total
+                stat = os.stat(path)
+                sizes[stat.st_dev, stat.st_ino] = stat.st_size
+        return sum(sizes.values())
 
     def check(self, adding: int, what: str) -> None:
         """Raise ResourceExhaustedError when ``adding`` bytes would pass the limit."""

@@ -17,7 +17,7 @@ import safetensors
 
 from heirloom.core.components import State
 from heirloom.core.errors import HeirloomError
-from heirloom.core.limits import nests_deeper
+from heirloom.limits import nests_deeper
 
 #: The framework recorded for a state without tensors.
 NO_TENSORS = "none"

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from heirloom.core.limits import shortened
+from heirloom.limits import shortened
 from heirloom.wire.broker_workers import Worker
 
 #: Heartbeats past ``[server] reload_interval`` a rolling swap may take before a mix of versions is

@@ -21,8 +21,8 @@ import attrs
 import zmq
 
 from heirloom.core.components import Route
-from heirloom.core.limits import nests_deeper, shortened
 from heirloom.core.settings import NAME_PATTERN
+from heirloom.limits import nests_deeper, shortened
 from heirloom.wire.builtin_routes import KERNEL_ROUTES
 from heirloom.wire.inputs import MAX_SCHEMA_DEPTH
 from heirloom.wire.protocol import (

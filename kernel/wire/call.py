@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import Versioned
 from heirloom.core.errors import ResourceExhaustedError
-from heirloom.core.limits import shortened
+from heirloom.limits import shortened
 from heirloom.wire.protocol import (
     DEADLINE_EXCEEDED,
     INTERNAL,

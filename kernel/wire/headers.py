@@ -15,7 +15,7 @@ import re
 from collections.abc import Collection
 from typing import Any
 
-from heirloom.core.limits import nests_deeper
+from heirloom.limits import nests_deeper
 from heirloom.wire.protocol import (
     BUFFER_BODY_NESTING,
     DTYPES,

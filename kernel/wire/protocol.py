@@ -23,8 +23,8 @@ from typing import Any
 import attrs
 import msgpack
 
-from heirloom.core.limits import leaves, shortened
 from heirloom.core.paths import home
+from heirloom.limits import leaves, shortened
 
 SIGNATURE = b"HLM1"
 #: Frames a worker and its broker use for control messages start with an empty frame.

@@ -1,0 +1,19 @@
+"""Where a project's durable logs lie in the home: ``KIND/PROJECT/NAME.jsonl``, in every folder but ``store/``,
+``cache/`` and ``data/`` (docs/OPERATIONS.md, "What to back up"), whichever process or api wrote them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The home's folders that hold no logs.
+NOT_LOGS = frozenset({"store", "cache", "data"})
+
+
+def project_log_files(home: Path, project: str) -> list[Path]:
+    """Every log file of ``project`` under ``home`` now (none where the home cannot be read)."""
+    try:
+        kinds = [entry.name for entry in os.scandir(home) if entry.name not in NOT_LOGS and entry.is_dir()]
+    except OSError:
+        return []
+    return [path for kind in kinds for path in (home / kind / project).glob("*.jsonl")]
