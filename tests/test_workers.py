@@ -327,6 +327,28 @@ def test_a_remote_worker_that_falls_behind_is_back_pressure_not_unavailable(tmp_
         assert stopped == 0
 
 
+def test_a_remote_worker_lost_with_requests_in_flight_during_the_drain_makes_the_stop_unclean(tmp_path):
+    """h368 F2: a remote worker paused (SIGSTOP) with requests in flight as the broker drains is declared dead and
+    its requests fail UNAVAILABLE; the broker said a plain `stopped` and exited 0, as after a clean drain."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address, "--grace", "6")
+    worker = subprocess.Popen(_worker_command(tmp_path, worker_address), stderr=subprocess.DEVNULL, env=_worker_env())
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=20, retries=0) as client:
+            worker.send_signal(signal.SIGSTOP)
+            futures = [client.submit("echo.echo", i) for i in range(5)]
+            time.sleep(0.3)
+            daemon.process.send_signal(signal.SIGTERM)
+            errors = [future.exception(timeout=20) for future in futures]
+        assert daemon.process.wait(timeout=30) == 1
+        assert all(isinstance(e, Unavailable) and "missed 3 heartbeats" in e.message for e in errors), errors
+        assert "stopped; a worker did not stop cleanly" in daemon.log()
+    finally:
+        worker.kill()
+        daemon.kill()
+
+
 def test_a_remote_worker_killed_hard_is_lost_at_the_first_request_that_cannot_reach_it(tmp_path):
     """kill -9 of one of two remote workers: with nothing in flight it was the least busy, and every send to it
     failed at once (EHOSTUNREACH), so until it missed three heartbeats it drew 8,099 of 9,905 requests, each

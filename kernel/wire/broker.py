@@ -155,8 +155,9 @@ class Broker(BrokerRoutes):
         self.stats: dict[str, RouteStats] = {}
         self.worker_totals = WorkerTotals()
         self.dropped = 0
-        #: Workers lost without a planned stop (crashed, killed, silent, key revoked).
-        self.workers_lost = 0
+        #: Workers lost without a planned stop (crashed, killed, silent, key revoked); and whether one was lost
+        #: with requests in flight during the drain (a remote one too: its exit the broker cannot see, h368 F2).
+        self.workers_lost, self._lost_work_in_drain = 0, False
         #: Local workers dropped and counted lost before their exit is reaped (killed for their
         #: silence, or their start failed), with why: counted once, not again at exit.
         self._counted: dict[int, str] = {}
@@ -214,14 +215,15 @@ class Broker(BrokerRoutes):
         return 0 if self._shutdown() else 1
 
     def _shutdown(self) -> bool:
-        """Stop the workers and close; False when a local worker did not stop cleanly."""
+        """Stop the workers and close; False when a local worker did not stop cleanly, or any was lost with
+        requests in flight during the drain."""
         for tag in list(self.forwarded):
             self._fail(tag, "the daemon shut down before the request finished")
         drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)  # heartbeats not read yet
         self._tell_workers(b"DRAIN")  # one that connected during the drain
         wait = STOP_SECONDS + max(0.0, self._drain_deadline - time.perf_counter())  # one still starting: its grace
         until = time.monotonic() + wait
-        clean = self.local.stop(wait, self._refuse_clients)  # draining since the broker began to, with its grace
+        clean = self.local.stop(wait, self._refuse_clients) and not self._lost_work_in_drain  # with its grace
         self._see_out_peers(until)
         if self.pool is not None:
             self.pool.close()
@@ -266,6 +268,7 @@ class Broker(BrokerRoutes):
     def _drop(self, worker: Worker, reason: str, planned: bool = False, said: bool = False) -> None:
         """Forget ``worker``, failing its requests in flight (a planned idle exit is no warning; ``said``: logged)."""
         self.workers_lost += not (planned or self.draining)
+        self._lost_work_in_drain |= self.draining and not planned and worker.in_flight > 0
         if (planned or said) and not worker.in_flight:
             self._comings.log(log, logging.DEBUG if said else logging.INFO, "%s", reason, always=worker.local)
         else:
