@@ -1028,6 +1028,10 @@ def test_prefer_systems_refuses_a_kind_or_system_it_does_not_know_naming_each(tm
         "observation, medication, procedure, immunization, encounter, allergy); condition: 'icd-10' is not a code "
         "system: one of cvx, icd10, icd10cm, loinc, rxnorm, snomed, or a system's URL as the codings write it"
     ) in said, said
+    padded = text.replace('diagnosis = "icd10cm", condition = "icd-10"', 'condition = "http://snomed.info/sct "')
+    result = run_heirloom("profile", "check", str(write(tmp_path / "p.toml", padded)))  # no coding matches it (v13 F6)
+    said = "'prefer_systems': condition: 'http://snomed.info/sct ' has a space; a system URL has none (FHIR's uri type)"
+    assert result.returncode == 2 and said in " ".join(result.stderr.split()), result.stderr
 
 
 def test_record_shape_from_every_kind_of_resource(tmp_path):

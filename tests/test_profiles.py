@@ -1592,7 +1592,8 @@ def test_a_file_given_as_a_profile_that_is_no_toml_is_said_to_be_one(tmp_path):
 
 def test_a_profile_that_is_a_fifo_a_folder_or_a_socket_says_which_not_missing(tmp_path):
     """A FIFO or a folder named like a profile was "a folder, a FIFO or a device"; found by its
-    name or by ``extends``, "no such profile"; a socket was too."""
+    name or by ``extends``, "no such profile"; a socket was too. One found by ``extends`` is said at that
+    ``extends`` (it named only the target: h365 F4)."""
     (tmp_path / "profiles").mkdir()
     (tmp_path / "folder.toml").mkdir()
     os.mkfifo(tmp_path / "fifo.toml")
@@ -1607,13 +1608,23 @@ def test_a_profile_that_is_a_fifo_a_folder_or_a_socket_says_which_not_missing(tm
             "sock.toml": "sock.toml: not a profile: it is a socket, not a regular file",
             "piped": "profiles/piped.toml: not a profile: it is a FIFO, not a regular file",
             "profiles": "profiles: not a profile: it is a directory, not a file",
-            "child.toml": "fifo.toml: not a profile: it is a FIFO, not a regular file",
-            "named.toml": "profiles/piped.toml: not a profile: it is a FIFO, not a regular file",
+            "child.toml": "child.toml: extends: fifo.toml is not a profile: it is a FIFO, not a regular file",
+            "named.toml": "named.toml: extends: profiles/piped.toml is not a profile: it is a FIFO, not a regular file",
         }
         for name, said in cases.items():
             result = run_heirloom("profile", "check", name, cwd=tmp_path, timeout=30)  # a FIFO must not block it
             assert result.returncode == 2, result.stderr
             assert result.stderr.strip() == f"{said} (a profile is a regular .toml file)", (name, result.stderr)
+        write(tmp_path / "memory.toml", 'extends = ["mem.toml"]\n')  # h365 F4: said at extends, not a raw errno
+        os.symlink("/proc/self/mem", tmp_path / "mem.toml")
+        write(tmp_path / "url.toml", 'extends = ["https://example.com/x.toml"]\n')  # its // was shown collapsed
+        for name, said in {
+            "memory.toml": "memory.toml: extends: mem.toml is not a profile: it cannot be read (Input/output error)",
+            "url.toml": "url.toml: extends: 'https://example.com/x.toml' is a URL: extends names profile files and "
+            "names (nothing is downloaded)",
+        }.items():
+            result = run_heirloom("profile", "check", name, cwd=tmp_path, timeout=30)
+            assert (result.returncode, result.stderr.strip()) == (2, said)
 
 
 def test_a_store_path_that_cannot_be_a_store_is_a_problem_naming_the_file_and_key(tmp_path, data_dir):

@@ -190,6 +190,9 @@ class ProfileLoader:
         def refuse(key: str, message: str, where: str = label) -> None:
             problems.append(Problem(where, key, message))
 
+        def unreadable(message: str) -> None:  # said at the extends naming it, which is what to mend (h365 F4)
+            return refuse("extends", f"{label} is {message}", by) if by else refuse("", message)
+
         if resolved in chain:
             cycle = " -> ".join(display_path(p) for p in [*chain, resolved])
             return refuse("extends", f"extends cycle: {cycle}", by or label)
@@ -206,14 +209,14 @@ class ProfileLoader:
         except tomllib.TOMLDecodeError as exc:
             return refuse("", f"invalid TOML: {exc}")
         except NotRegularFile as exc:  # a FIFO or a folder named x.toml: once "no such profile"
-            return refuse("", f"not a profile: it {exc.strerror} ({PROFILE_IS})")
+            return unreadable(f"not a profile: it {exc.strerror} ({PROFILE_IS})")
         except UnicodeDecodeError as exc:  # its "position 41" counted bytes: say the line and column
             before = exc.object[: exc.start]
             line, column = before.count(b"\n") + 1, len(before.rpartition(b"\n")[2].decode("utf-8-sig")) + 1
             said = f"not UTF-8 (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8"
             return refuse("", said, f"{label}:{line}:{column}")
-        except OSError as exc:
-            return refuse("", f"cannot read: {exc}")
+        except OSError as exc:  # /proc/self/mem: EIO
+            return unreadable(f"not a profile: it cannot be read ({exc.strerror or exc})")
         except (ValueError, RecursionError) as exc:
             return refuse("", str(exc) or f"nested more than {MAX_DEPTH} levels deep")
         if chain:  # a project's name (its artifact namespace) is never inherited: an extension stores its own
@@ -229,7 +232,9 @@ class ProfileLoader:
             except PluginError as exc:  # two plugins register the name: this file's extends is what meets it
                 refuse("extends", str(exc))
                 continue
-            if parent_path is None:
+            if parent_path is None and "://" in parent:  # the path's // was collapsed: a value not in the file
+                refuse("extends", f"{parent!r} is a URL: extends names profile files and names (nothing is downloaded)")
+            elif parent_path is None:
                 by_path = parent.endswith(".toml") or "/" in parent
                 link = Path(os.path.normpath(path.parent / (parent if by_path else f"{parent}.toml")))
                 file = f"no profile file {display_path(link)}" + (f": it {why}" if (why := broken_link(link)) else "")
@@ -242,8 +247,8 @@ class ProfileLoader:
                     named += " finding the extending file is looked up further on)"  # no did-you-mean it (h325 F4)
                 said = file if by_path or why else named + ("" if itself else self._missing(parent, resolved))
                 refuse("extends", said + extends_hint(parent, path.parent, lambda name: self.find(name) is not None))
-                continue
-            self._merge_file(parent_path, data, provenance, files, problems, [*chain, resolved], label)
+            if parent_path is not None:
+                self._merge_file(parent_path, data, provenance, files, problems, [*chain, resolved], label)
         _merge(data, tree, provenance, label, [], self._replaced)
         files.append(label)
 

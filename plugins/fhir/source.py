@@ -48,7 +48,9 @@ def _systems(instance: Any, attribute: attrs.Attribute, value: dict[str, str]) -
     for kind, system in value.items():
         if kind not in PREFERABLE:
             mistakes.append(f"{kind!r} is not an event kind with a code (one of {', '.join(PREFERABLE)})")
-        if not isinstance(system, str) or not (system in short or ":" in system):
+        if isinstance(system, str) and ":" in system and any(c.isspace() for c in system):  # no coding matches it
+            mistakes.append(f"{kind}: {system!r} has a space; a system URL has none (FHIR's uri type)")
+        elif not isinstance(system, str) or not (system in short or ":" in system):
             mistakes.append(
                 f"{kind}: {system!r} is not a code system: one of {', '.join(short)}, or a system's URL as the "
                 "codings write it"

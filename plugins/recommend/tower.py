@@ -22,13 +22,12 @@ import attrs
 import numpy as np
 
 import heirloom
+from heirloom_plugins.ngrams.features import MAX_BUCKETS  # the text model's limit, for the same hashing reasons
 from heirloom_plugins.recommend.records import TITLE_YEAR
 from heirloom_plugins.recommend.sizing import add_gram
 from heirloom_plugins.spaceless import letter_runs, words_of
 
 BLOCKS = ("title", "year", "genre")
-#: Most buckets the model type takes (its profile's limit).
-MAX_BUCKETS = 1 << 24
 
 
 @attrs.frozen
