@@ -77,7 +77,10 @@ class System:
         self.unready: dict[str, str] = {}  # profile key -> why its component's ready() raised, while it does
 
     def component(self, name: str, kind: str | None = None) -> Any:
-        """The component called ``name`` (of ``kind`` when names collide across kinds)."""
+        """The component called ``name`` (of ``kind`` when names collide across kinds): with ``kind``, a lookup
+        (each component's start asks for the resources: a scan made 10,000 apis start in 40 s, h365)."""
+        if kind is not None and (found := self._components.get((kind, name))) is not None:
+            return found
         matches = [c for (k, n), c in tuple(self._components.items()) if n == name and kind in (None, k)]
         if len(matches) != 1:
             raise HeirloomError(f"no single started component named {name!r}" + (f" of kind {kind}" if kind else ""))
