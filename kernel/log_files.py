@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -11,9 +12,14 @@ NOT_LOGS = frozenset({"store", "cache", "data"})
 
 
 def project_log_files(home: Path, project: str) -> list[Path]:
-    """Every log file of ``project`` under ``home`` now (none where the home cannot be read)."""
+    """Every log file of ``project`` under ``home`` now (none where the home cannot be read). An entry that cannot be
+    read (a symbolic link loop) is skipped alone: one stopped the listing, and the quota counted no other log (v14)."""
     try:
-        kinds = [entry.name for entry in os.scandir(home) if entry.name not in NOT_LOGS and entry.is_dir()]
+        names = [entry.name for entry in os.scandir(home) if entry.name not in NOT_LOGS]
     except OSError:
         return []
-    return [path for kind in kinds for path in (home / kind / project).glob("*.jsonl")]
+    found: list[Path] = []
+    for name in names:
+        with contextlib.suppress(OSError):
+            found += (home / name / project).glob("*.jsonl")
+    return found

@@ -299,6 +299,11 @@ def test_a_timeout_past_what_a_thread_can_wait_is_waited_and_a_key_past_64_bits_
     with daemon.client(timeout=1e10) as client:
         assert client.call("echo.echo", 1) == 1
         assert client.call("echo.echo", 2, timeout=1e300) == 2
+        assert client.submit("echo.echo", 4, timeout=2**63).result(5).body == 4  # an int past 64 bits (v14 F4)
+        assert asyncio.run(client.acall("echo.echo", 5, timeout=10**400)) == 5
+    with daemon.client(timeout=1.7e308) as client:  # its 1000 times was infinite: the I/O thread died (v14 F1)
+        assert client.call("echo.echo", 6) == 6
+        assert client.call("echo.echo", 7, timeout=3) == 7
         for key in (2**64, -(2**63) - 1):
             with pytest.raises(InvalidArgument) as caught:
                 client.call("echo.echo", {"ok": 1}, idempotency_key=key)

@@ -221,6 +221,8 @@ def test_a_byte_order_mark_is_no_part_of_the_first_id_and_a_missing_file_is_name
     assert (field, said) == ("path", lacks)
     with pytest.raises(heirloom.HeirloomError, match=r"movielens source: .*u\.genre not found"):
         list(MovieLensSource(path=str(tmp_path)).records())
+    with pytest.raises(heirloom.HeirloomError, match=r"movielens source: .*u\.genre not found"):
+        MovieLensSource(path=str(tmp_path)).fingerprint()  # hashed first by train: a bare FileNotFoundError (v14 F3)
 
 
 def test_with_no_user_to_score_nothing_is_claimed_chosen_or_measured(tmp_path):

@@ -111,7 +111,7 @@ class AsyncClient:
             self._on_monitor()
         if self._auth_failure is not None:  # refused again already (a loaded machine): no handshake is to come,
             raise Unauthenticated(self._auth_failure)  # so the request would wait its whole deadline unsent
-        budget = self.timeout if timeout is None else timeout
+        budget = self.timeout if timeout is None else seconds(timeout)
         request_id = next(self._ids)
         frames = frames_of(route, body, request_id, budget, idempotency_key)
         future: asyncio.Future[Reply] = loop.create_future()

@@ -125,7 +125,7 @@ def seconds(value: Any, what: str = "timeout") -> float:
     sent as a 1 ms deadline by one client, and failed at once in the other)."""
     if type(value) not in (int, float) or not 0 < value < math.inf:
         raise ValueError(f"{what} must be a number of seconds above 0, got {value!r}")
-    return float(value)
+    return float(min(value, threading.TIMEOUT_MAX))  # the longest a thread can wait: a longer one overflowed
 
 
 def frames_of(route: str, body: Any, request_id: int, budget: float, idempotency_key: Any) -> list[Any]:
@@ -267,7 +267,7 @@ class Client:
         self, route: str, body: Any = None, *, timeout: float | None = None, idempotency_key: str | None = None
     ) -> Future[Reply]:
         """Send one request now; the future resolves to a :class:`Reply` or a RemoteError."""
-        budget = self.timeout if timeout is None else timeout
+        budget = self.timeout if timeout is None else seconds(timeout)
         return self._submit(route, body, budget, idempotency_key, asked=budget)
 
     def _submit(self, route: str, body: Any, budget: float, idempotency_key: str | None, asked: float) -> Future[Reply]:

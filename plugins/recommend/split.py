@@ -116,10 +116,7 @@ class SplitRatingsSource(heirloom.Source):
     def _prepared(self) -> tuple[list[dict[str, Any]], list[str], set[str]]:
         """The items, each rating's split and the cold items; recomputed only when a file changes.
         The ratings themselves are read again by each pass (they are most of the memory)."""
-        paths = self.files()
-        missing = [f"{p} {heirloom.irregular(p) or 'not found'}" for p in paths if not p.is_file()]
-        if missing:
-            raise heirloom.HeirloomError(f"{self.source_type} source: {'; '.join(missing)}")
+        paths = self.present_files()
         key = tuple((str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths)
         cached = getattr(self, "_cache", None)
         if cached is None or cached[0] != key:
@@ -147,6 +144,15 @@ class SplitRatingsSource(heirloom.Source):
         validation = per_user_holdout(rest, self.validation_fraction, self.seed, "validation", times)
         return ["test" if p in test else "validation" if p in validation else "train" for p in pairs]
 
+    def present_files(self) -> tuple[Path, ...]:
+        """:meth:`files`, or HeirloomError naming each that is not there (the fingerprint, hashed first, raised a
+        bare FileNotFoundError: a traceback from ``train`` on an empty folder, v14 F3)."""
+        paths = self.files()
+        missing = [f"{p} {heirloom.irregular(p) or 'not found'}" for p in paths if not p.is_file()]
+        if missing:
+            raise heirloom.HeirloomError(f"{self.source_type} source: {'; '.join(missing)}")
+        return paths
+
     def fingerprint(self) -> str:
         """sha256 of the files and the settings that shape the records and the splits."""
         paths = heirloom.path_fields(type(self))
@@ -155,7 +161,7 @@ class SplitRatingsSource(heirloom.Source):
             if settings[name] == default:
                 del settings[name]
         digest = hashlib.sha256(json.dumps({"type": self.source_type, **settings}, sort_keys=True).encode())
-        for path in self.files():
+        for path in self.present_files():
             heirloom.hash_regular(path, digest)
         return digest.hexdigest()
 
