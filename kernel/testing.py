@@ -23,6 +23,7 @@ rule (the built-in plugins' tests run them too):
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import importlib
 import itertools
@@ -49,11 +50,14 @@ from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
 from heirloom.profile_toml import to_toml as to_toml  # heirloom.testing.to_toml, for tests that write profiles
 from heirloom.store.artifacts import ArtifactStore
+from heirloom.testing_diffs import class_changed, class_data, first_difference
 from heirloom.wire.client import Client, RemoteError
 from heirloom.wire.routing import api_routes
 from heirloom.wire.sendable import unpackable_at
 from heirloom.wire.server import Server
 
+#: The component's method a contract check is calling, which an error it raises names.
+_STEP: contextvars.ContextVar[str] = contextvars.ContextVar("heirloom_check_step", default="")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -258,13 +262,17 @@ def _contract_check(check: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(check)
     def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        token = _STEP.set("")
         try:
             return check(*args, **kwargs)
         except AssertionError:
             raise
         except Exception as exc:
             said = exc if isinstance(exc, HeirloomError) else f"{type(exc).__name__}: {exc}"
-            raise AssertionError(f"{check.__name__}: {said}") from exc
+            step = f"{_STEP.get()} raised " if _STEP.get() else ""  # a warm start's KeyError read as fit's (h374 F2)
+            raise AssertionError(f"{check.__name__}: {step}{said}") from exc
+        finally:
+            _STEP.reset(token)
 
     return checked
 
@@ -288,9 +296,11 @@ def check_source(
     seen: dict[str, set[str]] = {}
     with _system(cls, config, tables, plugins) as system:
         source = system.component(CHECKED, "source")
+        _STEP.set(f"{cls.__name__}.fingerprint()")
         fingerprint = source.fingerprint()
         assert isinstance(fingerprint, str) and fingerprint, "fingerprint() must return a non-empty str"
         for split in [*source.splits(), None]:
+            _STEP.set(f"{cls.__name__}.records({split!r})")
             stream = source.records(split)
             assert isinstance(stream, Iterator), (
                 f"records({split!r}) returned a {type(stream).__name__}: sources stream (yield) their records"
@@ -304,6 +314,7 @@ def check_source(
             counts[str(split) if split else "all"] = len(first)
             seen[str(split)] = {json.dumps(_plain(record), sort_keys=True, default=repr) for record in first}
         _check_apart(seen)
+        _STEP.set(f"{cls.__name__}.fingerprint()")
         assert source.fingerprint() == fingerprint, "fingerprint() changed between two calls on the same data"
     with _system(cls, config, tables, plugins) as system:
         again = system.component(CHECKED, "source").fingerprint()
@@ -362,9 +373,12 @@ def check_model(
                     "ready() is True before fit or load: a served model gets its weights from the store, and "
                     "_ready must stay false while the store has none (pass needs_weights=False if it needs none)"
                 )
-            records = system.component("data", "source")
+            records, before = system.component("data", "source"), class_data(cls)
+            _STEP.set(f"{cls.__name__}.fit(train records)")
             model.fit(records.records("train"))
             assert model.ready(), "ready() is False after fit"
+            assert class_data(cls) == before, class_changed(before, class_data(cls))
+            _STEP.set(f"{cls.__name__}.predict(inputs)")
             outputs = model.predict(batch)
             assert len(outputs) == len(batch), f"predict gave {len(outputs)} outputs for {len(batch)} inputs"
             unsent = unpackable_at(outputs).replace("reply", "predict(inputs)", 1)  # the daemon's own check
@@ -372,49 +386,30 @@ def check_model(
                 f"{unsent} is no value a reply can carry (msgpack): an api sending it answers INTERNAL 'reply not "
                 "encodable'; return plain Python values (numpy's float32: .item(); an array: .tolist())"
             )
+            _STEP.set(f"{cls.__name__}.evaluate(test records)")
             report = model.evaluate(records.records("test"))
             assert isinstance(report, Report), f"evaluate returned a {type(report).__name__}, not heirloom.Report"
             assert isinstance(report.text, str), "Report.text must be a str"
             json.dumps(report.metrics)  # stored with the version: must be JSON
+            _STEP.set(f"{cls.__name__}.state()")
             state = model.state()
             assert isinstance(state, State), f"state() returned a {type(state).__name__}, not heirloom.State"
+        _STEP.set(f"the artifact store, writing and reading what {cls.__name__}.state() returned,")
         stored = _through_the_store(state, cls.state_format)
         with _system(cls, config, tables) as system:
             fresh = system.component(CHECKED, "model")
+            _STEP.set(f"{cls.__name__}.load(state) on a fresh instance, then predict(inputs)")
             fresh.load(stored)
             assert fresh.ready(), "ready() is False after load(state)"
-            assert (again := fresh.predict(batch)) == outputs, _first_difference(outputs, again)
+            assert (again := fresh.predict(batch)) == outputs, first_difference(outputs, again)
         with _system(cls, config, tables) as system:
             child = system.component(CHECKED, "model")
+            _STEP.set(f"{cls.__name__}.fit(train records, parent=its own state): a warm start")
             child.fit(system.component("data", "source").records("train"), parent=stored)
             assert len(child.predict(batch)) == len(batch), "a warm start from its own state does not predict"
     finally:
         _RECORDS.pop(token, None)
     return report
-
-
-def _first_difference(before: list[Any], after: list[Any]) -> str:
-    """Where the predictions of the fitted model and of the one loaded from its state first differ, both shown, cut
-    around where their texts differ: "predictions differ" gave no input to debug ``load`` with, and a cut at the
-    start hid a difference deep in a long vector."""
-    at = _differs_at(before, after)
-    was, now = (repr(o[at]) if at < len(o) else f"missing ({len(o)} predictions)" for o in (before, after))
-    start = max(0, _differs_at(was, now) - 60)
-
-    def shown(said: str) -> str:
-        cut = f"{'...' * (start > 0)}{said[start : start + 200]}{'...' * (start + 200 < len(said))}"
-        return said if len(said) <= 200 else f"{cut} ({len(said)} characters, shown from {start})"
-
-    return (
-        f"after state() -> store -> load(), predictions differ, first at input {at}: {shown(was)} from the fitted "
-        f"model, {shown(now)} from the one that loaded its state (load() does not restore what state() saved, or "
-        "predict is not deterministic?)"
-    )
-
-
-def _differs_at(x: Sequence[Any], y: Sequence[Any]) -> int:
-    """The first position where ``x`` and ``y`` differ (the shorter one's length where it begins the other)."""
-    return next((i for i, (a, b) in enumerate(zip(x, y, strict=False)) if a != b), min(len(x), len(y)))
 
 
 def _through_the_store(state: State, state_format: int) -> State:
