@@ -3,6 +3,7 @@ difference, shown where the two texts differ, and the class attributes a fit cha
 
 from __future__ import annotations
 
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +39,10 @@ def class_data(cls: type) -> dict[str, str]:
         for klass in cls.__mro__
         if klass.__module__.partition(".")[0] not in ("heirloom", "builtins", "abc", "typing")
         for name, value in vars(klass).items()
-        if not name.startswith("__") and not callable(value) and not hasattr(value, "__get__")
+        if not name.startswith("__")
+        and not callable(value)
+        and not hasattr(value, "__get__")
+        and not isinstance(value, types.ModuleType)  # a lazy import kept on the class is no learnt state
     }
 
 
