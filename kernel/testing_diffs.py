@@ -1,9 +1,8 @@
-"""What the contract checks of ``heirloom.testing`` say where a model's answers or its class changed: the first
-difference, shown where the two texts differ, and the class attributes a fit changed."""
+"""What the contract checks of ``heirloom.testing`` say where a model's answers changed after the state round trip:
+the first difference, shown where the two texts differ."""
 
 from __future__ import annotations
 
-import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,28 +29,3 @@ def first_difference(before: list[Any], after: list[Any]) -> str:
 def differs_at(x: Sequence[Any], y: Sequence[Any]) -> int:
     """The first position where ``x`` and ``y`` differ (the shorter one's length where it begins the other)."""
     return next((i for i, (a, b) in enumerate(zip(x, y, strict=False)) if a != b), min(len(x), len(y)))
-
-
-def class_data(cls: type) -> dict[str, str]:
-    """The text (``repr``) of each data attribute of ``cls`` and of its bases but heirloom's and Python's own."""
-    return {
-        f"{klass.__name__}.{name}": repr(value)
-        for klass in cls.__mro__
-        if klass.__module__.partition(".")[0] not in ("heirloom", "builtins", "abc", "typing")
-        for name, value in vars(klass).items()
-        if not name.startswith("__")
-        and not callable(value)
-        and not hasattr(value, "__get__")
-        and not isinstance(value, types.ModuleType)  # a lazy import kept on the class is no learnt state
-    }
-
-
-def class_changed(before: dict[str, str], after: dict[str, str]) -> str:
-    """Why a fit that changed class attributes (``before`` and ``after``: :func:`class_data`) is refused: what it
-    learnt there is every instance's in this process, so a fresh one passed the state round trip, while a new
-    process (``eval``, ``serve``) loading ``state()`` has none of it (an outside check's model answered "?" there)."""
-    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
-    return (
-        f"fit changed {', '.join(changed)}, an attribute of the class, not of the instance: keep what fit learns on "
-        "the instance and in state(); a new process (heirloom eval, serve) loading state() does not have it"
-    )
