@@ -9,9 +9,28 @@ imports the other.
 from __future__ import annotations
 
 import calendar
+import re
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
+
+#: FHIR's dateTime, seconds and zone optional as the fhir reader allows (Dates, docs/FHIR.md): ``fromisoformat``
+#: alone read ISO forms FHIR has not (a week date ``2019-W24-4``, ``20190613T100000Z``, ``T10Z``, ``,5``, a zone
+#: past 14:00), and inline records took them where the source refused them (h377 F1).
+FHIR_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:(?P<second>[0-9]{2})(\.[0-9]+)?)?"
+    r"(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))?"
+)
+
+
+def fhir_moment(value: str) -> datetime:
+    """The FHIR dateTime ``value`` (:data:`FHIR_DATE_TIME`), a leap second (``23:59:60``, which FHIR allows and
+    Python's datetime has not) read as its :59; ValueError for anything else."""
+    if not (form := FHIR_DATE_TIME.fullmatch(value)):
+        raise ValueError(f"not a FHIR dateTime: {value!r}")
+    if form["second"] == "60":
+        value = value[: form.start("second")] + "59" + value[form.end("second") :]
+    return datetime.fromisoformat(value)
 
 
 def codes_by_kind(timeline: Iterable[Any], kinds: Iterable[str]) -> dict[str, list[str]]:

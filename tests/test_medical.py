@@ -283,6 +283,14 @@ def test_an_event_dated_by_its_visit_alone_weighs_in_from_that_visit(tmp_path):
         ("\u0662\u0660\u0662\u0660-01-01", False),  # Arabic-Indic digits: not FHIR's pattern
         ("0001-01-01T00:00:00Z", True),
         ("9999-12-31T23:59:59+14:00", True),
+        # ISO forms FHIR has not, which inline records took (h377 F1), and a leap second, which they refused
+        ("2019-W24-4T10:00:00Z", False),
+        ("20190613T100000Z", False),
+        ("2019-06-13T10Z", False),
+        ("2019-06-13T10:00:00,5Z", False),
+        ("2019-06-13T10:00:00+15:00", False),
+        ("2019-06-13T10:00:00+14:30", False),
+        ("2016-12-31T23:59:60Z", True),
     ],
 )
 def test_an_inline_record_takes_the_dates_the_fhir_source_takes(tmp_path, start, readable):

@@ -401,6 +401,8 @@ def test_the_log_quota_counts_the_projects_logs_another_daemon_or_api_wrote(serv
     write_log(other, (filler * ((1 << 20) // len(filler))).encode())
     write_log(heirloom.home() / "data" / "limits" / "not-a-log.jsonl", (filler * 100).encode())  # data/: no log
     write_log(heirloom.home() / "events" / "other-project" / "x.jsonl", (filler * 100).encode())
+    os.symlink("loop.jsonl", heirloom.home() / "events" / "limits" / "loop.jsonl")  # holds nothing (v15 F3)
+    os.symlink("looping", heirloom.home() / "looping")  # a kind folder that is a loop: skipped alone (v14 F2)
     daemon = serve("log_quota_mb = 1")
     with daemon.client(timeout=10, retries=0) as client:
         with pytest.raises(ResourceExhausted, match="would pass its logs quota of 1 MiB"):

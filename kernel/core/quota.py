@@ -52,7 +52,7 @@ class StorageQuota:
             paths = [*self._paths]
         sizes = {}
         for path in [*paths, *project_log_files(home(), self.project)]:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # gone, or a symbolic link loop (v15 F3): it holds nothing
                 stat = os.stat(path)
                 sizes[stat.st_dev, stat.st_ino] = stat.st_size
         return sum(sizes.values())

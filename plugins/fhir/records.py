@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ from heirloom_plugins.code_systems import code_mistake, display_mistake, short_s
 from heirloom_plugins.fhir.fields import first, number, obj, objects, text
 from heirloom_plugins.fhir.parse import found
 from heirloom_plugins.fhir.references import reference_of
-from heirloom_plugins.timelines import codes_by_kind, ends_before_start, summary
+from heirloom_plugins.timelines import codes_by_kind, ends_before_start, fhir_moment, summary
 
 #: resourceType -> the timeline kind its events get (also the keys of ``codes``).
 KINDS = {
@@ -110,12 +109,6 @@ class PatientRecord:
 #: What ``instant`` reads, for its error messages.
 DATE_FORMS = "a FHIR date (YYYY, YYYY-MM or YYYY-MM-DD) or dateTime (YYYY-MM-DDThh:mm:ss, optionally with a zone)"
 _DATE_FORMATS = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d"}
-#: FHIR's dateTime, seconds and zone optional as the reader allows (Dates, docs/FHIR.md): ``fromisoformat``
-#: alone read ISO forms FHIR has not (a week date ``2019-W24-4``, ``20190613T100000Z``, ``T10Z``, ``,5``).
-_DATE_TIME = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:(?P<second>[0-9]{2})(\.[0-9]+)?)?"
-    r"(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))?"
-)
 
 
 def instant(value: Any, field: str = "date") -> str | None:
@@ -130,11 +123,7 @@ def instant(value: Any, field: str = "date") -> str | None:
         if "T" not in value:
             datetime.strptime(value, _DATE_FORMATS[len(value)])
             return value
-        if not (form := _DATE_TIME.fullmatch(value)):
-            raise ValueError
-        if form["second"] == "60":  # a leap second, which FHIR allows and Python's datetime has not: its :59
-            value = value[: form.start("second")] + "59" + value[form.end("second") :]
-        moment = datetime.fromisoformat(value)
+        moment = fhir_moment(value)  # FHIR's pattern, not every ISO form
     except (TypeError, KeyError, ValueError):
         shown = repr(value[:40]) if isinstance(value, str) else found(value)  # JSON's words for what is no text
         raise ValueError(f"{field}: {shown} is not {DATE_FORMS}") from None

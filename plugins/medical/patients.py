@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from heirloom_plugins.code_systems import code_mistake, display_mistake
-from heirloom_plugins.timelines import codes_by_kind, ends_before_start, summary
+from heirloom_plugins.timelines import codes_by_kind, ends_before_start, fhir_moment, summary
 
 #: FHIR R4's administrative-gender codes: all the fhir source writes (a Patient with another is an error there).
 GENDERS = ("male", "female", "other", "unknown")
@@ -43,7 +43,7 @@ def day(value: str) -> float:
     if not value.isascii():
         raise ValueError(f"not a FHIR date: {value!r}")
     if "T" in value:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = fhir_moment(value)  # the fhir source's own rule: an ISO week date or a zone past 14:00 is none
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
     else:
@@ -89,7 +89,7 @@ def utc(value: Any) -> Any:
     if not isinstance(value, str) or "T" not in value or not value.isascii():
         return value
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = fhir_moment(value)
         if moment.tzinfo is None:
             return value
         return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
