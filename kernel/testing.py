@@ -368,6 +368,7 @@ def check_model(
     try:
         with _system(cls, config, tables) as system:
             model = system.component(CHECKED, "model")
+            _STEP.set(f"{cls.__name__}.ready() before fit")
             if needs_weights:
                 assert not model.ready(), (
                     "ready() is True before fit or load: a served model gets its weights from the store, and "
@@ -376,6 +377,7 @@ def check_model(
             records = system.component("data", "source")
             _STEP.set(f"{cls.__name__}.fit(train records)")
             model.fit(records.records("train"))
+            _STEP.set(f"{cls.__name__}.ready() after fit")
             assert model.ready(), "ready() is False after fit"
             _STEP.set(f"{cls.__name__}.predict(inputs)")
             outputs = model.predict(batch)
@@ -399,6 +401,7 @@ def check_model(
             fresh = system.component(CHECKED, "model")
             _STEP.set(f"{cls.__name__}.load(state) on a fresh instance, then predict(inputs)")
             fresh.load(stored)
+            _STEP.set(f"{cls.__name__}.ready() after load(state), then predict(inputs)")
             assert fresh.ready(), "ready() is False after load(state)"
             assert (again := fresh.predict(batch)) == outputs, first_difference(outputs, again)
         with _system(cls, config, tables) as system:

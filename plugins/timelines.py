@@ -23,6 +23,17 @@ FHIR_DATE_TIME = re.compile(
 )
 
 
+#: FHIR's date: a year, a month or a day, ASCII digits only (``strptime`` took ``2019-06- 1``, and other digits).
+FHIR_DATE = re.compile(r"[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?")
+
+
+def fhir_date(value: str) -> datetime:
+    """The first moment of the FHIR date ``value`` (:data:`FHIR_DATE`); ValueError for anything else."""
+    if not FHIR_DATE.fullmatch(value):
+        raise ValueError(f"not a FHIR date: {value!r}")
+    return datetime.strptime(value, ("%Y", "%Y-%m", "%Y-%m-%d")[value.count("-")])
+
+
 def fhir_moment(value: str) -> datetime:
     """The FHIR dateTime ``value`` (:data:`FHIR_DATE_TIME`), a leap second (``23:59:60``, which FHIR allows and
     Python's datetime has not) read as its :59; ValueError for anything else."""
@@ -48,7 +59,7 @@ def ends_before_start(start: str, end: str) -> bool:
     (checker h361 F3). As instants where both are of one form (UTC, or with no zone); else as days with a day to
     spare, a date being local in a zone FHIR does not say, and a partial one (``2019-03``) its whole month."""
     if "T" in start and "T" in end and start.endswith("Z") == end.endswith("Z"):
-        return datetime.fromisoformat(end.removesuffix("Z")) < datetime.fromisoformat(start.removesuffix("Z"))
+        return fhir_moment(end) < fhir_moment(start)  # a leap second too: fromisoformat raised on it (v16 F1)
     return (_day(start[:10], last=False) - _day(end[:10], last=True)).days > 1
 
 

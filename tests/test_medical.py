@@ -291,6 +291,10 @@ def test_an_event_dated_by_its_visit_alone_weighs_in_from_that_visit(tmp_path):
         ("2019-06-13T10:00:00+15:00", False),
         ("2019-06-13T10:00:00+14:30", False),
         ("2016-12-31T23:59:60Z", True),
+        ("2019-06- 1", False),  # strptime took the space (v16 F3)
+        ("2016-12-31T23:59:60", True),  # without a zone: quoted as the source writes it, :59 (v16 F2)
+        ("2019-06-13T10:00", True),  # ... with its seconds
+        ("2019-06-13T10:00:00.123456789", True),
     ],
 )
 def test_an_inline_record_takes_the_dates_the_fhir_source_takes(tmp_path, start, readable):
@@ -311,6 +315,16 @@ def test_an_inline_record_takes_the_dates_the_fhir_source_takes(tmp_path, start,
     else:
         with pytest.raises(ValueError, match="'date' must be a FHIR date or dateTime"):
             EventInput(kind="encounter", id="e", date=start)
+
+
+def test_an_inline_encounter_ending_in_a_leap_second_without_a_zone_is_read():
+    """v16 F1: the end-before-start check read it with fromisoformat, and the route failed 'second must be in
+    0..59', naming no field."""
+    from heirloom_plugins.medical.patients import EventInput, RecordInput
+
+    visit_ = EventInput(kind="encounter", id="e", date="2020-12-31T10:00", end="2020-12-31T23:59:60")
+    assert (visit_.date, visit_.end) == ("2020-12-31T10:00:00", "2020-12-31T23:59:59")
+    assert RecordInput(timeline=[visit_]).timeline[0].end == "2020-12-31T23:59:59"
 
 
 def test_an_undated_encounter_is_named_as_undated_not_as_missing():

@@ -194,12 +194,25 @@ class WarmStartBug(MemoryModel):
         super().fit(data)
 
 
+@attrs.define
+class ReadyBug(MemoryModel):
+    """Its ready() raises once fitted."""
+
+    def ready(self):
+        if self.label is not None:
+            raise KeyError("weights")
+        return False
+
+
 def test_check_model_names_the_step_that_raised():
     """h374 F2: a warm start's KeyError read as any other step's ('check_model: KeyError: ...')."""
     with pytest.raises(AssertionError) as caught:
         check_model(WarmStartBug, {}, DATA)
     said = "check_model: WarmStartBug.fit(train records, parent=its own state): a warm start raised KeyError: 'centres'"
     assert str(caught.value) == said
+    with pytest.raises(AssertionError) as caught:  # ready() too (v16 F4): it was blamed on fit
+        check_model(ReadyBug, {}, DATA)
+    assert str(caught.value) == "check_model: ReadyBug.ready() after fit raised KeyError: 'weights'"
 
 
 @attrs.define

@@ -18,7 +18,7 @@ from heirloom_plugins.code_systems import code_mistake, display_mistake, short_s
 from heirloom_plugins.fhir.fields import first, number, obj, objects, text
 from heirloom_plugins.fhir.parse import found
 from heirloom_plugins.fhir.references import reference_of
-from heirloom_plugins.timelines import codes_by_kind, ends_before_start, fhir_moment, summary
+from heirloom_plugins.timelines import codes_by_kind, ends_before_start, fhir_date, fhir_moment, summary
 
 #: resourceType -> the timeline kind its events get (also the keys of ``codes``).
 KINDS = {
@@ -108,7 +108,6 @@ class PatientRecord:
 
 #: What ``instant`` reads, for its error messages.
 DATE_FORMS = "a FHIR date (YYYY, YYYY-MM or YYYY-MM-DD) or dateTime (YYYY-MM-DDThh:mm:ss, optionally with a zone)"
-_DATE_FORMATS = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d"}
 
 
 def instant(value: Any, field: str = "date") -> str | None:
@@ -121,7 +120,7 @@ def instant(value: Any, field: str = "date") -> str | None:
         if not isinstance(value, str) or not value.isascii():
             raise TypeError
         if "T" not in value:
-            datetime.strptime(value, _DATE_FORMATS[len(value)])
+            fhir_date(value)  # FHIR's pattern: strptime took "2019-06- 1" (v16 F3)
             return value
         moment = fhir_moment(value)  # FHIR's pattern, not every ISO form
     except (TypeError, KeyError, ValueError):

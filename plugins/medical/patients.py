@@ -21,13 +21,12 @@ from typing import Any
 import attrs
 
 from heirloom_plugins.code_systems import code_mistake, display_mistake
-from heirloom_plugins.timelines import codes_by_kind, ends_before_start, fhir_moment, summary
+from heirloom_plugins.timelines import codes_by_kind, ends_before_start, fhir_date, fhir_moment, summary
 
 #: FHIR R4's administrative-gender codes: all the fhir source writes (a Patient with another is an error there).
 GENDERS = ("male", "female", "other", "unknown")
 #: Timeline kinds the fhir source writes (docs/FHIR.md, "Records").
 KINDS = ("encounter", "condition", "observation", "medication", "procedure", "immunization", "allergy", "note")
-_FORMATS = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d"}
 DAY = 86400.0
 #: The first and last instants (in days) a datetime holds in UTC.
 FIRST_DAY = datetime.min.replace(tzinfo=UTC).timestamp() / DAY
@@ -47,7 +46,7 @@ def day(value: str) -> float:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
     else:
-        moment = datetime.strptime(value, _FORMATS.get(len(value), "?")).replace(tzinfo=UTC)
+        moment = fhir_date(value).replace(tzinfo=UTC)
     days = moment.timestamp() / DAY
     if not FIRST_DAY <= days <= LAST_DAY:
         raise ValueError(f"{value!r} falls outside the years 0001-9999 in UTC")
@@ -60,7 +59,7 @@ def ends_before(value: str, start: float) -> bool:
     are not before ``2020-03-01T09:00``: either may be later that day)."""
     if "T" in value:
         return day(value) < start
-    first = datetime.strptime(value, _FORMATS[len(value)]).replace(tzinfo=UTC)
+    first = fhir_date(value).replace(tzinfo=UTC)
     if len(value) == 4:
         after = first.replace(year=first.year + 1)
     elif len(value) == 7:
@@ -83,15 +82,15 @@ def _date(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
 
 
 def utc(value: Any) -> Any:
-    """A dateTime with a zone in UTC (``...Z``), as the fhir source writes it, so answers quote an
-    inline record's dates as they quote the source's; anything else as given (``_date`` names a
-    malformed one)."""
+    """A dateTime as the fhir source writes it (with a zone in UTC, ``...Z``; whole seconds either way), so answers
+    quote an inline record's dates as they quote the source's; anything else as given (``_date`` names a malformed
+    one)."""
     if not isinstance(value, str) or "T" not in value or not value.isascii():
         return value
     try:
         moment = fhir_moment(value)
-        if moment.tzinfo is None:
-            return value
+        if moment.tzinfo is None:  # as the source writes it: whole seconds, a leap second as :59 (v16 F2)
+            return moment.isoformat(timespec="seconds")
         return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
     except (ValueError, OverflowError):
         return value
