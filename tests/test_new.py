@@ -227,6 +227,23 @@ def test_it_refuses_a_name_whose_entry_point_an_installed_package_has_naming_tha
     said = "error: heirloom-zed's entry point 'zed' is zed-tools 1.0's already (a second one of a name is never loaded)"
     assert refused.returncode == 2 and said in " ".join(refused.stderr.split()), refused.stderr
     assert not (tmp_path / "heirloom-zed").exists()
+    # h374 F4: heirloom-heirloom-zed's entry point 'heirloom-zed' would be another plugin's distribution name
+    write(site / "heirloom_zed-1.0.dist-info" / "METADATA", "Metadata-Version: 2.1\nName: heirloom-zed\nVersion: 1.0\n")
+    write(site / "heirloom_zed-1.0.dist-info" / "entry_points.txt", "[heirloom]\nzedd = zed_tools\n")
+    refused = run_heirloom("new", "plugin", "heirloom-heirloom-zed", "--kinds", "api", cwd=tmp_path, env=env)
+    said = "error: heirloom-heirloom-zed's entry point 'heirloom-zed' is the distribution name of zedd "
+    said += "(heirloom-zed 1.0)"
+    assert refused.returncode == 2 and said in " ".join(refused.stderr.split()), refused.stderr
+
+
+def test_a_name_starting_with_test_is_refused(tmp_path):
+    """h374 F3: ``tests`` and ``heirloom-test`` made classes pytest took for tests (TestModel: 3 collection warnings)
+    and, as ``tests``, a package named like the test folder."""
+    for name in ("tests", "heirloom-test", "heirloom-testing-tools"):
+        refused = run_heirloom("new", "plugin", name, cwd=tmp_path)
+        said = f"error: invalid plugin name {name!r}: a name starting with 'test': its classes (TestModel) would read"
+        assert refused.returncode == 2 and said in " ".join(refused.stderr.split()), refused.stderr
+        assert not (tmp_path / name).exists()
 
 
 def test_the_readme_says_heirloom_ui_needs_the_ui_extra_and_aligns_its_comments(tmp_path):

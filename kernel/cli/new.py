@@ -133,14 +133,19 @@ def _installed(dist: str) -> list[str]:
     """The plugins of the distribution ``dist`` installed here (loaded, failed or left out), else the distribution
     or the module of that name: a package of that name would replace it on ``pip install`` (``attrs``, ``click``:
     heirloom itself then failed to import; checker v8)."""
-    plugins = get_kernel().plugins
-    infos = [*plugins.infos.values(), *plugins.disabled()]
-    if found := sorted({info.label for info in infos if (info.distribution or "").lower() == dist.lower()}):
+    if found := _plugin_distributions(dist):
         return found
     with contextlib.suppress(importlib.metadata.PackageNotFoundError):
         return [f"the distribution {dist} {importlib.metadata.version(dist)}"]
     module = dist.replace("-", "_")
     return [f"the module {module}"] if importlib.util.find_spec(module) is not None else []
+
+
+def _plugin_distributions(name: str) -> list[str]:
+    """The plugins whose distribution is called ``name`` (the selection variables take either name)."""
+    plugins = get_kernel().plugins
+    infos = [*plugins.infos.values(), *plugins.disabled()]
+    return sorted({info.label for info in infos if (info.distribution or "").lower() == name.lower()})
 
 
 def _listing(kinds: list[str]) -> str:
@@ -185,7 +190,8 @@ def new_plugin(name: str, kinds: list[str], target: Path | None) -> None:
     A NAME whose entry point (heirloom-foo's is foo) an installed package has, or whose
     profile (foo) or types (foo-model, ...) a plugin here registers already, is refused:
     a second entry point of a name is not loaded, and a name two plugins register is an
-    error to use.
+    error to use. So is one whose entry point is an installed plugin's distribution name,
+    and one starting with test (its classes, TestModel, read as tests to pytest).
     """
     if not NAME.match(name):
         fail(f"error: invalid plugin name {name!r}: lower-case letters, digits and single dashes (heirloom-foo)", 2)
@@ -195,8 +201,14 @@ def new_plugin(name: str, kinds: list[str], target: Path | None) -> None:
         fail(f"error: invalid plugin name {name!r}: the part after heirloom- must start with a letter", 2)
     if len(name) > 80 or keyword.iskeyword(name.replace("-", "_")):  # its module and folder are named after it
         fail(f"error: invalid plugin name {name[:100]!r}: at most 80 characters, and not a Python keyword", 2)
+    if (short := name.removeprefix("heirloom-")).startswith("test"):  # TestModel: pytest collects it (h374 F3)
+        said = "its classes (TestModel) would read as tests to pytest, and `tests` is the test folder's name"
+        fail(f"error: invalid plugin name {name!r}: a name starting with 'test': {said}", 2)
     if installed := _installed(name):
         fail(f"error: {name} is installed here already ({', '.join(installed)}): choose another plugin name", 2)
+    if clash := _plugin_distributions(short):  # HEIRLOOM_DISABLE_PLUGINS=NAME would name both (h374 F4)
+        said = f"{name}'s entry point {short!r} is the distribution name of {' and '.join(clash)}"
+        fail(f"error: {said} (HEIRLOOM_LOAD_PLUGINS and _DISABLE_PLUGINS would name both): choose another name", 2)
     if taken := _taken(name, kinds):
         clash = "a name two plugins register is an error to use"
         fail(f"error: {name} would register {'; '.join(taken)} ({clash}): choose another plugin name", 2)
