@@ -123,7 +123,7 @@ def instant(value: Any, field: str = "date") -> str | None:
             fhir_date(value)  # FHIR's pattern: strptime took "2019-06- 1" (v16 F3)
             return value
         moment = fhir_moment(value)  # FHIR's pattern, not every ISO form
-    except (TypeError, KeyError, ValueError):
+    except (TypeError, ValueError):
         shown = repr(value[:40]) if isinstance(value, str) else found(value)  # JSON's words for what is no text
         raise ValueError(f"{field}: {shown} is not {DATE_FORMS}") from None
     if moment.tzinfo is not None:
