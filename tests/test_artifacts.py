@@ -785,6 +785,26 @@ def test_versions_without_validation_scores_compare_only_on_test_when_asked(stor
     assert empty.returncode == 3 and "medical/triage@3 has no validation metrics" in said(empty), said(empty)
 
 
+def test_gc_keeps_the_version_each_alias_last_left_so_a_rollback_and_a_refused_swap_keep_theirs(store):
+    """A daemon that refused a swap goes on serving the version the alias left, which no alias names any more:
+    ``gc --keep 1`` removed it, and with it the rollback (``models promote team/m@1 production``: no version 1;
+    checker h376 F1). gc keeps the version each alias's latest move left, one step back."""
+    first, second, third, _ = [put(store, "team/m", seed) for seed in range(4)]
+    store.promote(first.ref, "production")
+    store.promote(second.ref, "production")  # the move leaves @1: a daemon that refused it still serves @1
+    store.promote(third.ref, "canary")  # canary's first move leaves nothing
+    result = models(store, "gc", "--keep", "1", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["versions"] == [], result.stderr
+    store.promote(first.ref, "canary")  # leaves @3, which goes in its place next time: not the newest, no alias
+    assert json.loads(models(store, "gc", "--keep", "1", "--json").stdout)["versions"] == []
+    store.promote(second.ref, "canary")  # leaves @1, still production's way back: @3 is no alias's now
+    assert json.loads(models(store, "gc", "--keep", "1", "--json").stdout)["versions"] == ["team/m@3"]
+    assert models(store, "promote", first.ref, "production").returncode == 0  # the rollback: @1 is there
+    assert [a.ref for a in store.list()] == ["team/m@1", "team/m@2", "team/m@4"]
+    for artifact in store.list():
+        store.load(artifact.ref)
+
+
 def test_gc_keeps_aliased_versions_and_ancestors_of_kept_ones(store):
     finance = [put(store, "finance/sentiment", seed) for seed in range(4)]  # @1..@4
     store.promote(finance[0].ref, "production")

@@ -317,6 +317,9 @@ def test_a_refusal_before_the_fit_counts_the_new_version_by_the_models_newest(tm
     said = refusal("--set", "resources.artifact_quota_mb=4")  # gc keeps @4 and @1: the new version fits beside them
     assert "`heirloom models gc --keep 1` frees 2.0 MiB, leaving 2.0 MiB for the new version" in said
     assert "(an estimate: quota/m@4, its newest, weighs 1.0 MiB)" in said
+    store.promote("quota/m@4", "production")  # @1 stays, the way back (h376 F1): gc now keeps 2 MiB, and says why
+    said = refusal("--set", "resources.artifact_quota_mb=2")
+    assert "keeps 2.0 MiB of it: quota/m@4 (newest, alias production), quota/m@1 (alias production's previous" in said
 
 
 def test_an_artifact_quota_refusal_counts_what_retention_keeps_aliased_versions_included(tmp_path):

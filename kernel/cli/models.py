@@ -381,11 +381,13 @@ SHOWN_ORPHANS = 10
 def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, store: ArtifactStore) -> None:
     """Remove old versions, keeping the newest KEEP per model, aliased ones and all their ancestors.
 
-    Removes the blobs only those versions used, those a gc stopped midway freed, and temp files of interrupted
-    writes; never a folder, a link or a file not named like a blob. A version whose blob is missing, or damaged
-    (gc reads the blobs of aliased versions and of a model that would lose versions), is listed as
-    unreadable: KEEP counts only versions that can load, and one that is not its model's newest and
-    that no alias or kept descendant holds is removed. `heirloom models verify` reads every blob.
+    Each alias's previous version (the one its latest move left: the rollback, and what a daemon that refused
+    the move still serves) is kept too. Removes the blobs only those versions used, those a gc stopped midway
+    freed, and temp files of interrupted writes; never a folder, a link or a file not named like a blob. A
+    version whose blob is missing, or damaged (gc reads the blobs of aliased versions and of a model that would
+    lose versions), is listed as unreadable: KEEP counts only versions that can load, and one that is not its
+    model's newest and that no alias or kept descendant holds is removed, even an alias's previous one. `heirloom
+    models verify` reads every blob.
     """
     plan = store.gc(keep, dry_run=dry_run, orphans=delete_orphans)
     if as_json:

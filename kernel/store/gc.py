@@ -155,9 +155,10 @@ def _plan(tx: Transaction, blobs: Path, keep: int | None, dry_run: bool, orphans
     doomed_keys: set[tuple[str, str, int]] = set()
     if keep is not None:
         checked: set[str] = set()
-        aliased = {_ref(row) for row in rows if row["aliases"]}
+        rollbacks = set(tx.left_by_aliases())
+        aliased = {_ref(row) for row in rows if row["aliases"]} | rollbacks
         while True:  # a kept version found damaged gives its place to an older one, checked in turn
-            kept = _survivors(rows, keep, project, unreadable)
+            kept = _survivors(rows, keep, project, unreadable, rollbacks)
             losing = {f"{row['project']}/{row['model']}" for row in rows if _ref(row) not in kept}
             fresh = [ref for ref in kept - unreadable - checked if ref in aliased or ref.rpartition("@")[0] in losing]
             if not fresh:
@@ -233,13 +234,20 @@ def _ref(row: dict[str, Any]) -> str:
 
 
 def _survivors(
-    rows: list[dict[str, Any]], keep: int, project: str | None = None, unreadable: set[str] | None = None
+    rows: list[dict[str, Any]],
+    keep: int,
+    project: str | None = None,
+    unreadable: set[str] | None = None,
+    rollbacks: set[str] | None = None,
 ) -> set[str]:
     """Refs gc keeps: newest ``keep`` loadable versions per model (``unreadable`` ones cannot load), the
     newest of each whatever its state (versions are never reused: a removed newest one's number would be),
-    aliased ones, every version outside ``project`` (when given), and all their ancestors."""
+    aliased ones, those an alias's latest move left that can load (``rollbacks``: the way back, and what a daemon
+    that refused the move still serves, checker h376 F1), every version outside ``project`` (when given), and all
+    their ancestors."""
     kept = _newest(rows, keep, unreadable or set()) | _newest(rows, 1, set())
     kept |= {_ref(row) for row in rows if row["aliases"] or project not in (None, row["project"])}
+    kept |= (rollbacks or set()) - (unreadable or set())  # a damaged one is no way back: moving off it repairs
     parents = {_ref(row): row["parent"] for row in rows}
     pending = list(kept)
     while pending:
@@ -298,12 +306,13 @@ def room(
     ``adding`` is None before a fit: the new version's size is not known yet, so ``model``'s newest stored
     version's stands in for it, said to be an estimate (a refusal that counted nothing for it told to gc
     when gc could not make room, and the retry was refused after its whole fit)."""
-    rows = tx.rows(project, damaged={})
-    newest, kept = _newest(rows, keep or 1, set()), _survivors(rows, keep or 1, project)
+    rows, rollbacks = tx.rows(project, damaged={}), tx.left_by_aliases()
+    newest, kept = _newest(rows, keep or 1, set()), _survivors(rows, keep or 1, project, rollbacks=set(rollbacks))
     why = {}
     for row in reversed(rows):
         if (ref := _ref(row)) in kept:
             reasons = ["newest"] * (ref in newest) + [f"alias {alias}" for alias in row["aliases"]]
+            reasons += [f"alias {alias}'s previous version" for alias in rollbacks.get(ref, [])]
             why[ref] = ", ".join(reasons) or "ancestor of a kept version"
     size = _blob_size(tx, blobs, set(why))
     gauge, plus = "", "with"  # before a fit: how the new version's size was estimated

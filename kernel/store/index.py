@@ -434,6 +434,22 @@ class Transaction:
         except sqlite3.OperationalError:  # a read-only store an older heirloom wrote: no such table
             return []
 
+    def left_by_aliases(self) -> dict[str, list[str]]:
+        """``{"project/model@version": [alias, ...]}``: the version each alias's latest move left, which a rollback
+        goes back to and a daemon that refused the move still serves ({} in an index too old to record moves)."""
+        query = (
+            "SELECT project, model, alias, previous FROM alias_moves AS m WHERE previous IS NOT NULL AND rowid = "
+            "(SELECT MAX(rowid) FROM alias_moves WHERE project = m.project AND model = m.model AND alias = m.alias) "
+            "ORDER BY alias"
+        )
+        left: dict[str, list[str]] = {}
+        try:
+            for row in self.conn.execute(query):
+                left.setdefault(f"{row['project']}/{row['model']}@{row['previous']}", []).append(row["alias"])
+        except sqlite3.OperationalError:  # a read-only store an older heirloom wrote: no such table
+            return {}
+        return left
+
     def delete(self, keys: list[tuple[str, str, int]]) -> None:
         self.conn.executemany("DELETE FROM artifacts WHERE project = ? AND model = ? AND version = ?", keys)
 
