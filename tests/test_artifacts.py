@@ -1119,6 +1119,29 @@ def test_profile_check_names_an_inherit_typo_beside_the_profiles_other_problems(
     assert f"{profile}: models.m.inherit: no version 9 of team/m (versions: 1)" in result.stderr
 
 
+def test_profile_check_names_a_valid_tables_inherit_typo_beside_another_model_tables_schema_error(store, tmp_path):
+    """Checker h380 F1: one model table's schema error (``epochs = "20"``, or a stray ``[models.mm]``) hid the
+    ``inherit`` and ``serve`` typos of every model table, valid ones included: said only once it was fixed. A
+    valid table's references are checked beside it; a sibling table that failed still counts as trained first."""
+    put(store, "team/m", 1)
+    put(store, "next/mdoel3", 1)  # two letters swapped from model3, which this run trains first: no typo
+    store.promote("team/m@1", "production")
+    tables = (
+        '[models.m2]\nuse = "toy-model"\ndata = "rows"\ninherit = "team/m@prod"\n'
+        '[models.model3]\nuse = "toy-model"\ndata = "rows"\ninherit = "next/m"\nepochs = "20"\n'
+        '[models.m4]\nuse = "toy-model"\ndata = "rows"\ninherit = "next/model3"\n'
+    )
+    profile = write(tmp_path / "next.toml", f'project = "next"\n{TOY_TABLES}inherit = "team/m@9"\n{tables}')
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    result = run_heirloom("profile", "check", str(profile), env=env)
+    assert result.returncode == 2, result.stderr
+    keys = sorted(line.partition(": ")[2].split(":")[0] for line in result.stderr.splitlines())
+    assert keys == ["models.m.inherit", "models.m2.inherit", "models.model3.epochs"], result.stderr
+    assert f"{profile}: models.m.inherit: no version 9 of team/m (versions: 1)" in result.stderr
+    prod = "team/m has no alias 'prod'; did you mean 'production'? (aliases: production -> @1)"
+    assert f"{profile}: models.m2.inherit: {prod}\n" in result.stderr, "no `To set it: ... promote` of a typo"
+
+
 def test_listing_a_project_with_no_versions_names_the_projects_there_are(store):
     """A project with no versions (a new one) is no error; a mistyped one is said with the closest, on stderr under
     ``--json``, which printed ``[]`` alone, exit 0: a typo read as an empty project (checker h342 F7)."""

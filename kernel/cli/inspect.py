@@ -229,7 +229,7 @@ def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
     the profile would serve, settings are also checked against them (a label-monitor's
     label must be one its model predicts), and so are inherit and serve values that look
     mistyped (a version or alias a stored model lacks, a name one typo from a stored one),
-    beside the profile's other problems when its models validated. Where a table does not
+    beside the profile's other problems, for each model table that validated. Where a table does not
     validate, the components that do are still checked (check_profile, check_parent, the
     state format an inherit names), so every problem is said at once.
     A check writes nothing: a store that is not there yet is not created, a note says so.

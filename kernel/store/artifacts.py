@@ -442,12 +442,10 @@ class ArtifactStore:
     def gc(self, keep: int, *, dry_run: bool = False, orphans: bool = False, project: str | None = None) -> GcPlan:
         """Delete versions nobody needs, and their blobs; ``dry_run`` plans the same, does nothing.
 
-        Kept, per project/model: the newest ``keep`` versions, every aliased version, and
-        every ancestor of a kept version (in any project); with ``project``, only that
-        project's versions may go (retention after a train). Temp files a crash left behind
-        go too; blobs no version references only with ``orphans`` (see
-        :mod:`heirloom.store.gc`).
-        """
+        Kept, per project/model: the newest ``keep`` versions, every aliased version and each alias's previous
+        one, and every ancestor of a kept version (in any project); with ``project``, only that project's versions
+        may go (retention after a train). Temp files a crash left behind go too; blobs no version references only
+        with ``orphans`` (see :mod:`heirloom.store.gc`)."""
         if keep < 1:
             raise HeirloomError(f"gc must keep at least 1 version per model, got {keep}")
         return collect(self.index, self.blobs, keep, dry_run=dry_run, orphans=orphans, project=project)
@@ -480,7 +478,9 @@ class ArtifactStore:
                 )
         else:
             listed = ", ".join(f"{name} -> @{number}" for name, number in sorted(aliases.items())) or "none"
-            close, latest = did_you_mean(ref.selector, aliases), f"{ref.project}/{ref.model}@{versions[-1]}"
+            short = [f"; did you mean {name!r}?" for name in sorted(aliases) if name.startswith(ref.selector)][:1]
+            close = did_you_mean(ref.selector, aliases) or "".join(short * (len(ref.selector) > 2))  # prod: h380
+            latest = f"{ref.project}/{ref.model}@{versions[-1]}"
             then = "" if close else f"; latest: {latest}. To set it: heirloom models promote {latest} {ref.selector}"
             raise RefError(f"{ref.project}/{ref.model} has no alias {ref.selector!r}{close} (aliases: {listed}){then}")
         return Artifact(**tx.row(ref.project, ref.model, version))

@@ -86,15 +86,15 @@ def store_problems(kernel: Kernel, profile: ResolvedProfile, failed: Collection[
     ``failed`` names the top-level tables (``models``, ``apis``; "" for the file itself) where validation
     found problems, ``profile`` then being what validated (``ProfileError.partial``): every problem at once,
     so the components that built are checked still (checker h356 F1). The checks against the store need the
-    project and the store validated; the references and the apis' checks of stored models, the models too."""
+    project and the store validated; the apis' checks of stored models, the models too (the references of the
+    model tables that validated are checked whatever failed: checker h380 F1)."""
     store = StoreOnce(kernel, profile)
     problems: list[Problem] = []
     if not {"", "project", "store"} & set(failed):
         try:
             if "store.path" in profile.raw.provenance:
                 store()  # a [store] path that cannot be a store stops serve, so check it with no model to check too
-            if "models" not in failed:
-                problems += reference_problems(kernel, profile, store)
+            problems += reference_problems(kernel, profile, store)  # of the model tables that validated (h380 F1)
             problems += foreign_parent_problems(kernel, profile, store)
             if "models" not in failed:
                 problems += served_model_problems(profile, store)
@@ -217,7 +217,8 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile, opened: StoreOn
     numbers = [(spec, int(spec.keys.serve)) for spec in models if spec.keys.serve and spec.keys.serve.isdigit()]
     if not inherits and not aliases and not numbers:
         return problems
-    own = {f"{profile.project}/{spec.name}" for spec in models}  # trained in the same run, maybe
+    tables = profile.raw.data.get("models")  # every table, one that did not validate too: trained first, maybe
+    own = {f"{profile.project}/{name}" for name in (tables if isinstance(tables, dict) else ())}
     if (store := opened()) is None:  # nothing trained yet, as a model not in the store: the note says so
         return problems
     stored = store.list()  # one read of the index: names and aliases both come from it
