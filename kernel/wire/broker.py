@@ -435,8 +435,9 @@ class Broker(BrokerRoutes):
             header = read_header(frames[index + 1])
             request_id = header_id(header)  # an invalid id raises, and its reply carries nil
             key, budget = header_options(header)  # the header's own fields: checked first
-            route = header.get("route")
-            vet_sender(self.curve, self.buckets, user, envelope, frames, route if type(route) is str else None)
+            named = header.get("route")  # a refusal before the route is known counts as unrouted (h379 F1)
+            vet_sender(self.curve, self.buckets, user, envelope, frames, named if type(named) is str else None)
+            route = named
             info = self.table.routes.get(route) if type(route) is str else None
             if info is None:
                 route = header_route(header)
