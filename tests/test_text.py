@@ -781,18 +781,19 @@ def test_a_union_listed_without_a_split_holds_what_its_splits_hold(tmp_path):
 def test_records_left_out_by_labels_and_test_texts_repeated_in_training_are_said(tmp_path, caplog):
     """A test file spelling 'Negative' lost its records to ``labels`` unseen (accuracy 0.70 ->
     0.82); test rows pasted into the training file reported 0.979 for a model scoring 0.770."""
-    test = write(tmp_path / "test.csv", "text,label\nUp we go,positive\nDown we go,Negative\nflat,neutral\n")
+    test = "text,label\nUp we go,positive\nDown we go,Negative\nflat,neutral\nlow,neg-ative\nlower,negative\n"
+    test = write(tmp_path / "test.csv", test)  # 'neg-ative', a space for a '_', went unsaid too (h380 F2)
     rows = "".join(f"text {n},{'positive' if n % 2 else 'negative'}\n" for n in range(20))
     train = write(tmp_path / "train.csv", f"text,label\n{rows}up  WE go,positive\n")
     source = CsvSource(train=str(train), test=str(test), labels=["positive", "negative"], validation_fraction=0)
     with caplog.at_level("WARNING", logger="heirloom.text"):
-        assert len(list(source.records("test"))) == 1
+        assert len(list(source.records("test"))) == 2
         assert len(list(source.records("train"))) == 21
         list(source.records("test"))  # said once
     said = [record.getMessage() for record in caplog.records]
     assert said[0] == (  # 'neutral' is left out as labels asks: unsaid (banking-intents-core keeps 40 of 77)
-        "CsvSource: 1 test record(s) left out whose label is one of 'labels' in another case: "
-        "'Negative' (1; 'negative')"
+        "CsvSource: 2 test record(s) left out whose label is one of 'labels' spelt otherwise (case, spaces, '_' or "
+        "'-'): 'Negative' (1; 'negative'), 'neg-ative' (1; 'negative')"
     )
     assert said[1].startswith("CsvSource: 1 training record(s) repeat a validation or test text (train.csv:22)")
     assert len(said) == 2
