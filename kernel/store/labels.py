@@ -10,6 +10,7 @@ hand is held to the rules the route applied (store layer: the logs are read here
 from __future__ import annotations
 
 import functools
+import json
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -125,7 +126,7 @@ def label_problem(
     if twin := next((k for k in known if printed_form(k) == printed_form(label)), None):
         return (  # decomposed vs composed, a no-break or ideographic space, full-width letters
             f"label {label!r} prints as {twin!r} (another Unicode form, optional marks, look-alike letters): "
-            f"send it as {twin!a}"
+            f"send it as {json.dumps(twin)} (as JSON writes it)"  # not ascii()'s \\xe9: no client reads it (h380 F4)
         )
     words = re.findall(r"[^\W\d_]+", unicodedata.normalize("NFKC", label))  # "TNF-alpha" is two words
     if mixed := next((word for word in words if len(_lookalike_scripts(word)) > 1), None):
