@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import importlib
 import itertools
 import json
 import os
@@ -42,15 +41,24 @@ from typing import Any, ParamSpec, TypeVar
 import attrs
 import pytest
 
-from heirloom.core.components import REF_KEY, TABLES, Api, Model, Report, Source, State
+from heirloom.core.components import REF_KEY, Api, Model, Report, Source, State
 from heirloom.core.errors import HeirloomError
-from heirloom.core.hookspecs import hookimpl
 from heirloom.core.kernel import Kernel
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
 from heirloom.profile_toml import to_toml as to_toml  # heirloom.testing.to_toml, for tests that write profiles
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.testing_diffs import first_difference
+from heirloom.testing_systems import (
+    CHECKED,
+    RECORDS,
+    RECORDS_SOURCE,
+    fresh_predictions,
+    importable,
+    plugin_modules,
+    stored_once,
+    system_of,
+)
 from heirloom.wire.client import Client, RemoteError
 from heirloom.wire.routing import api_routes
 from heirloom.wire.sendable import unpackable_at
@@ -61,8 +69,11 @@ _STEP: contextvars.ContextVar[str] = contextvars.ContextVar("heirloom_check_step
 P = ParamSpec("P")
 R = TypeVar("R")
 
-CHECKED = "checked"
-RECORDS_SOURCE = "heirloom-testing-records"
+#: A fresh process's round trip that predicts otherwise (h374 F1: the same process's fresh instance saw it).
+FORGOTTEN = (
+    "a fresh process that load(state)s the version, as a daemon and heirloom eval do, predicts otherwise: fit "
+    "keeps something outside the instance (a class attribute, a module global, a cache) that state() leaves out"
+)
 #: Bodies no attrs input class accepts: not a map, and a map with a key no class has.
 BAD_BODIES: tuple[Any, ...] = (["not", "a", "map"], {"heirloom_check_unknown_key": 1})
 NO_TRAINED_MODEL = (
@@ -89,7 +100,7 @@ def heirloom_kernel(heirloom_home: Path) -> Callable[..., Kernel]:
     ``entry_points=False`` ignores installed plugins, the ``local`` resource manager too."""
 
     def build(*plugins: Any, entry_points: bool = True) -> Kernel:
-        return Kernel(plugins=_modules(plugins), use_entry_points=entry_points)
+        return Kernel(plugins=plugin_modules(plugins), use_entry_points=entry_points)
 
     return build
 
@@ -191,71 +202,6 @@ def _wait_until_up(daemon: RunningDaemon, route: str, timeout: float) -> None:
     raise AssertionError(f"heirloom serve did not answer {route} within {timeout:g}s:\n{daemon.log()}")
 
 
-# -- systems around one component -----------------------------------------------------------
-_RECORDS: dict[str, dict[str, list[Any]]] = {}
-
-
-@attrs.define
-class RecordsSource(Source):
-    """The records a check was given, served as a source (train/test)."""
-
-    token: str
-
-    def records(self, split: str | None = None) -> Iterator[Any]:
-        splits = _RECORDS[self.token]
-        yield from (r for name in ([split] if split else list(splits)) for r in splits[name])
-
-    def fingerprint(self) -> str:
-        return f"records-{self.token}"
-
-
-class _UnderTest:
-    """A plugin object registering the component types a check builds systems from."""
-
-    def __init__(self, components: dict[str, type]):
-        self.components = components
-
-    def _register(self, kind: str, register: Callable[[str, type], None]) -> None:
-        for name, cls in self.components.items():
-            if cls.kind == kind:
-                register(name, cls)
-
-    @hookimpl
-    def heirloom_register_sources(self, register: Callable[[str, type], None]) -> None:
-        register(RECORDS_SOURCE, RecordsSource)
-        self._register("source", register)
-
-    @hookimpl
-    def heirloom_register_models(self, register: Callable[[str, type], None]) -> None:
-        self._register("model", register)
-
-    @hookimpl
-    def heirloom_register_apis(self, register: Callable[[str, type], None]) -> None:
-        self._register("api", register)
-
-
-def _modules(plugins: Sequence[Any]) -> list[Any]:
-    """Plugin objects: modules (or objects with hookimpls) as given, module names imported."""
-    return [importlib.import_module(p) if isinstance(p, str) else p for p in plugins]
-
-
-@contextlib.contextmanager
-def _system(
-    cls: type, config: dict[str, Any] | None, tables: dict[str, Any] | None = None, plugins: Sequence[Any] = ()
-) -> Iterator[System]:
-    """A started system holding ``cls`` (as ``checked``), built from a real profile file;
-    ``plugins`` (modules or module names) register the types ``tables`` use, uninstalled."""
-    use = f"checked-{cls.kind}"
-    profile: dict[str, Any] = {"project": "heirloom-check", **(tables or {})}
-    profile.setdefault(TABLES[cls.kind], {})[CHECKED] = {"use": use, **(config or {})}
-    with tempfile.TemporaryDirectory(prefix="heirloom-check-") as folder:
-        path = Path(folder) / "check.toml"
-        path.write_text(to_toml(profile))
-        kernel = Kernel(plugins=[_UnderTest({use: cls}), *_modules(plugins)])
-        with kernel.system(str(path)) as system:
-            yield system
-
-
 def _contract_check(check: Callable[P, R]) -> Callable[P, R]:
     """``check`` raising only ``AssertionError``, as PLUGINS.md says: what the component (or the profile built
     from its config) raised otherwise (a HeirloomError, a KeyError) becomes one naming it, chained to it."""
@@ -294,7 +240,7 @@ def check_source(
     assert issubclass(cls, Source) and attrs.has(cls), f"{cls!r} must be an attrs class subclassing heirloom.Source"
     counts: dict[str, int] = {}
     seen: dict[str, set[str]] = {}
-    with _system(cls, config, tables, plugins) as system:
+    with system_of(cls, config, tables, plugins) as system:
         source = system.component(CHECKED, "source")
         _STEP.set(f"{cls.__name__}.fingerprint()")
         fingerprint = source.fingerprint()
@@ -316,7 +262,7 @@ def check_source(
         _check_apart(seen)
         _STEP.set(f"{cls.__name__}.fingerprint()")
         assert source.fingerprint() == fingerprint, "fingerprint() changed between two calls on the same data"
-    with _system(cls, config, tables, plugins) as system:
+    with system_of(cls, config, tables, plugins) as system:
         again = system.component(CHECKED, "source").fingerprint()
         assert again == fingerprint, "a new instance on the same data and config has another fingerprint"
     return counts
@@ -357,16 +303,16 @@ def check_model(
     assert issubclass(cls, Model) and attrs.has(cls), f"{cls!r} must be an attrs class subclassing heirloom.Model"
     splits = dict(data) if isinstance(data, dict) else {"train": list(data), "test": list(data)}
     token = f"{id(splits):x}"
-    _RECORDS[token] = {name: list(records) for name, records in splits.items()}
+    RECORDS[token] = {name: list(records) for name, records in splits.items()}
     config = dict(config or {})
     for field in attrs.fields(cls):
         kind, many = field.metadata.get(REF_KEY, (None, False))
         if kind == "source" and field.name not in config:
             config[field.name] = ["data"] if many else "data"
     tables = {"sources": {"data": {"use": RECORDS_SOURCE, "token": token}}}
-    batch = list(inputs) if inputs is not None else list(_RECORDS[token]["test"])
+    batch = list(inputs) if inputs is not None else list(RECORDS[token]["test"])
     try:
-        with _system(cls, config, tables) as system:
+        with system_of(cls, config, tables) as system:
             model = system.component(CHECKED, "model")
             _STEP.set(f"{cls.__name__}.ready() before fit")
             if needs_weights:
@@ -396,30 +342,24 @@ def check_model(
             state = model.state()
             assert isinstance(state, State), f"state() returned a {type(state).__name__}, not heirloom.State"
         _STEP.set(f"the artifact store, writing and reading what {cls.__name__}.state() returned,")
-        stored = _through_the_store(state, cls.state_format)
-        with _system(cls, config, tables) as system:
+        with stored_once(state, cls.state_format) as (stored, folder, ref), system_of(cls, config, tables) as system:
             fresh = system.component(CHECKED, "model")
             _STEP.set(f"{cls.__name__}.load(state) on a fresh instance, then predict(inputs)")
             fresh.load(stored)
             _STEP.set(f"{cls.__name__}.ready() after load(state), then predict(inputs)")
             assert fresh.ready(), "ready() is False after load(state)"
             assert (again := fresh.predict(batch)) == outputs, first_difference(outputs, again)
-        with _system(cls, config, tables) as system:
+            _STEP.set(f"{cls.__name__}.load(state) in a fresh process, as a daemon loads it, then predict(inputs)")
+            answers = fresh_predictions(cls, config, RECORDS[token], folder, ref, batch) if importable(cls) else None
+            assert answers in (None, outputs), f"{FORGOTTEN}: {first_difference(outputs, answers)}"
+        with system_of(cls, config, tables) as system:
             child = system.component(CHECKED, "model")
             _STEP.set(f"{cls.__name__}.fit(train records, parent=its own state): a warm start")
             child.fit(system.component("data", "source").records("train"), parent=stored)
             assert len(child.predict(batch)) == len(batch), "a warm start from its own state does not predict"
     finally:
-        _RECORDS.pop(token, None)
+        RECORDS.pop(token, None)
     return report
-
-
-def _through_the_store(state: State, state_format: int) -> State:
-    """``state`` written to and read back from a real artifact store (safetensors + JSON)."""
-    with tempfile.TemporaryDirectory(prefix="heirloom-check-store-") as folder:
-        store = ArtifactStore(Path(folder))
-        artifact = store.put("heirloom-check", CHECKED, state, model_type=CHECKED, state_format=state_format)
-        return store.load(artifact, reads=state_format)
 
 
 # -- apis -----------------------------------------------------------------------------------
@@ -442,7 +382,7 @@ def check_api(
     it must answer OK (a handler that raises, or returns what msgpack cannot send, fails
     the check; so does a resource manager in ``tables`` that refuses them). Returns ``_routes``."""
     assert issubclass(cls, Api) and attrs.has(cls), f"{cls!r} must be an attrs class subclassing heirloom.Api"
-    with _system(cls, config, tables, plugins) as system:
+    with system_of(cls, config, tables, plugins) as system:
         api_routes(f"apis.{CHECKED} ({cls.__name__})", system.component(CHECKED, "api"))  # its mistake, at once
         with _serving(system) as client:
             routes = [r for r in client.call("_routes")["routes"] if r["name"].startswith(f"{CHECKED}.")]

@@ -216,6 +216,38 @@ def test_check_model_names_the_step_that_raised():
 
 
 @attrs.define
+class ClassMemory(MemoryModel):
+    """Keeps what fit learns on its class (an un-annotated ``names = {}`` in an attrs class), which state() leaves
+    out: the same process's fresh instance still sees it, a daemon's does not."""
+
+    learnt = {}  # the bug under test: shared by every instance, not an attrs field
+
+    def fit(self, data, parent=None, progress=None):
+        super().fit(data)
+        type(self).learnt["label"] = self.label
+
+    def predict(self, batch):
+        return [type(self).learnt.get("label", "?") for _ in batch]
+
+    def state(self):
+        return heirloom.State({}, {})
+
+    def load(self, state):
+        self.label = "loaded"
+
+
+def test_check_model_loads_the_state_in_a_fresh_process_as_a_daemon_does():
+    """h374 F1: the round trip's fresh instance lived in the test's process, so what fit kept on the class survived
+    it and check_model passed a model that every daemon and heirloom eval answered '?' with."""
+    with pytest.raises(AssertionError) as caught:
+        check_model(ClassMemory, {}, DATA)
+    said = str(caught.value)
+    assert said.startswith("a fresh process that load(state)s the version, as a daemon and heirloom eval do, ")
+    assert "fit keeps something outside the instance (a class attribute, a module global, a cache)" in said
+    assert "predictions differ, first at input 0: 'x' from the fitted model, '?' from the one" in said
+
+
+@attrs.define
 class Named:
     name: str
 

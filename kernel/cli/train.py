@@ -161,9 +161,8 @@ def unrestored_warning(artifact: Artifact, split: str, metrics: dict[str, Any], 
         f"it scores {_number(now)}{others}: the loaded version does not score what the stored one did. Its model's "
         f"load() does not restore what state() saved, or its predict is not deterministic{settings}, or its plugin's "
         "evaluate() changed since it was stored (then retrain or re-evaluate: its stored metrics are the old code's) "
-        "(docs/PLUGINS.md, heirloom.State; heirloom.testing.check_model checks a model's round trip within one "
-        "process: what load() reads from outside the state, a class attribute or a global fit filled, only a new "
-        "process lacks)"
+        "(docs/PLUGINS.md, heirloom.State; heirloom.testing.check_model checks a model's round trip, in a fresh "
+        "process too: what fit keeps outside the instance, a class attribute or a global, a new process lacks)"
     )
 
 
