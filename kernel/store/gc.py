@@ -312,7 +312,7 @@ def room(
     for row in reversed(rows):
         if (ref := _ref(row)) in kept:
             reasons = ["newest"] * (ref in newest) + [f"alias {alias}" for alias in row["aliases"]]
-            reasons += [f"alias {alias}'s previous version" for alias in rollbacks.get(ref, [])]
+            reasons += [f"alias {alias}'s previous version" for alias in sorted(rollbacks.get(ref, []))]
             why[ref] = ", ".join(reasons) or "ancestor of a kept version"
     size = _blob_size(tx, blobs, set(why))
     gauge, plus = "", "with"  # before a fit: how the new version's size was estimated

@@ -439,8 +439,7 @@ class Transaction:
         goes back to and a daemon that refused the move still serves ({} in an index too old to record moves)."""
         query = (
             "SELECT project, model, alias, previous FROM alias_moves AS m WHERE previous IS NOT NULL AND rowid = "
-            "(SELECT MAX(rowid) FROM alias_moves WHERE project = m.project AND model = m.model AND alias = m.alias) "
-            "ORDER BY alias"
+            "(SELECT MAX(rowid) FROM alias_moves WHERE (project, model, alias) = (m.project, m.model, m.alias))"
         )
         left: dict[str, list[str]] = {}
         try:
