@@ -18,6 +18,13 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return "".join(f"; did you mean {folded[c]!r}?" for c in difflib.get_close_matches(name.casefold(), folded, 1))
 
 
+def abbreviates(name: str, choices: Iterable[str]) -> str:
+    """``; did you mean 'production'?`` for a name of 3 letters or more that begins the choices (``prod``), which
+    no spelling rule finds close; each one when several do (``prod-eu`` beside ``production``: v17 F4)."""
+    found = sorted(choice for choice in choices if len(name) > 2 and choice != name and choice.startswith(name))
+    return f"; did you mean {' or '.join(map(repr, found))}?" if found else ""
+
+
 def toml_beside(name: str, skip: Path | None = None) -> list[str]:
     """The ``.toml`` files in the folder of the file ``name`` names (the working folder for a bare name), as
     ``name`` would write them: the closest is a mistyped profile path's (``mien.toml`` beside ``mine.toml``); for

@@ -320,6 +320,13 @@ def test_a_refusal_before_the_fit_counts_the_new_version_by_the_models_newest(tm
     store.promote("quota/m@4", "production")  # @1 stays, the way back (h376 F1): gc now keeps 2 MiB, and says why
     said = refusal("--set", "resources.artifact_quota_mb=2")
     assert "keeps 2.0 MiB of it: quota/m@4 (newest, alias production), quota/m@1 (alias production's previous" in said
+    # moving an alias frees nothing now (the version it leaves is kept: v17 F1); dropping previous versions does
+    drop = "`heirloom models gc --keep 1 --drop-previous`, which removes the aliases' previous versions (their "
+    drop += "rollback)"
+    assert f"the new version (an estimate: quota/m@4, its newest, weighs 1.0 MiB): {drop}, or raise" in said
+    assert "move an alias" not in said
+    dropped = run_heirloom("models", "gc", "--keep", "1", "--drop-previous", "--json", env=TOYS)
+    assert json.loads(dropped.stdout)["versions"] == ["quota/m@1", "quota/m@2", "quota/m@3"], dropped.stderr
 
 
 def test_an_artifact_quota_refusal_counts_what_retention_keeps_aliased_versions_included(tmp_path):

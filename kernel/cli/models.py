@@ -376,9 +376,17 @@ SHOWN_ORPHANS = 10
     help="Also remove blobs no version references (left by a crashed write, or by an index restored "
     "from an older backup). Without it they are kept and listed.",
 )
+@click.option(
+    "--drop-previous",
+    is_flag=True,
+    help="Also remove each alias's previous version (and with it that rollback), unless the newest KEEP, an alias "
+    "or a kept descendant holds it: what a quota refusal names when previous versions fill the quota.",
+)
 @json_option
 @store_option
-def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, store: ArtifactStore) -> None:
+def models_gc(
+    keep: int, dry_run: bool, delete_orphans: bool, drop_previous: bool, as_json: bool, store: ArtifactStore
+) -> None:
     """Remove old versions, keeping the newest KEEP per model, aliased ones and all their ancestors.
 
     Each alias's previous version (the one its latest move left: the rollback, and what a daemon that refused
@@ -389,7 +397,7 @@ def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, sto
     model's newest and that no alias or kept descendant holds is removed, even an alias's previous one. `heirloom
     models verify` reads every blob.
     """
-    plan = store.gc(keep, dry_run=dry_run, orphans=delete_orphans)
+    plan = store.gc(keep, dry_run=dry_run, orphans=delete_orphans, previous=not drop_previous)
     if as_json:
         print_json(plan.to_json())
         return

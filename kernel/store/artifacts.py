@@ -44,7 +44,8 @@ from heirloom.store.content import (
 )
 from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size, intact, refused, remove_unreferenced
 from heirloom.store.index import BACKUP_MARKER, FITTED_WAIT, MAX_VERSION, StoreIndex, StoreLocked, Transaction
-from heirloom.store.refs import Ref, RefError, as_ref, check_alias, check_name, spans
+from heirloom.store.refs import Ref, RefError, StoreMissing, as_ref, check_alias, check_name, spans
+from heirloom.suggest import abbreviates
 
 
 @attrs.frozen
@@ -90,10 +91,6 @@ class Promotion:
 
 #: ``promote(held_by=...)``'s default: move the alias whoever holds it.
 ANY_HOLDER = -1
-
-
-class StoreMissing(HeirloomError):
-    """No store where ``ArtifactStore(root, create=False)`` looked, and nothing was written there."""
 
 
 class ArtifactStore:
@@ -439,20 +436,22 @@ class ArtifactStore:
         with self.index.reading() as tx:
             return tx.alias_version(project, model, alias)
 
-    def gc(self, keep: int, *, dry_run: bool = False, orphans: bool = False, project: str | None = None) -> GcPlan:
-        """Delete versions nobody needs, and their blobs; ``dry_run`` plans the same, does nothing.
-
-        Kept, per project/model: the newest ``keep`` versions, every aliased version and each alias's previous
-        one, and every ancestor of a kept version (in any project); with ``project``, only that project's versions
-        may go (retention after a train). Temp files a crash left behind go too; blobs no version references only
-        with ``orphans`` (see :mod:`heirloom.store.gc`)."""
-        if keep < 1:
-            raise HeirloomError(f"gc must keep at least 1 version per model, got {keep}")
-        return collect(self.index, self.blobs, keep, dry_run=dry_run, orphans=orphans, project=project)
-
-    def sweep(self, *, orphans: bool = False) -> list[str]:
-        """Remove temp files of interrupted writes (and orphan blobs with ``orphans``); their names."""
-        return collect(self.index, self.blobs, None, dry_run=False, orphans=orphans).files
+    def gc(
+        self,
+        keep: int,
+        *,
+        dry_run: bool = False,
+        orphans: bool = False,
+        project: str | None = None,
+        previous: bool = True,
+    ) -> GcPlan:
+        """Delete versions nobody needs, and their blobs; ``dry_run`` plans the same, does nothing. Kept, per
+        project/model: the newest ``keep``, every aliased one and (``previous``) each alias's previous one, and every
+        ancestor of a kept one (in any project); with ``project``, only its versions may go (retention after a train).
+        Temp files a crash left go too; blobs no version references only with ``orphans`` (heirloom.store.gc)."""
+        return collect(
+            self.index, self.blobs, keep, dry_run=dry_run, orphans=orphans, project=project, previous=previous
+        )
 
     def _resolve(self, tx: Transaction, ref: Ref) -> Artifact:
         versions = tx.versions(ref.project, ref.model)
@@ -478,8 +477,7 @@ class ArtifactStore:
                 )
         else:
             listed = ", ".join(f"{name} -> @{number}" for name, number in sorted(aliases.items())) or "none"
-            short = [f"; did you mean {name!r}?" for name in sorted(aliases) if name.startswith(ref.selector)][:1]
-            close = did_you_mean(ref.selector, aliases) or "".join(short * (len(ref.selector) > 2))  # prod: h380
+            close = abbreviates(ref.selector, aliases) or did_you_mean(ref.selector, aliases)  # @prod: h380, v17 F4
             latest = f"{ref.project}/{ref.model}@{versions[-1]}"
             then = "" if close else f"; latest: {latest}. To set it: heirloom models promote {latest} {ref.selector}"
             raise RefError(f"{ref.project}/{ref.model} has no alias {ref.selector!r}{close} (aliases: {listed}){then}")

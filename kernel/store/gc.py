@@ -103,17 +103,27 @@ def verify_versions(store: Any, refs: tuple[str, ...] = ()) -> tuple[list[str], 
 
 
 def collect(
-    index: StoreIndex, blobs: Path, keep: int | None, *, dry_run: bool, orphans: bool, project: str | None = None
+    index: StoreIndex,
+    blobs: Path,
+    keep: int,
+    *,
+    dry_run: bool,
+    orphans: bool,
+    project: str | None = None,
+    previous: bool = True,
 ) -> GcPlan:
-    """Plan and (unless ``dry_run``) carry out a collection; ``keep=None`` deletes no version.
+    """Plan and (unless ``dry_run``) carry out a collection (what it keeps: ``_survivors``; ``previous``: each
+    alias's previous version among them).
 
     Rows go in one transaction, which also records the files to remove (a gc killed before
     removing them leaves them to the next one); files are removed in a second one, under the
     write lock again, and only those still unreferenced then (a concurrent ``put`` may have
     stored the same content meanwhile).
     """
+    if keep < 1:
+        raise HeirloomError(f"gc must keep at least 1 version per model, got {keep}")
     with index.writing(changes=not dry_run) as tx:  # a dry run reads: a read-only old-schema store too
-        plan = _plan(tx, blobs, keep, dry_run, orphans, project)
+        plan = _plan(tx, blobs, keep, dry_run, orphans, project, previous)
         if not dry_run:
             tx.delete([(row["project"], row["model"], row["version"]) for row in plan.versions])
             record_removals(tx, plan.files)
@@ -142,7 +152,9 @@ def remove_unreferenced(index: StoreIndex, blobs: Path, names: list[str]) -> lis
     return removed
 
 
-def _plan(tx: Transaction, blobs: Path, keep: int | None, dry_run: bool, orphans: bool, project: str | None) -> GcPlan:
+def _plan(
+    tx: Transaction, blobs: Path, keep: int, dry_run: bool, orphans: bool, project: str | None, previous: bool
+) -> GcPlan:
     on_disk, leftovers, foreign = _scan(blobs)
     rows = tx.rows()
     used_by: dict[str, set[tuple[str, str, int]]] = defaultdict(set)
@@ -152,20 +164,18 @@ def _plan(tx: Transaction, blobs: Path, keep: int | None, dry_run: bool, orphans
         for name in names:
             used_by[name].add((owner, model, version))
     unreadable = {ref for ref, names in blobs_of.items() if any(name not in on_disk for name in names)}
-    doomed_keys: set[tuple[str, str, int]] = set()
-    if keep is not None:
-        checked: set[str] = set()
-        rollbacks = set(tx.left_by_aliases())
-        aliased = {_ref(row) for row in rows if row["aliases"]} | rollbacks
-        while True:  # a kept version found damaged gives its place to an older one, checked in turn
-            kept = _survivors(rows, keep, project, unreadable, rollbacks)
-            losing = {f"{row['project']}/{row['model']}" for row in rows if _ref(row) not in kept}
-            fresh = [ref for ref in kept - unreadable - checked if ref in aliased or ref.rpartition("@")[0] in losing]
-            if not fresh:
-                break
-            checked.update(fresh)
-            unreadable |= {ref for ref in fresh if not all(intact(blobs / name) for name in blobs_of.get(ref, []))}
-        doomed_keys = {_key(row) for row in rows if _ref(row) not in kept}
+    checked: set[str] = set()
+    rollbacks = set(tx.left_by_aliases()) if previous else set()
+    aliased = {_ref(row) for row in rows if row["aliases"]} | rollbacks
+    while True:  # a kept version found damaged gives its place to an older one, checked in turn
+        kept = _survivors(rows, keep, project, unreadable, rollbacks)
+        losing = {f"{row['project']}/{row['model']}" for row in rows if _ref(row) not in kept}
+        fresh = [ref for ref in kept - unreadable - checked if ref in aliased or ref.rpartition("@")[0] in losing]
+        if not fresh:
+            break
+        checked.update(fresh)
+        unreadable |= {ref for ref in fresh if not all(intact(blobs / name) for name in blobs_of.get(ref, []))}
+    doomed_keys = {_key(row) for row in rows if _ref(row) not in kept}
     freed = sorted(name for name, users in used_by.items() if users <= doomed_keys and name in on_disk)
     left = pending_removals(tx)  # freed by a gc killed before it removed them
     resumed = sorted(name for name in on_disk if name not in used_by and name in left)
@@ -335,8 +345,11 @@ def room(
             else f"{frees}, room enough"
         )
     need = -(-(size + adding) // MIB)  # MiB, rounded up
-    pinned = any(not reason.startswith("newest") for reason in why.values())
-    ways = ["move an alias to the newest version (`heirloom models promote REF ALIAS`)"] * pinned
+    held = any(row["aliases"] and _ref(row) not in newest for row in rows)  # a move frees it once gc drops previous
+    previous = any(ref in why for ref in rollbacks)  # kept as a move left it: only --drop-previous frees it (v17 F1)
+    drop = f"{gc.rstrip('`')} --drop-previous`, which removes the aliases' previous versions (their rollback)"
+    ways = [f"move an alias to the newest version (`heirloom models promote REF ALIAS`), then {drop}"] * bool(held)
+    ways += [drop] * (previous and not held)  # moving an alias frees nothing: the version it leaves is kept
     ways += ["keep fewer versions (resources.keep_versions with the local manager)"] * (keep is not None and keep > 1)
     quota = "its storage_quota_mb('artifacts'); resources.artifact_quota_mb with the local manager"
     ways.append(f"{'or ' * bool(ways)}raise the artifact quota ({quota}) to {need} MiB")

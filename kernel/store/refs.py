@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from heirloom.core.errors import RefError
+from heirloom.core.errors import HeirloomError, RefError
 from heirloom.core.settings import ALIAS_PATTERN, NAME_PATTERN
 
 if TYPE_CHECKING:
@@ -21,6 +21,10 @@ ALIAS = ALIAS_PATTERN  # as long as a name at most (5,000 characters were listed
 FORM = "project/model, project/model@VERSION or project/model@ALIAS"
 #: The selector meaning "no selector": the newest version.
 LATEST = "latest"
+
+
+class StoreMissing(HeirloomError):
+    """No store where ``ArtifactStore(root, create=False)`` looked, and nothing was written there."""
 
 
 def check_name(kind: str, name: str) -> str:
