@@ -2599,6 +2599,10 @@ def test_a_damaged_aliased_version_is_listed_by_gc_and_every_message_says_how_to
     repair = "or move its aliases to a good version (heirloom models promote REF ALIAS) and run heirloom models gc"
     plan = models(store, "gc", "--keep", "1", "--json")
     assert json.loads(plan.stdout)["unreadable"] == ["team/m@1"] and json.loads(plan.stdout)["versions"] == []
+    assert repair in said(plan), "the repair on stderr under --json too (h383 F3)"
+    verified = models(store, "verify", "--json")
+    assert verified.returncode == 1 and repair in said(verified)
+    assert "team/m@1" in json.loads(verified.stdout)["damaged"]
     collected = models(store, "gc", "--keep", "1")
     assert "team/m@1 cannot load" in said(
         collected

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import heirloom
 from tests.helpers import HEIRLOOM, REPO, pythonpath, run_heirloom, write
 
 #: A source whose records and counts hold letters ASCII and latin-1 cannot write, and the toys' model.
@@ -275,3 +276,23 @@ def test_version_and_help_follow_the_readmes_exit_codes_where_stdout_cannot_take
     assert result.stderr.splitlines() == [f"error: cannot write the output to stdout: {said}"], result.stderr
     shown = subprocess.run(command, text=True, capture_output=True, env=environment, cwd=REPO, timeout=120)
     assert shown.returncode == 0 and shown.stdout.startswith(("heirloom, version", "Usage: ")), shown.stderr
+
+
+def test_help_and_mistakes_say_what_the_docs_say(tmp_path):
+    """h383: --help hid the range a duration takes and the profile's [server] workers default; a mistyped split or
+    kind named no closest value; ``models history P/M@ALIAS`` dropped the alias, unsaid."""
+    serve, call = (" ".join(run_heirloom(command, "--help").stdout.split()) for command in ("serve", "call"))
+    assert "[0<x<=86400]" in serve and "default: [server] workers, else 1" in serve
+    assert "[default: 10.0; 0<x<=86400]" in call
+    kinds = run_heirloom("new", "plugin", "heirloom-zzq", "--kinds", "modle", "--dir", str(tmp_path / "p"))
+    assert kinds.returncode == 2 and "got 'modle'; did you mean 'model'?" in kinds.stderr
+    heirloom.ArtifactStore(tmp_path / "store")
+    history = run_heirloom("models", "history", "team/m@production", "--store", str(tmp_path / "store"))
+    said = "'team/m@production': history takes PROJECT/MODEL; for one alias's moves: team/m --alias production"
+    assert history.returncode == 2 and said in history.stderr, history.stderr
+
+
+def test_a_mistyped_split_names_the_closest(data_dir):
+    shown = run_heirloom("data", "show", "finance-sentiment", "news", "--split", "tset")
+    said = "source 'news' has no split 'tset'; did you mean 'test'? (splits: train, validation, test)"
+    assert shown.returncode == 2 and said in shown.stderr, shown.stderr

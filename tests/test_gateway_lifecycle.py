@@ -223,11 +223,11 @@ def test_under_json_logs_a_gateway_that_cannot_start_says_why_in_json(tmp_path):
             assert result.returncode == code, result.stderr
             (line,) = [json.loads(line) for line in result.stderr.splitlines()]  # a collector reads every line
             assert line["level"] == "error" and line["message"].startswith(f"error: {why}"), line
-        text = run_heirloom("gateway", *connect, "--port", port, timeout=60)  # click's own form, as before
+        text = run_heirloom("gateway", *connect, "--port", port, timeout=60)  # as serve's: not click's "Error:"
         assert (
             text.returncode == 1
-            and text.stderr == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
-        )
+            and text.stderr == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+        ), "h383 F6"
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

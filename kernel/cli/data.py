@@ -111,7 +111,8 @@ def data_show(
     """Print the records SOURCE of PROFILE yields."""
     with started_source(profile, source, overrides) as component:
         if split is not None and split not in component.splits():
-            fail(f"source {source!r} has no split {split!r} (splits: {', '.join(component.splits())})", EXIT_INVALID)
+            splits, close = component.splits(), did_you_mean(split, component.splits())
+            fail(f"source {source!r} has no split {split!r}{close} (splits: {', '.join(splits)})", EXIT_INVALID)
         records = iter(component.records(split))
         for number, record in enumerate(itertools.islice(records, limit or None), start=1):
             if not is_record(record):  # printed as if a record, unsaid (checker h356 F2)

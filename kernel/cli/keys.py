@@ -26,7 +26,14 @@ def keys_group() -> None:
 
 @keys_group.command("new")
 @click.argument("directory", type=a_path(file_okay=False))
-@click.option("--name", default="heirloom", show_default=True, callback=_name, help="File name stem of the keypair.")
+@click.option(
+    "--name",
+    default="heirloom",
+    show_default=True,
+    callback=_name,
+    help="File name stem of the keypair: 1-100 ASCII letters, digits, '.', '_' or '-', starting with a letter or "
+    "digit.",
+)
 def keys_new(directory: Path, name: str) -> None:
     """Write NAME.key (public: give it to the other side) and NAME.key_secret (keep private) into DIRECTORY.
 

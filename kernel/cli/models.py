@@ -32,7 +32,7 @@ from heirloom.store import compare
 from heirloom.store.artifacts import Artifact, ArtifactStore, StoreMissing
 from heirloom.store.backup import DestinationTaken, backup_store, nested
 from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, figures, left_out_note, metric_value, scores
-from heirloom.store.gc import REPAIR, verify_versions
+from heirloom.store.gc import REPAIR, GcPlan, verify_versions
 from heirloom.store.refs import Ref, RefError, refuse_misspelt_alias
 
 
@@ -246,6 +246,9 @@ def models_history(model: str, alias: str | None, as_json: bool, store: Artifact
 
     JSON: [{"alias", "version", "previous", "moved_at"}] (previous null for an alias's first).
     """
+    if "@" in model:  # @production read as the whole model's history, unsaid (h383 F2)
+        name, _, selector = model.partition("@")
+        raise RefError(f"{model!r}: history takes PROJECT/MODEL; for one alias's moves: {name} --alias {selector}")
     artifact = store.resolve(model)  # a name that names nothing fails here, listing what exists
     every = store.alias_history(artifact.project, artifact.model)
     named = sorted({m["alias"] for m in every})
@@ -398,11 +401,12 @@ def models_gc(
     models verify` reads every blob.
     """
     plan = store.gc(keep, dry_run=dry_run, orphans=delete_orphans, previous=not drop_previous)
+    verb = "would remove" if dry_run else "removed"
+    _gc_warnings(plan, store, verb)  # on stderr under --json too, where it said nothing (h383 F3)
     if as_json:
         print_json(plan.to_json())
         return
     report = plan.to_json()
-    verb = "would remove" if dry_run else "removed"
     echo(
         f"{verb} {len(report['versions'])} version(s) and {len(plan.files)} file(s), {plan.bytes:,} bytes"
         + "".join(f"\n  {ref}" for ref in report["versions"])
@@ -417,11 +421,15 @@ def models_gc(
             + "".join(f"\n  {name}" for name in plan.orphans[:SHOWN_ORPHANS])
             + (f"\n  ... {more} more (--json lists every one)" if more > 0 else "")
         )
+
+
+def _gc_warnings(plan: GcPlan, store: ArtifactStore, verb: str) -> None:
+    """What gc leaves alone and the versions that cannot load, with how to repair them, on stderr."""
+    removed = set(plan.to_json()["versions"])
     for name, what in plan.foreign:
         err_console.print(
             f"warning: {store.blobs / name} is {what}, not a blob; gc leaves it alone", markup=False, soft_wrap=True
         )
-    removed = set(report["versions"])
     for refs, fate in (
         (
             [ref for ref in plan.unreadable if ref not in removed],
@@ -484,14 +492,14 @@ def models_verify(refs: tuple[str, ...], as_json: bool, store: ArtifactStore) ->
         if as_json:
             print_json({"checked": 0, "damaged": {}})
         fail(f"error: the store at {store.root} holds no versions: nothing to verify")
+    for ref, problem in damaged.items():  # on stderr under --json too, where it said nothing (h383 F3)
+        err_console.print(f"{ref}: {problem}", markup=False, soft_wrap=True)
+    if set(damaged) & set(checked) - set(rows):  # a damaged row's message says its repair
+        err_console.print(f"to repair a damaged version: {REPAIR}", markup=False, soft_wrap=True)
     if as_json:
         print_json({"checked": len(checked), "damaged": damaged})
     else:
-        for ref, problem in damaged.items():
-            err_console.print(f"{ref}: {problem}", markup=False, soft_wrap=True)
         echo(f"{sum(ref not in damaged for ref in checked)} of {len(checked)} version(s) intact")
-        if set(damaged) & set(checked) - set(rows):  # a damaged row's message says its repair
-            err_console.print(f"to repair a damaged version: {REPAIR}", markup=False, soft_wrap=True)
     if damaged:
         raise SystemExit(1)
 

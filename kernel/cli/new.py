@@ -24,6 +24,7 @@ from heirloom.cli.common import echo, fail, get_kernel
 from heirloom.cli.options import a_path
 from heirloom.core.version import VERSION
 from heirloom.selection import ENTRY_POINT_GROUP, holder
+from heirloom.suggest import did_you_mean
 
 KINDS = ("source", "model", "api")
 #: The type each kind's component registers, after the plugin's short name (``foo-texts``).
@@ -157,7 +158,8 @@ def _kinds(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
     asked = [kind.strip() for kind in value.split(",") if kind.strip()]
     unknown = [kind for kind in asked if kind not in KINDS]
     if unknown or not asked:
-        raise click.BadParameter(f"expected a comma list of {', '.join(KINDS)}; got {value!r}")
+        close = did_you_mean(unknown[0], KINDS) if unknown else ""  # modle: model (h383 F5)
+        raise click.BadParameter(f"expected a comma list of {', '.join(KINDS)}; got {value!r}{close}")
     return [kind for kind in KINDS if kind in asked]
 
 

@@ -39,8 +39,8 @@ from heirloom.wire.transport import Unworkable, ipc_bind_problem
 @click.option(
     "--workers",
     type=click.IntRange(min=0),
-    help="Worker processes behind a broker (default 1: in-process; 0: a broker whose workers all "
-    "connect from elsewhere, with --worker-bind; at most 8 per core on this host).",
+    help="Worker processes behind a broker (default: [server] workers, else 1: in-process; 0: a broker whose "
+    "workers all connect from elsewhere, with --worker-bind; at most 8 per core on this host).",
 )
 @click.option(
     "--grace",
