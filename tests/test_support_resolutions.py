@@ -167,6 +167,8 @@ def test_perfect_in_scope_validation_is_warned_of_whatever_the_held_out_recall(s
     tied = sum(figures["validation_accuracy"] == 1 for figures in selection["ngram_weights"].values())
     assert f"the n-gram weight ({selection['ngram_weight']:g}, on the lower log-loss among {tied} tied" in perfect[0]
     assert f"held-out recall {selection['rule']['validation']['oos_recall']:.3f}" in perfect[0]
+    texts = selection["rule"]["validation"]["in_scope_support"]  # under 30: said as too few, not as templated (h382)
+    assert ("are too few to tell choices apart" in perfect[0]) == (texts < 30), (texts, perfect[0])
 
 
 def test_a_text_resolved_to_a_waiting_intent_trains_nothing_and_train_warns_when_answered_in_scope(support_home):
