@@ -133,6 +133,12 @@ def discover(root: Path) -> list[Path]:
     return sorted((p for p in found if not any(part.startswith(".") for part in p.relative_to(root).parts)), key=str)
 
 
+def holds_fhir_files(folder: Path) -> bool:
+    """Whether ``discover`` would find a file under ``folder``, stopping at the first (it lists and sorts every
+    one: ``profile check`` asked it only that)."""
+    return any(_fhir_name(path) for path in _files_under(folder))
+
+
 def _files_under(root: Path) -> Iterator[Path]:
     """Every file under ``root`` but hidden ones, a symlinked folder followed (``Path.rglob`` did
     not: a link to a folder of exports read as "no FHIR files in it"), each real folder once (a

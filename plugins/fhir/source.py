@@ -11,7 +11,7 @@ import attrs
 
 import heirloom
 from heirloom_plugins.code_systems import SYSTEMS
-from heirloom_plugins.fhir.parse import discover
+from heirloom_plugins.fhir.parse import discover, holds_fhir_files
 from heirloom_plugins.fhir.records import PREFERRED, PatientRecord
 from heirloom_plugins.fhir.scan import NO_FHIR_FILES, Scan, Tally, log
 from heirloom_plugins.fhir.splits import SPLITS, Splitter, first_by_hash
@@ -135,7 +135,7 @@ class FhirSource(heirloom.Source):
     def check_profile(self, profile: Any) -> list[tuple[str, str]]:
         """A folder holding no FHIR file, said by ``profile check`` as a pass says it (check passed an empty
         folder that train refused: h366 F2); a missing path is the path check's to report."""
-        empty = Path(self.path).is_dir() and not discover(Path(self.path))
+        empty = Path(self.path).is_dir() and not holds_fhir_files(Path(self.path))
         return [("path", f"'path' {self.path}: {NO_FHIR_FILES}")] if empty else []
 
     def splits(self) -> list[str]:
