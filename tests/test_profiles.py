@@ -1104,9 +1104,14 @@ def test_a_data_sets_folder_made_by_hand_and_left_empty_names_the_data_set_to_fe
         "profile", "check", profile, env={"HEIRLOOM_DATA": str(tmp_path / "data"), "HEIRLOOM_HOME": str(tmp_path)}
     )
     dataset = folder.split("/")[0]
-    assert checked.returncode == 2, checked.stderr
-    assert said.format(tmp_path / "data" / folder) in checked.stderr
-    assert f"; a public data set? `heirloom data fetch {dataset}` (add --accept-license if asked)" in checked.stderr
+    trained = run_heirloom(  # exit 2 as check says it, not 1 once a source failed to start (h366 F2)
+        "train", profile, env={"HEIRLOOM_DATA": str(tmp_path / "data"), "HEIRLOOM_HOME": str(tmp_path)}
+    )
+    for result in (checked, trained):
+        assert result.returncode == 2, result.stderr
+        assert said.format(tmp_path / "data" / folder) in result.stderr
+        assert f"; a public data set? `heirloom data fetch {dataset}` (add --accept-license if asked)" in result.stderr
+    assert not (tmp_path / "store").exists(), "refused before the store is made"
 
 
 def test_a_relative_data_root_is_one_folder_from_where_the_command_runs_not_each_profile_files(tmp_path, monkeypatch):

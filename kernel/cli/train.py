@@ -248,6 +248,16 @@ def refuse_unstored_parents(kernel: Kernel, resolved: ResolvedProfile, specs: li
         fail(f"error: {exc}", 2)
 
 
+def refuse_data_problems(kernel: Kernel, resolved: ResolvedProfile, specs: list[ComponentSpec]) -> None:
+    """Exit 2, as ``profile check`` does, where the sources or the models to train find a problem in their settings
+    (an empty data-set folder): it was exit 1 once a source failed to start, without the data set to fetch."""
+    from heirloom.store.checks import components_problems
+
+    asked = [spec for spec in resolved.components if spec.kind == "source" or spec in specs]
+    if problems := components_problems(kernel, resolved, asked):
+        report_profile_error(ProfileError(problems))
+
+
 @click.command("train")
 @click.argument("profile", type=PROFILE)
 @click.argument("models", nargs=-1)
@@ -278,6 +288,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
     except RefError as exc:  # a model name that names nothing: refused before the store is made
         fail(f"error: {exc}", 2)
     refuse_unstored_parents(kernel, resolved, specs)
+    refuse_data_problems(kernel, resolved, specs)
     store = store_or_exit(resolved)
     unwritable = getattr(store, "unwritable", None)  # optional for a store plugin's class (PLUGINS.md)
     if unwritable is not None and (why := unwritable()):  # said now, not at the write after a long fit

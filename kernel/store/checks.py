@@ -105,10 +105,16 @@ def store_problems(kernel: Kernel, profile: ResolvedProfile, failed: Collection[
         except HeirloomError:  # a store that cannot be opened: said once the rest is fixed
             if not failed:
                 raise
-    for spec in profile.components:
-        problems += [fetch_hinted(kernel, spec, found) for found in ask(profile, spec, "check_profile", profile)]
+    problems += components_problems(kernel, profile, profile.components)
     note = f"store: {store.missing} (train or serve creates it)" if store.missing else ""
     return problems, profile.raw.hide_secrets("store.path", note)  # ${DATA_DIR}/x as written (checker 307 F1)
+
+
+def components_problems(kernel: Kernel, profile: ResolvedProfile, specs: Iterable[ComponentSpec]) -> list[Problem]:
+    """What the ``check_profile`` of each of ``specs`` finds, a data set's fetch hinted: ``profile check`` asks every
+    component, ``train`` the sources and the models it trains, so a data problem is exit 2 there too (h366 F2)."""
+    asked = ((spec, ask(profile, spec, "check_profile", profile)) for spec in specs)
+    return [fetch_hinted(kernel, spec, found) for spec, problems in asked for found in problems]
 
 
 def fetch_hinted(kernel: Kernel, spec: ComponentSpec, problem: Problem) -> Problem:
