@@ -72,7 +72,9 @@ R = TypeVar("R")
 #: A fresh process's round trip that predicts otherwise (h374 F1: the same process's fresh instance saw it).
 FORGOTTEN = (
     "a fresh process that load(state)s the version, as a daemon and heirloom eval do, predicts otherwise: fit "
-    "keeps something outside the instance (a class attribute, a module global, a cache) that state() leaves out"
+    "keeps something outside the instance (a class attribute, a module global, a cache) that state() leaves out, "
+    "or predict depends on the process (the order of a set of strings, which PYTHONHASHSEED varies; a setting the "
+    "test changed)"
 )
 #: Bodies no attrs input class accepts: not a map, and a map with a key no class has.
 BAD_BODIES: tuple[Any, ...] = (["not", "a", "map"], {"heirloom_check_unknown_key": 1})

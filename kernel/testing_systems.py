@@ -154,10 +154,16 @@ def fresh_predictions(
             timeout=TIMEOUT_S,
             check=False,
         )
-        if done.returncode != 0:
+        if done.returncode != 0:  # the class or its plugin failed to import, the system to start: its traceback
             said = done.stderr.strip().splitlines()[-20:]
             raise AssertionError("in a fresh process, as a daemon loads a version:\n" + "\n".join(said))
-        return pickle.loads(answered.read_bytes())
+        answer = pickle.loads(answered.read_bytes())
+        if "failed" in answer:  # named as the test's own process names a step that raised (v18 F3)
+            raise AssertionError(
+                f"check_model: {cls.__name__}.{answer['step']} in a fresh process, as a daemon loads the version, "
+                f"{answer['failed']}"
+            )
+        return answer["answers"]
 
 
 def _named(module: str, qualname: str) -> Any:
@@ -174,10 +180,16 @@ def _main(asked: str, answered: str) -> None:
     RECORDS["fresh"] = job["records"]
     tables = {"sources": {"data": {"use": RECORDS_SOURCE, "token": "fresh"}}}
     with system_of(cls, job["config"], tables) as system:
-        model = system.component(CHECKED, "model")
-        model.load(ArtifactStore(Path(job["store"])).load(job["ref"], reads=job["reads"]))
-        assert model.ready(), "ready() is False after load(state)"
-        Path(answered).write_bytes(pickle.dumps(model.predict(job["batch"])))
+        model, step = system.component(CHECKED, "model"), "load(state)"
+        try:
+            model.load(ArtifactStore(Path(job["store"])).load(job["ref"], reads=job["reads"]))
+            step = "ready() after load(state)"
+            ready = model.ready()
+            step = "predict(inputs)" if ready else step
+            answer: dict[str, Any] = {"answers": model.predict(job["batch"])} if ready else {"failed": "returned False"}
+        except Exception as exc:  # noqa: BLE001 - said by the test's process, naming the step
+            answer = {"failed": f"raised {type(exc).__name__}: {exc}"}
+        Path(answered).write_bytes(pickle.dumps({**answer, "step": step}))
 
 
 if __name__ == "__main__":

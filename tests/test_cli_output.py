@@ -285,11 +285,13 @@ def test_help_and_mistakes_say_what_the_docs_say(tmp_path):
     assert "[0<x<=86400]" in serve and "default: [server] workers, else 1" in serve
     assert "[default: 10.0; 0<x<=86400]" in call
     kinds = run_heirloom("new", "plugin", "heirloom-zzq", "--kinds", "modle", "--dir", str(tmp_path / "p"))
-    assert kinds.returncode == 2 and "got 'modle'; did you mean 'model'?" in kinds.stderr
+    assert kinds.returncode == 2 and "got 'modle' ('modle'; did you mean 'model'?)" in kinds.stderr
     heirloom.ArtifactStore(tmp_path / "store")
     history = run_heirloom("models", "history", "team/m@production", "--store", str(tmp_path / "store"))
-    said = "'team/m@production': history takes PROJECT/MODEL; for one alias's moves: team/m --alias production"
-    assert history.returncode == 2 and said in history.stderr, history.stderr
+    said = "'team/m@production': history takes PROJECT/MODEL, every move of its aliases; for one alias's moves: "
+    assert history.returncode == 2 and f"{said}team/m --alias production" in history.stderr, history.stderr
+    version = run_heirloom("models", "history", "team/m@3", "--store", str(tmp_path / "store"))  # no --alias 3 (v18)
+    assert version.returncode == 2 and "history takes PROJECT/MODEL, every move of its aliases\n" in version.stderr
 
 
 def test_a_mistyped_split_names_the_closest(data_dir):

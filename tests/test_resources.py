@@ -329,6 +329,23 @@ def test_a_refusal_before_the_fit_counts_the_new_version_by_the_models_newest(tm
     assert json.loads(dropped.stdout)["versions"] == ["quota/m@1", "quota/m@2", "quota/m@3"], dropped.stderr
 
 
+def test_a_refusal_offers_no_drop_previous_where_the_previous_version_is_an_ancestor(tmp_path):
+    """v18 F1: a retrain warm-started from the version production left: --drop-previous, advised, freed nothing
+    (it is the newest's parent), and the retry got the same advice; the reason said only "previous version"."""
+    store = heirloom.ArtifactStore.default()
+    first = store.put("quota", "m", heirloom.State({"w": np.full(1 << 18, 1, np.float32)}, {}), model_type="t")
+    store.promote(first.ref, "production")
+    second = store.put(
+        "quota", "m", heirloom.State({"w": np.full(1 << 18, 2, np.float32)}, {}), model_type="t", parent=first
+    )
+    store.promote(second.ref, "production")
+    result = run_heirloom("train", str(train_profile(tmp_path, "artifact_quota_mb = 2")), env=TOYS)
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 1, result.stderr
+    assert "quota/m@1 (alias production's previous version, ancestor of a kept version)" in said
+    assert "--drop-previous" not in said and "move an alias" not in said and ": raise the artifact quota" in said
+
+
 def test_an_artifact_quota_refusal_counts_what_retention_keeps_aliased_versions_included(tmp_path):
     """An alias held an older version on top of the newest keep_versions: the refusal said the quota must
     hold keep_versions + 1 versions (2 where 3 were needed) and to run `heirloom models gc`, which frees nothing."""

@@ -248,6 +248,31 @@ def test_check_model_loads_the_state_in_a_fresh_process_as_a_daemon_does():
 
 
 @attrs.define
+class ClassIndex(ClassMemory):
+    """Indexes what fit kept on its class: a fresh process's predict raises KeyError."""
+
+    index = {}  # the bug under test, as ClassMemory's
+
+    def fit(self, data, parent=None, progress=None):
+        super().fit(data)
+        type(self).index["label"] = self.label
+
+    def predict(self, batch):
+        return [type(self).index["label"] for _ in batch]
+
+
+def test_a_step_that_raises_in_the_fresh_process_is_named_as_in_the_tests_own():
+    """v18 F3: a method raising in the fresh process showed a bare traceback, not the ``check_model:
+    Model.method(step) ... raised`` line PLUGINS.md promises."""
+    with pytest.raises(AssertionError) as caught:
+        check_model(ClassIndex, {}, DATA)
+    assert str(caught.value) == (
+        "check_model: ClassIndex.predict(inputs) in a fresh process, as a daemon loads the version, raised "
+        "KeyError: 'label'"
+    )
+
+
+@attrs.define
 class Named:
     name: str
 

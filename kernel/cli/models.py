@@ -32,8 +32,9 @@ from heirloom.store import compare
 from heirloom.store.artifacts import Artifact, ArtifactStore, StoreMissing
 from heirloom.store.backup import DestinationTaken, backup_store, nested
 from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, figures, left_out_note, metric_value, scores
+from heirloom.store.descendants import inheritors
 from heirloom.store.gc import REPAIR, GcPlan, verify_versions
-from heirloom.store.refs import Ref, RefError, refuse_misspelt_alias
+from heirloom.store.refs import RefError, refuse_misspelt_alias
 
 
 class ModelsGroup(click.Group):
@@ -216,24 +217,6 @@ def models_lineage(ref: str, descendants: bool, as_json: bool, store: ArtifactSt
         echo(f"{chain[-1].parent}, parent of {chain[-1].ref}, is not in {store.root}")
 
 
-def inheritors(store: ArtifactStore, ref: str) -> list[Artifact]:
-    """Every version that descends from ``ref`` (from any version of the model when ``ref``
-    has no selector, its own later versions included), breadth first: children, then grandchildren."""
-    target = store.resolve(ref)  # a ref naming nothing fails here, listing what exists
-    everything = store.list()
-    if Ref.parse(ref).selector is None:  # a version inheriting an earlier one of the model is listed too
-        frontier, seen = {a.ref for a in everything if (a.project, a.model) == (target.project, target.model)}, set()
-    else:
-        frontier, seen = {target.ref}, {target.ref}
-    found: list[Artifact] = []
-    while frontier:  # ``seen``: a parent loop (only a damaged index has one) must not spin
-        children = [a for a in everything if a.parent in frontier and a.ref not in seen]
-        found.extend(children)
-        frontier = {child.ref for child in children}
-        seen |= frontier
-    return found
-
-
 @models_group.command("history")
 @click.argument("model")
 @click.option("--alias", default=None, help="Only the moves of this alias.")
@@ -248,7 +231,8 @@ def models_history(model: str, alias: str | None, as_json: bool, store: Artifact
     """
     if "@" in model:  # @production read as the whole model's history, unsaid (h383 F2)
         name, _, selector = model.partition("@")
-        raise RefError(f"{model!r}: history takes PROJECT/MODEL; for one alias's moves: {name} --alias {selector}")
+        one = f"; for one alias's moves: {name} --alias {selector}" if selector and not selector.isdigit() else ""
+        raise RefError(f"{model!r}: history takes PROJECT/MODEL, every move of its aliases{one}")
     artifact = store.resolve(model)  # a name that names nothing fails here, listing what exists
     every = store.alias_history(artifact.project, artifact.model)
     named = sorted({m["alias"] for m in every})

@@ -158,7 +158,7 @@ def _kinds(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
     asked = [kind.strip() for kind in value.split(",") if kind.strip()]
     unknown = [kind for kind in asked if kind not in KINDS]
     if unknown or not asked:
-        close = did_you_mean(unknown[0], KINDS) if unknown else ""  # modle: model (h383 F5)
+        close = "".join(f" ({kind!r}{did_you_mean(kind, KINDS)})" for kind in unknown)  # modle: model (h383 F5)
         raise click.BadParameter(f"expected a comma list of {', '.join(KINDS)}; got {value!r}{close}")
     return [kind for kind in KINDS if kind in asked]
 

@@ -318,12 +318,14 @@ def room(
     when gc could not make room, and the retry was refused after its whole fit)."""
     rows, rollbacks = tx.rows(project, damaged={}), tx.left_by_aliases()
     newest, kept = _newest(rows, keep or 1, set()), _survivors(rows, keep or 1, project, rollbacks=set(rollbacks))
+    ancestors = {row["parent"] for row in rows if _ref(row) in kept} - {None}
     why = {}
     for row in reversed(rows):
         if (ref := _ref(row)) in kept:
             reasons = ["newest"] * (ref in newest) + [f"alias {alias}" for alias in row["aliases"]]
             reasons += [f"alias {alias}'s previous version" for alias in sorted(rollbacks.get(ref, []))]
-            why[ref] = ", ".join(reasons) or "ancestor of a kept version"
+            reasons += ["ancestor of a kept version"] * (ref in ancestors and ref not in newest)  # v18 F1
+            why[ref] = ", ".join(reasons)
     size = _blob_size(tx, blobs, set(why))
     gauge, plus = "", "with"  # before a fit: how the new version's size was estimated
     if adding is None:
@@ -345,11 +347,13 @@ def room(
             else f"{frees}, room enough"
         )
     need = -(-(size + adding) // MIB)  # MiB, rounded up
-    held = any(row["aliases"] and _ref(row) not in newest for row in rows)  # a move frees it once gc drops previous
-    previous = any(ref in why for ref in rollbacks)  # kept as a move left it: only --drop-previous frees it (v17 F1)
+    # what gc --drop-previous keeps, and that after every alias moved to the newest: the ways that free anything
+    # (moving alone frees nothing, gc keeps the version it leaves: v17 F1; nor dropping an ancestor: v18 F1)
+    plain = _survivors(rows, keep or 1, project)
+    moved = _survivors([{**row, "aliases": []} if _ref(row) not in newest else row for row in rows], keep or 1, project)
     drop = f"{gc.rstrip('`')} --drop-previous`, which removes the aliases' previous versions (their rollback)"
-    ways = [f"move an alias to the newest version (`heirloom models promote REF ALIAS`), then {drop}"] * bool(held)
-    ways += [drop] * (previous and not held)  # moving an alias frees nothing: the version it leaves is kept
+    move = f"move an alias to the newest version (`heirloom models promote REF ALIAS`), then {drop}"
+    ways = [move] if plain - moved else [drop] if kept - plain else []
     ways += ["keep fewer versions (resources.keep_versions with the local manager)"] * (keep is not None and keep > 1)
     quota = "its storage_quota_mb('artifacts'); resources.artifact_quota_mb with the local manager"
     ways.append(f"{'or ' * bool(ways)}raise the artifact quota ({quota}) to {need} MiB")

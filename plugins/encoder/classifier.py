@@ -423,7 +423,8 @@ class EncoderClassifier(EncoderModel):
         chosen = ["the epochs"] if self.epochs > 1 else []
         if weights is not None:
             tied = [w for w, figures in weights.items() if figures["validation_accuracy"] == 1]
-            chosen.append(f"the n-gram weight ({weight:g}, on the lower log-loss among {len(tied)} tied at 1.0)")
+            how = f"on the lower log-loss among {len(tied)} tied at 1.0" if len(tied) > 1 else "the only one at 1.0"
+            chosen.append(f"the n-gram weight ({weight:g}, {how})")  # "among 1 tied" read as a tie (v18 F6)
         if rule is not None:
             rejected = rule.validation["oos_recall"]
             chosen.append(f"the reject rule (held-out recall {rejected:.3f}, on texts this easy)")
