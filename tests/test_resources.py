@@ -327,6 +327,8 @@ def test_a_refusal_before_the_fit_counts_the_new_version_by_the_models_newest(tm
     assert "move an alias" not in said
     dropped = run_heirloom("models", "gc", "--keep", "1", "--drop-previous", "--json", env=TOYS)
     assert json.loads(dropped.stdout)["versions"] == ["quota/m@1", "quota/m@2", "quota/m@3"], dropped.stderr
+    said = refusal("--set", "resources.artifact_quota_mb=1")  # production still names @1 as left: gone, no advice
+    assert "--drop-previous" not in said and "quota/m@1" not in said, said
 
 
 def test_a_refusal_offers_no_drop_previous_where_the_previous_version_is_an_ancestor(tmp_path):

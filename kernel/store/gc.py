@@ -316,7 +316,9 @@ def room(
     ``adding`` is None before a fit: the new version's size is not known yet, so ``model``'s newest stored
     version's stands in for it, said to be an estimate (a refusal that counted nothing for it told to gc
     when gc could not make room, and the retry was refused after its whole fit)."""
-    rows, rollbacks = tx.rows(project, damaged={}), tx.left_by_aliases()
+    rows = tx.rows(project, damaged={})
+    stored = {_ref(row) for row in rows}  # not another project's, nor one a gc --drop-previous removed
+    rollbacks = {ref: aliases for ref, aliases in tx.left_by_aliases().items() if ref in stored}
     newest, kept = _newest(rows, keep or 1, set()), _survivors(rows, keep or 1, project, rollbacks=set(rollbacks))
     ancestors = {row["parent"] for row in rows if _ref(row) in kept} - {None}
     why = {}
