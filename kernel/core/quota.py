@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
 from pathlib import Path
 
 from heirloom.core.components import Resources, manager_name
@@ -18,9 +17,6 @@ from heirloom.core.paths import home
 from heirloom.log_files import project_log_files
 
 MIB = 1 << 20
-#: Seconds a listing of the project's logs serves the appends after it: each append listed the home's folders,
-#: beside its own fsync; a log another process starts meanwhile counts from the next listing.
-LISTING_S = 1.0
 
 
 def quota_mb(resources: Resources, area: str) -> int | None:
@@ -44,7 +40,6 @@ class StorageQuota:
         self.limit = None if limit_mb is None else limit_mb * MIB
         self._paths: set[Path] = set()
         self._lock = threading.Lock()
-        self._listed: tuple[float, list[Path]] = (-LISTING_S, [])
 
     def cover(self, path: Path) -> None:
         with self._lock:
@@ -55,11 +50,8 @@ class StorageQuota:
         only, and wrote past a quota its project's other apis had filled: h369 F2); each file once."""
         with self._lock:
             paths = [*self._paths]
-            if (now := time.monotonic()) - self._listed[0] >= LISTING_S:
-                self._listed = (now, project_log_files(home(), self.project))
-            listed = self._listed[1]
         sizes = {}
-        for path in [*paths, *listed]:
+        for path in [*paths, *project_log_files(home(), self.project)]:
             with contextlib.suppress(OSError):  # gone, or a symbolic link loop (v15 F3): it holds nothing
                 stat = os.stat(path)
                 sizes[stat.st_dev, stat.st_ino] = stat.st_size
