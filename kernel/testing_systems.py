@@ -187,9 +187,14 @@ def _main(asked: str, answered: str) -> None:
             ready = model.ready()
             step = "predict(inputs)" if ready else step
             answer: dict[str, Any] = {"answers": model.predict(job["batch"])} if ready else {"failed": "returned False"}
-        except Exception as exc:  # noqa: BLE001 - said by the test's process, naming the step
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - said by the test's process, with its step (v19 F3)
             answer = {"failed": f"raised {type(exc).__name__}: {exc}"}
-        Path(answered).write_bytes(pickle.dumps({**answer, "step": step}))
+        try:
+            said = pickle.dumps({**answer, "step": step})
+        except Exception as exc:  # noqa: BLE001 - answers the test's process could send, this one cannot pickle
+            failed = f"returned what does not pickle ({type(exc).__name__}: {exc})"
+            said = pickle.dumps({"failed": failed, "step": step})
+        Path(answered).write_bytes(said)
 
 
 if __name__ == "__main__":

@@ -1114,6 +1114,21 @@ def test_a_data_sets_folder_made_by_hand_and_left_empty_names_the_data_set_to_fe
     assert not (tmp_path / "store").exists(), "refused before the store is made"
 
 
+def test_train_refuses_only_what_the_models_it_trains_read(tmp_path):
+    """v19 F4: train said an empty data-set folder of a source no trained model reads (exit 2), where it trained
+    before; a problem of a source the model reads stays exit 2 (h366 F2)."""
+    (tmp_path / "data" / "financial-phrasebank").mkdir(parents=True)
+    tables = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
+    news = '[sources.news]\nuse = "phrasebank"\npath = "${data}/financial-phrasebank"\n'
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{tables}{news}')
+    env = {"HEIRLOOM_DATA": str(tmp_path / "data"), "HEIRLOOM_HOME": str(tmp_path), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(profile), env=env).returncode == 0
+    reading = tables.replace('data = "rows"', 'data = "news"')
+    reads = write(tmp_path / "reads.toml", f'project = "team"\n{reading}{news}')
+    refused = run_heirloom("train", str(reads), env=env)
+    assert refused.returncode == 2 and "`heirloom data fetch financial-phrasebank`" in refused.stderr, refused.stderr
+
+
 def test_a_relative_data_root_is_one_folder_from_where_the_command_runs_not_each_profile_files(tmp_path, monkeypatch):
     """``HEIRLOOM_DATA=data`` was joined to each profile file's folder (one root per file) while
     ``heirloom data list`` read it from the current folder; a missing path lost its data-root hint."""

@@ -346,6 +346,9 @@ def test_a_refusal_offers_no_drop_previous_where_the_previous_version_is_an_ance
     assert result.returncode == 1, result.stderr
     assert "quota/m@1 (alias production's previous version, ancestor of a kept version)" in said
     assert "--drop-previous" not in said and "move an alias" not in said and ": raise the artifact quota" in said
+    kept = run_heirloom("train", str(train_profile(tmp_path, "artifact_quota_mb = 2\nkeep_versions = 2")), env=TOYS)
+    fewer = "keep fewer versions (`heirloom models gc --keep 1` now, as a lower keep_versions frees nothing before it"
+    assert kept.returncode == 1 and fewer in " ".join(kept.stderr.split()), kept.stderr  # alone, refused again: v19 F1
 
 
 def test_an_artifact_quota_refusal_counts_what_retention_keeps_aliased_versions_included(tmp_path):

@@ -261,6 +261,16 @@ class ClassIndex(ClassMemory):
         return [type(self).index["label"] for _ in batch]
 
 
+@attrs.define
+class ClassExit(ClassIndex):
+    """Exits where what fit kept on its class is missing: only in the fresh process."""
+
+    def predict(self, batch):
+        if "label" not in type(self).index:
+            raise SystemExit(3)
+        return super().predict(batch)
+
+
 def test_a_step_that_raises_in_the_fresh_process_is_named_as_in_the_tests_own():
     """v18 F3: a method raising in the fresh process showed a bare traceback, not the ``check_model:
     Model.method(step) ... raised`` line PLUGINS.md promises."""
@@ -269,6 +279,11 @@ def test_a_step_that_raises_in_the_fresh_process_is_named_as_in_the_tests_own():
     assert str(caught.value) == (
         "check_model: ClassIndex.predict(inputs) in a fresh process, as a daemon loads the version, raised "
         "KeyError: 'label'"
+    )
+    with pytest.raises(AssertionError) as caught:  # a sys.exit was a missing answer.pickle (v19 F3)
+        check_model(ClassExit, {}, DATA)
+    assert str(caught.value).endswith(
+        "ClassExit.predict(inputs) in a fresh process, as a daemon loads the version, raised SystemExit: 3"
     )
 
 

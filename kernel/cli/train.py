@@ -249,11 +249,19 @@ def refuse_unstored_parents(kernel: Kernel, resolved: ResolvedProfile, specs: li
 
 
 def refuse_data_problems(kernel: Kernel, resolved: ResolvedProfile, specs: list[ComponentSpec]) -> None:
-    """Exit 2, as ``profile check`` does, where the sources or the models to train find a problem in their settings
-    (an empty data-set folder): it was exit 1 once a source failed to start, without the data set to fetch."""
+    """Exit 2, as ``profile check`` does, where the models to train or the components they read find a problem in
+    their settings (an empty data-set folder): it was exit 1 once a source failed to start, without the data set
+    to fetch (h366 F2)."""
     from heirloom.store.checks import components_problems
 
-    asked = [spec for spec in resolved.components if spec.kind == "source" or spec in specs]
+    named = {(spec.kind, spec.name): spec for spec in resolved.components}
+    needed, pending = {(spec.kind, spec.name) for spec in specs}, [*specs]
+    while pending:  # the sources the trained models read, and theirs: not one only another model reads (v19 F4)
+        for key in pending.pop().depends:
+            if key not in needed and key in named:
+                needed.add(key)
+                pending.append(named[key])
+    asked = [spec for spec in resolved.components if (spec.kind, spec.name) in needed]
     if problems := components_problems(kernel, resolved, asked):
         report_profile_error(ProfileError(problems))
 

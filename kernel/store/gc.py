@@ -356,7 +356,9 @@ def room(
     drop = f"{gc.rstrip('`')} --drop-previous`, which removes the aliases' previous versions (their rollback)"
     move = f"move an alias to the newest version (`heirloom models promote REF ALIAS`), then {drop}"
     ways = [move] if plain - moved else [drop] if kept - plain else []
-    ways += ["keep fewer versions (resources.keep_versions with the local manager)"] * (keep is not None and keep > 1)
+    fewer = f"keep fewer versions (`heirloom models gc --keep {(keep or 2) - 1}` now, as a lower keep_versions frees "
+    fewer += "nothing before it, and resources.keep_versions with the local manager, so retention keeps as few)"
+    ways += [fewer] * (keep is not None and keep > 1)
     quota = "its storage_quota_mb('artifacts'); resources.artifact_quota_mb with the local manager"
     ways.append(f"{'or ' * bool(ways)}raise the artifact quota ({quota}) to {need} MiB")
     total = f"{show(size + adding)} {plus} the new version" + (f" ({gauge})" if gauge else "")
