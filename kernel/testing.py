@@ -52,10 +52,10 @@ from heirloom.testing_diffs import first_difference
 from heirloom.testing_systems import (
     CHECKED,
     RECORDS,
-    RECORDS_SOURCE,
     fresh_predictions,
     importable,
     plugin_modules,
+    records_tables,
     stored_once,
     system_of,
 )
@@ -311,7 +311,7 @@ def check_model(
         kind, many = field.metadata.get(REF_KEY, (None, False))
         if kind == "source" and field.name not in config:
             config[field.name] = ["data"] if many else "data"
-    tables = {"sources": {"data": {"use": RECORDS_SOURCE, "token": token}}}
+    tables = records_tables(token)
     batch = list(inputs) if inputs is not None else list(RECORDS[token]["test"])
     try:
         with system_of(cls, config, tables) as system:

@@ -103,6 +103,11 @@ def system_of(
             yield system
 
 
+def records_tables(token: str) -> dict[str, Any]:
+    """The profile tables of a source named ``data`` serving the records registered under ``token``."""
+    return {"sources": {"data": {"use": RECORDS_SOURCE, "token": token}}}
+
+
 def importable(cls: type) -> bool:
     """Whether a fresh process can import ``cls`` by its module and qualified name (not one defined in a function,
     nor in a script run as ``__main__``)."""
@@ -178,7 +183,7 @@ def _main(asked: str, answered: str) -> None:
     job = pickle.loads(Path(asked).read_bytes())
     cls = _named(job["module"], job["name"])
     RECORDS["fresh"] = job["records"]
-    tables = {"sources": {"data": {"use": RECORDS_SOURCE, "token": "fresh"}}}
+    tables = records_tables("fresh")
     with system_of(cls, job["config"], tables) as system:
         model, step = system.component(CHECKED, "model"), "load(state)"
         try:

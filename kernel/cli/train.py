@@ -25,6 +25,7 @@ from heirloom.cli.common import (
 from heirloom.cli.options import PROFILE, a_path, output_file, set_option
 from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError, PluginError, ProfileError
+from heirloom.core.system import dependency_closure
 from heirloom.files import irregular, unwritable, write_atomic
 from heirloom.store.compare import FALL, SPLITS, TEST, VALIDATION, fallen
 from heirloom.store.compare import scores as scored_on
@@ -254,14 +255,8 @@ def refuse_data_problems(kernel: Kernel, resolved: ResolvedProfile, specs: list[
     to fetch (h366 F2)."""
     from heirloom.store.checks import components_problems
 
-    named = {(spec.kind, spec.name): spec for spec in resolved.components}
-    needed, pending = {(spec.kind, spec.name) for spec in specs}, [*specs]
-    while pending:  # the sources the trained models read, and theirs: not one only another model reads (v19 F4)
-        for key in pending.pop().depends:
-            if key not in needed and key in named:
-                needed.add(key)
-                pending.append(named[key])
-    asked = [spec for spec in resolved.components if (spec.kind, spec.name) in needed]
+    # what the trained models read, as train starts it: not a source only another model reads (v19 F4)
+    asked = dependency_closure(resolved.components, {(spec.kind, spec.name) for spec in specs})
     if problems := components_problems(kernel, resolved, asked):
         report_profile_error(ProfileError(problems))
 
