@@ -296,5 +296,5 @@ def test_help_and_mistakes_say_what_the_docs_say(tmp_path):
 
 def test_a_mistyped_split_names_the_closest(data_dir):
     shown = run_heirloom("data", "show", "finance-sentiment", "news", "--split", "tset")
-    said = "source 'news' has no split 'tset'; did you mean 'test'? (splits: train, validation, test)"
+    said = "error: source 'news' has no split 'tset'; did you mean 'test'? (splits: train, validation, test)"
     assert shown.returncode == 2 and said in shown.stderr, shown.stderr

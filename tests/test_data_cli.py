@@ -107,7 +107,10 @@ def test_unknown_source_or_split_is_a_usage_error(rows):
     result = run_heirloom("data", "show", rows["profile"], "numbrs", env=rows)
     assert result.returncode == 2
     message = " ".join(result.stderr.split())
-    assert "has no source 'numbrs'; did you mean 'numbers'? (sources: numbers, other)" in message
+    assert (
+        message.startswith("error: profile")
+        and "has no source 'numbrs'; did you mean 'numbers'? (sources: numbers, other)" in message
+    )
     result = run_heirloom("data", "show", rows["profile"], "numbers", "--split", "dev", env=rows)
     assert result.returncode == 2
     assert "no split 'dev' (splits: train, test)" in " ".join(result.stderr.split())

@@ -286,7 +286,7 @@ def test_a_restrictive_license_must_be_accepted_before_anything_is_downloaded(tm
 
 def test_bad_registrations_are_refused_naming_the_plugin_and_each_mistake(tmp_path, server, fetcher):
     unknown = fetcher("fetch", "toys")
-    assert unknown.returncode == 2 and "no data set 'toys'; did you mean 'toy'?" in unknown.stderr
+    assert unknown.returncode == 2 and "error: no data set 'toys'; did you mean 'toy'?" in unknown.stderr
     escaping = fetcher("fetch", "toy-escape")
     assert escaping.returncode == 1 and "toy_datasets" in escaping.stderr and "'..'" in escaping.stderr
     sloppy = fetcher("fetch", "toy-sloppy")

@@ -64,10 +64,10 @@ def started_source(profile: str, name: str, overrides: tuple[str, ...] = ()) -> 
     resolved = resolve_or_exit(profile, overrides)
     names = sorted(spec.name for spec in resolved.components if spec.kind == "source")
     if name not in names and (off := disabled_by(resolved.raw.disabled, dotted(["sources", name]))):
-        fail(f"profile {resolved.name!r}: {off}", EXIT_INVALID)  # it said "no source", with another's name
+        fail(f"error: profile {resolved.name!r}: {off}", EXIT_INVALID)  # it said "no source", with another's name
     if name not in names:
         fail(
-            f"profile {resolved.name!r} has no source {name!r}{did_you_mean(name, names)} "
+            f"error: profile {resolved.name!r} has no source {name!r}{did_you_mean(name, names)} "
             f"(sources: {', '.join(names) or 'none'})",
             EXIT_INVALID,
         )
@@ -112,7 +112,7 @@ def data_show(
     with started_source(profile, source, overrides) as component:
         if split is not None and split not in component.splits():
             splits, close = component.splits(), did_you_mean(split, component.splits())
-            fail(f"source {source!r} has no split {split!r}{close} (splits: {', '.join(splits)})", EXIT_INVALID)
+            fail(f"error: source {source!r} has no split {split!r}{close} (splits: {', '.join(splits)})", EXIT_INVALID)
         records = iter(component.records(split))
         for number, record in enumerate(itertools.islice(records, limit or None), start=1):
             if not is_record(record):  # printed as if a record, unsaid (checker h356 F2)
@@ -288,15 +288,16 @@ def data_fetch(names: tuple[str, ...], root: Path | None, accept_license: bool, 
     root = root or data_root()
     for name in dict.fromkeys(names):
         if name not in known:
-            fail(f"no data set {name!r}{did_you_mean(name, list(known))} (known: {', '.join(known)})", EXIT_INVALID)
+            close = did_you_mean(name, list(known))
+            fail(f"error: no data set {name!r}{close} (known: {', '.join(known)})", EXIT_INVALID)
         if isinstance(dataset := usable(name, known[name]), str):
-            fail(dataset)
+            fail(f"error: {dataset}")
         chosen[name] = dataset
     needed = {name: [f for f in ds.files if not present(root / name / f.path, f.size)] for name, ds in chosen.items()}
     for name, dataset in chosen.items():
         if dataset.accept_license and not accept_license and needed[name]:
             where = f"\n{dataset.homepage}" if dataset.homepage else ""
-            fail(f"{name}: {dataset.license}{where}\naccept it with --accept-license", EXIT_INVALID)
+            fail(f"error: {name}: {dataset.license}{where}\naccept it with --accept-license", EXIT_INVALID)
     missing: list[dict[str, Any]] = []
     for name, dataset in chosen.items():
         folder = root / name
@@ -313,7 +314,7 @@ def data_fetch(names: tuple[str, ...], root: Path | None, accept_license: bool, 
             try:
                 done = fetch(name, dataset, root, force=force, timeout=timeout, progress=progress)
             except DataError as exc:
-                fail(f"{name}: {exc}")
+                fail(f"error: {name}: {exc}")
         for problem in done.failed:
             err_console.print(f"{name}: {problem}", markup=False, highlight=False, soft_wrap=True)
         missing += to_copy(folder, done.missing)
