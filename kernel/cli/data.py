@@ -98,7 +98,7 @@ def data_group() -> None:
     "--limit",
     default=5,
     show_default=True,
-    type=click.IntRange(0, sys.maxsize),  # what itertools.islice takes
+    type=click.IntRange(0, clamp=False),
     help="Records to print (0: all).",
 )
 @click.option("--split", default=None, help="Only records of this split (e.g. train, test).")
@@ -114,7 +114,7 @@ def data_show(
             splits, close = component.splits(), did_you_mean(split, component.splits())
             fail(f"error: source {source!r} has no split {split!r}{close} (splits: {', '.join(splits)})", EXIT_INVALID)
         records = iter(component.records(split))
-        for number, record in enumerate(itertools.islice(records, limit or None), start=1):
+        for number, record in enumerate(itertools.islice(records, min(limit, sys.maxsize) or None), start=1):
             if not is_record(record):  # printed as if a record, unsaid (checker h356 F2)
                 read = f"the {split} split" if split else "every split"
                 fail(f"error: reading {read} of {source}: {not_a_record(component, record, number)}")
