@@ -56,6 +56,10 @@ _MARKED = {
 }
 
 
+#: What a line of NUL bytes only most likely is, and what to do.
+NUL_PADDING = "the line is NUL bytes only: a file padded or cut short (by a crash, a full disk)? Remove them"
+
+
 def _wide_encoding(start: bytes) -> str | None:
     """``utf-32`` or ``utf-16`` for a file starting with that byte-order mark, else None."""
     return next((name for bom, name in _WIDE_BOMS if start.startswith(bom)), None)
@@ -157,8 +161,16 @@ def normal_labels(labels: list[str]) -> list[str]:
 
 def read_text(path: str | Path) -> str:
     """The file's text as UTF-8, else latin-1 (which reads every byte). A latin-1 file is
-    almost never valid UTF-8, so the first that decodes is the right one."""
+    almost never valid UTF-8, so the first that decodes is the right one. UTF-16 or UTF-32
+    (a spreadsheet's "Unicode text", with or without a byte-order mark) is read as such:
+    latin-1 read it as text with a NUL between letters, and a model trained on that (h388 F1)."""
     raw = heirloom.read_regular(path)
+    if wide := _wide_encoding(raw[:4]) or bomless_utf16(raw[:4]):
+        try:
+            return raw.decode(wide).removeprefix("\ufeff")
+        except UnicodeDecodeError as exc:
+            said = f"{path}: starts as {wide.upper()} text, but byte {exc.start} is not"
+            raise heirloom.HeirloomError(said) from None
     try:
         return raw.decode("utf-8-sig")  # a byte-order mark (a spreadsheet's export) is no part of the text
     except UnicodeDecodeError:
@@ -304,8 +316,11 @@ def csv_rows(
                 if fields != len(columns):  # DictReader pads a short row with None, keeps the rest
                     spans, stray = began < ended, fields < len(columns) and lines.last_cr and not lines.header_cr
                     lines = f"{began}-{ended}" if spans else f"{ended}"
+                    texts = "".join(_texts(row))
                     hint = (
-                        f"a quote opened on line {began} may be unclosed"
+                        NUL_PADDING  # said as a delimiter problem (h388 F7)
+                        if "\0" in texts and not texts.strip("\0\r\n")
+                        else f"a quote opened on line {began} may be unclosed"
                         if spans
                         else "a carriage return (\\r) in an unquoted text ended the row there: quote the text or "
                         "remove the \\r"  # a database dump's mixed line ends, said as a delimiter problem (h347 F11)
@@ -351,7 +366,8 @@ class _BoundedLines:
         if len(text) > limit:
             held = (
                 f"more than a row of the header's {self.fields} field(s) holds (each cell at most "
-                f"{csv.field_size_limit():,} characters): a row of far too many fields, or no CSV text"
+                f"{csv.field_size_limit():,} characters): a longer text (split it), a row of far too many fields, "
+                "or no CSV text"
                 if self.fields
                 else "more than a header holds: is it a CSV file?"
             )
@@ -624,6 +640,8 @@ class CsvFormat:
         except csv.Error:
             return
         header = [name.strip() for name in header]
+        if twice := sorted({column for column in columns.values() if header.count(column) > 1}):  # read said so
+            raise ValueError(f"the header of {Path(path).name} names column {twice[0]!r} more than once")
         folded = {name.casefold() for name in header}
         cased = {s: c for s, c in (optional or {}).items() if c not in header and c.casefold() in folded}
         missing = [(setting, column) for setting, column in {**columns, **cased}.items() if column not in header]

@@ -17,6 +17,7 @@ import difflib
 import hashlib
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -33,6 +34,7 @@ import heirloom
 from heirloom_plugins.decided import CORRECTION
 from heirloom_plugins.seen import REPEATS_SAID, normal_text
 from heirloom_plugins.textfiles import (
+    NUL_PADDING,
     CsvFormat,
     bomless_utf16,
     decoding,
@@ -244,7 +246,7 @@ class TextSource(heirloom.Source):
         spelt = self.__dict__.setdefault("_label_spellings", {})  # case, spaces, '_' and '-' aside -> first
         filtered = self.labels or self.labels_file  # those keep their labels and say the case variants they drop
         if (variant := spelling_twin(spelt, label)) and variant != alike and not filtered:
-            log.warning(SPELLING_TWINS, where, variant, label)
+            log.warning("%s", spelling_twins(where, variant, label))
         known.add(label)
         return label
 
@@ -523,7 +525,9 @@ class PhraseBankSource(TextSource):
             text, at, label = line.rpartition("@")
             if not at or not label.strip() or not text.strip():
                 raise heirloom.HeirloomError(f"{path}:{number}: expected 'sentence@label', got {line[:80]!r}")
-            yield {"id": f"{name}:{number}", "text": text.strip(), "label": label.strip()}
+            label = normal_label(label)  # NFC, stripped
+            self.checked_label(f"{path}:{number}: the label", "label", label)
+            yield {"id": f"{name}:{number}", "text": text.strip(), "label": label}
 
 
 @attrs.define(kw_only=True)
@@ -598,6 +602,19 @@ class CsvSource(TextSource, CsvFormat):
         self.checked_label(f"{path}:{line}: the {self.label_column!r} column", self.label_column, label)
 
 
+def _nul_cause(line: str, wide: str | None) -> str:
+    """What a line holding a NUL byte (``line``, its bytes one character each) most likely is, for a message:
+    UTF-16 text (``wide``: found so by its first bytes), a file padded with NULs (a preallocated file a crash
+    left), or a stray NUL; each said with its remedy. "It looks like UTF-16" was said of every NUL, and its
+    iconv turned a UTF-8 file into CJK (h388 F3)."""
+    if wide:
+        return f"; it looks like {wide.upper()} text without a byte-order mark: convert it (iconv -f {wide} -t utf-8)"
+    body = line.rstrip("\r\n")
+    if not body.strip("\0"):
+        return f"; {NUL_PADDING}"
+    return f"; remove it (it is character {body.index(chr(0)) + 1} of the line)"
+
+
 def _json_shape(value: Any) -> str:
     """What a JSON line holds, for a message: its keys, or its type in JSON's words."""
     if isinstance(value, dict):
@@ -609,22 +626,31 @@ def _json_shape(value: Any) -> str:
 def _json_error(exc: json.JSONDecodeError) -> str:
     """The decoder's words, whole (its "Unterminated string starting at" read as cut mid-sentence: h347 F4), and for
     a line that ends before its JSON does, the usual cause: an export cut at a size limit."""
-    said = "a string opened there never ends" if exc.msg.startswith("Unterminated string") else exc.msg
-    ended = said != exc.msg or exc.pos >= len(exc.doc.rstrip())
+    cut = exc.msg.startswith("Unterminated string")
+    said = "a string opened there never ends" if cut else exc.msg
+    if said == "Invalid control character at":  # "at" the column, which the message gives before it
+        said = "a control character (a tab, a line break, a NUL) inside a string: JSON writes it escaped (\\t, \\u0000)"
+    ended = cut or exc.pos >= len(exc.doc.rstrip())
     return f"{said}{' (the line ends before its JSON does: was it cut short, at an export size limit?)' * ended}"
 
 
 def label_spelling(label: str) -> str:
     """``label`` with case, spaces, underscores and hyphens aside: CARD_ARRIVAL, card arrival and
-    card_arrival were three classes of one intent, unsaid."""
+    card_arrival were three classes of one intent, unsaid. A number is its value: ``1`` and ``1.0``
+    (a spreadsheet's export) are one, ``-1`` and ``1`` two (checker h388 F5, F6)."""
+    try:
+        value = float(label)
+    except ValueError:
+        value = math.nan
+    if math.isfinite(value):
+        return f" {value!r}"  # a space: no folded text holds one, so no word reads as a number
     return re.sub(r"[\s_-]+", "", label.casefold())
 
 
-#: The warning of two labels that ``label_spelling`` makes one (where, the first label, the other).
-SPELLING_TWINS = (
-    "%s: labels %r and %r differ only by case, spaces, '_' or '-'; they are two classes: if they are one, "
-    "write them the same"
-)
+def spelling_twins(where: str, first: str, label: str) -> str:
+    """The warning of two labels that ``label_spelling`` makes one: ``first``, read before ``label``."""
+    how = "are one number" if label_spelling(label).startswith(" ") else "differ only by case, spaces, '_' or '-'"
+    return f"{where}: labels {first!r} and {label!r} {how}; they are two classes: if they are one, write them the same"
 
 
 def spelling_twin(spellings: dict[str, str], label: str) -> str | None:
@@ -663,11 +689,8 @@ class JsonlSource(TextSource):
         with open(regular_file(path), "rb") as raw:
             head = raw.readline(1 << 20)
         if b"\0" in head and not head.startswith(_WIDE_BOMS):  # no JSON text holds a NUL: UTF-16 without a BOM?
-            wide = bomless_utf16(head)  # as a CSV source's check finds it
-            said = (
-                f"; it looks like {wide.upper()} text without a byte-order mark: convert it (iconv -f {wide} -t utf-8)"
-            )
-            raise WrongFormat(f"{path}:1: a NUL byte, which no JSON text holds{said if wide else ''}")
+            said = _nul_cause(head.decode("latin-1"), bomless_utf16(head))  # as a CSV source's check finds it
+            raise WrongFormat(f"{path}:1: a NUL byte, which no JSON text holds{said}")
         try:
             with decoding(path, "utf-8-sig", JSON_IS_UTF8, setting=None):
                 codecs.getincrementaldecoder("utf-8-sig")().decode(head)  # not final: a line cut at the limit
@@ -689,9 +712,8 @@ class JsonlSource(TextSource):
                     raise heirloom.HeirloomError(f"{path}:{number}: the JSON nests too deeply to read") from None
                 except json.JSONDecodeError as exc:  # the file's line is ours; the decoder's, the record's
                     where = f"{path}:{number}: invalid JSON at column {exc.colno}"
-                    wide = "\0" in line  # every other byte NUL: UTF-16 without a byte-order mark
-                    hint = "; it looks like UTF-16 text: convert it (iconv -f utf-16le -t utf-8)" if wide else ""
-                    if first and not wide and not line.lstrip(" \t\ufeff").startswith("{"):  # no object begins
+                    hint = _nul_cause(line, None) if "\0" in line else ""
+                    if first and not hint and not line.lstrip(" \t\ufeff").startswith("{"):  # no object begins
                         said = f"{where}: {line.strip()[:40]!r} is no JSON object: a jsonl source reads JSON lines"
                         raise WrongFormat(f'{said}, one object a line (a CSV file needs use = "csv")') from None
                     raise heirloom.HeirloomError(f"{where}: {_json_error(exc)}{hint}") from None

@@ -15,11 +15,11 @@ import heirloom
 from heirloom_plugins.text.near_duplicates import NearDuplicates, letter_words, text_of
 from heirloom_plugins.text.sources import (
     SHOWN_IDS,
-    SPELLING_TWINS,
     TextSource,
     labelled_stats,
     reading_held_out,
     spelling_twin,
+    spelling_twins,
 )
 
 log = logging.getLogger("heirloom.text")
@@ -142,7 +142,7 @@ class UnionSource(heirloom.Source):
                 self._label_parts[label] = name
                 twin = spelling_twin(self._spellings, label)
                 if twin is not None and not (self._label_parts[twin] == name and isinstance(part, TextSource)):
-                    log.warning(SPELLING_TWINS, f"source {self.name!r}", twin, label)
+                    log.warning("%s", spelling_twins(f"source {self.name!r}", twin, label))
             yield record
 
     def _same(self, record: Any) -> Any:
