@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from heirloom.core.components import (
+        MIB_LIMIT,
         Api,
         ClientLimits,
         Component,
@@ -32,9 +33,11 @@ if TYPE_CHECKING:
         above,
         at_least,
         manager_name,
+        mebibytes,
         path_field,
         path_fields,
         ref,
+        route_limit,
     )
     from heirloom.core.consoles import Console, ConsoleRequest
     from heirloom.core.errors import (
@@ -119,6 +122,9 @@ _EXPORTS = {
     "StoreMissing": "heirloom.store.artifacts",
     "AsyncClient": "heirloom.wire.aclient",
     "at_least": "heirloom.core.components",
+    "MIB_LIMIT": "heirloom.core.components",
+    "route_limit": "heirloom.core.components",
+    "mebibytes": "heirloom.core.components",
     "Buffer": "heirloom.wire.protocol",
     "blank": "heirloom.store.labels",
     "check_label": "heirloom.wire.labels",
@@ -245,6 +251,7 @@ __all__ = [
     "MAX_CONTAINERS",
     "MAX_LABEL_CHARS",
     "MAX_PROFILE_BYTES",
+    "MIB_LIMIT",
     "OPTIONAL_MARKS",
     "SEEN_IN_TRAINING",
     "TOO_LONG_INTEGER",
@@ -326,6 +333,7 @@ __all__ = [
     "log_path",
     "lone_surrogate",
     "manager_name",
+    "mebibytes",
     "nests_deeper",
     "one_of",
     "open_regular",
@@ -336,6 +344,7 @@ __all__ = [
     "read_regular",
     "records_fingerprint",
     "ref",
+    "route_limit",
     "served_model",
     "served_on_loop",
     "shortened",

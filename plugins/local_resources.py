@@ -99,11 +99,11 @@ class LocalResources(heirloom.Resources):
     max_in_flight: int = attrs.field(default=1024, validator=heirloom.at_least(0))
     #: Refuse new requests while resident memory exceeds this many MiB, per process (each
     #: worker checks its own, at each admission); 0: no limit. Size it from the peak under load.
-    memory_budget_mb: int = attrs.field(default=0, validator=heirloom.at_least(0))
+    memory_budget_mb: int = attrs.field(default=0, validator=heirloom.mebibytes(zero_allowed=True))
     #: MiB the project may keep in the artifact store, and in its durable logs (feedback,
     #: events); a write past either is refused whole. 0: no quota.
-    artifact_quota_mb: int = attrs.field(default=0, validator=heirloom.at_least(0))
-    log_quota_mb: int = attrs.field(default=0, validator=heirloom.at_least(0))
+    artifact_quota_mb: int = attrs.field(default=0, validator=heirloom.mebibytes(zero_allowed=True))
+    log_quota_mb: int = attrs.field(default=0, validator=heirloom.mebibytes(zero_allowed=True))
     #: After each train keep the newest N versions per model (aliased ones and ancestors of
     #: kept ones always stay); 0 keeps every version.
     keep_versions: int = attrs.field(default=0, validator=heirloom.at_least(0))

@@ -266,6 +266,9 @@ def test_a_reply_dropped_for_another_clients_unread_replies_is_answered(tmp_path
                 client.call("echo.echo", b"r" * 1_000_000)
             assert "the reply (1,000,0" in dropped.value.message and "reply_backlog_total_mb" in dropped.value.message
             assert client.call("echo.echo", "small") == "small"
+            final = client.call("_stats")  # each dropped reply counted as what its client got, not OK (h386 F2)
+            refused = final["routes"]["echo.echo"]["errors"].get("RESOURCE_EXHAUSTED", 0)
+            assert refused >= final["dropped_replies"] >= 2, final
     finally:
         raw.close()
     assert daemon.terminate() == 0, daemon.log()

@@ -1392,6 +1392,23 @@ def test_durations_and_the_frame_limit_are_bounded_so_check_names_them_not_an_ov
     kernel.resolve("minimal", [f"{key}=86400" for key in keys] + ["server.max_message_bytes=1099511627776"])
 
 
+def test_sizes_and_route_limits_past_what_the_daemon_takes_are_named_by_check(kernel):
+    """An ``idempotency_cache_mb`` of 2**44 passed check, then every ``_stats`` answered INTERNAL (no msgpack
+    integer); a quota past 2**53 bytes lost its Prometheus series; an api's ``max_batch`` past its route's bound
+    passed check and failed ``serve`` at start (checker h386 F1, F3, F4)."""
+    sizes = ["server.idempotency_cache_mb", "server.reply_backlog_mb", "resources.memory_budget_mb"]
+    sizes += ["resources.artifact_quota_mb", "resources.log_quota_mb", "apis.sentiment.feedback_max_mb"]
+    routes = {"apis.sentiment.max_batch": 1 << 20, "apis.sentiment.max_wait_ms": 60_000}
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve("finance-sentiment", [f"{key}={(1 << 30) + 1}" for key in sizes + list(routes)])
+    said = str(caught.value).splitlines()
+    assert len(said) == len(sizes) + len(routes), said
+    for key in sizes:
+        assert f"--set: {key}: '{key.rpartition('.')[2]}' must be <= 1073741824: 1073741825" in said, said
+    assert "--set: apis.sentiment.max_batch: 'max_batch' must be <= 1048576: 1073741825" in said
+    kernel.resolve("finance-sentiment", [f"{key}={1 << 30}" for key in sizes] + [f"{k}={v}" for k, v in routes.items()])
+
+
 def test_profile_check_is_linear_in_components(tmp_path):
     """20,000 components: the merge used to rescan every recorded key per value (39 s); a
     generous time limit catches that without timing a fast machine."""

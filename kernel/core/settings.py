@@ -7,7 +7,7 @@ import re
 
 import attrs
 
-from heirloom.core.components import above, at_least, path_field
+from heirloom.core.components import above, at_least, mebibytes, path_field
 
 #: The longest duration setting, as ``--grace``'s: 1e10 s passed check, then overflowed a clock's arithmetic at start.
 A_DAY_MAX = attrs.validators.le(86_400)
@@ -59,11 +59,11 @@ class ServerSettings:
     max_message_bytes: int = attrs.field(default=64 << 20, validator=[above(0), attrs.validators.le(1 << 40)])
     #: MiB of large replies (64 KiB and up) held for one client that is not reading them;
     #: past it, that client's large replies are dropped (``_stats`` ``dropped_replies``).
-    reply_backlog_mb: int = attrs.field(default=64, validator=above(0))
+    reply_backlog_mb: int = attrs.field(default=64, validator=mebibytes())
     #: MiB of large replies held for all clients together.
-    reply_backlog_total_mb: int = attrs.field(default=256, validator=above(0))
+    reply_backlog_total_mb: int = attrs.field(default=256, validator=mebibytes())
     #: MiB of large requests (64 KiB and up) a broker holds for its workers until they answer.
-    forward_backlog_mb: int = attrs.field(default=256, validator=above(0))
+    forward_backlog_mb: int = attrs.field(default=256, validator=mebibytes())
     #: Seconds between worker heartbeats; a worker silent for 3 of them is declared dead.
     heartbeat: float = attrs.field(default=1.0, validator=[above(0), A_DAY_MAX])
     #: Seconds between checks of the artifact store for a moved alias, and between re-reads of
@@ -72,7 +72,7 @@ class ServerSettings:
     #: Replies remembered for idempotency keys, so a retried write is not applied twice ...
     idempotency_cache: int = attrs.field(default=10_000, validator=above(0))
     #: ... within this many MiB of remembered replies (the oldest are forgotten first).
-    idempotency_cache_mb: int = attrs.field(default=64, validator=above(0))
+    idempotency_cache_mb: int = attrs.field(default=64, validator=mebibytes())
     #: Api routes (``recs.event``) that, under Curve, only ``--curve-admins`` keys may call.
     admin_routes: list[str] = attrs.field(factory=list)
 

@@ -362,7 +362,7 @@ class Broker(BrokerRoutes):
             return  # answered at its deadline: a reply after it is dropped
         _, stats, received, envelope, request_id = forwarded
         stats.record(code, time.perf_counter() - received)
-        reply, instead = frames[2:], answered_instead(self.outbox.send, envelope, request_id)
+        reply, instead = frames[2:], answered_instead(self.outbox.send, envelope, request_id, stats, code)
         self.outbox.send([*envelope, SIGNATURE, *reply], sum(map(len, reply)), instead)
 
     def _gone(self, identity: bytes, failure: bytes | None) -> None:

@@ -34,6 +34,7 @@ from heirloom.wire.throttle import Every
 
 if TYPE_CHECKING:
     from heirloom.wire.routing import Endpoint
+    from heirloom.wire.stats import RouteStats
 
 log = logging.getLogger("heirloom.server")
 FAILURE_LOGS = 1024  # distinct failures whose tracebacks are throttled; forgotten all at once past it
@@ -138,11 +139,17 @@ def dropped_reply(size: int, held: int) -> RequestError:
 
 
 def answered_instead(
-    send: Callable[[list[bytes]], None], envelope: list[bytes], request_id: Any
+    send: Callable[[list[bytes]], None], envelope: list[bytes], request_id: Any, stats: RouteStats, status: str
 ) -> Callable[[int, int], None]:
     """A broker outbox's stand-in for the reply to ``envelope`` it drops (a worker's reply too large for what
-    other clients left unread): ``dropped_reply`` in its place, not silence until the client's deadline."""
-    return lambda size, held: send(error_frames(envelope, request_id, dropped_reply(size, held)))
+    other clients left unread): ``dropped_reply`` in its place, not silence until the client's deadline, and
+    counted in ``stats`` as that, not as the ``status`` the worker answered."""
+
+    def instead(size: int, held: int) -> None:
+        stats.dropped(status)
+        send(error_frames(envelope, request_id, dropped_reply(size, held)))
+
+    return instead
 
 
 #: What a reply header holds besides its buffer specs, at most: the request's id (a request header is

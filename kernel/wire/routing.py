@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from heirloom.converter import type_name
-from heirloom.core.components import Api, Resources, Route
+from heirloom.core.components import ROUTE_LIMITS, Api, Resources, Route
 from heirloom.core.errors import HeirloomError
 from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
@@ -209,11 +209,6 @@ def _reply_type(tp: Any) -> bool:
     if origin in (typing.Union, types.UnionType):
         return all(arg is NO_INPUT or _reply_type(arg) for arg in args)
     return _attrs_class(tp) or (origin is list and len(args) == 1 and _attrs_class(args[0]))
-
-
-#: The largest value of each route limit: beyond them a batcher could not wait (time_t overflowed
-#: and the route never answered again) or msgpack not send the limit in ``_routes`` or a heartbeat.
-ROUTE_LIMITS = {"max_batch": 1 << 20, "max_payload": 1 << 40, "max_wait_ms": 60_000}
 
 
 def plugin_code(system: System) -> list[tuple[str, str, str]]:

@@ -479,9 +479,13 @@ class Server:
             header["version"] = version
         if specs:
             header["buffers"] = specs
-        instead = lambda size, held: self._send_error(call.envelope, call.id, dropped_reply(size, held))  # noqa: E731
-        self.outbox.send([*self._prefix(call.envelope, status), packb(header), packed, *buffers], size, instead)
         call.endpoint.stats.record(status, time.perf_counter() - call.received, call.started - call.received)
+
+        def instead(size: int, held: int) -> None:  # the reply dropped: counted as what the client gets
+            call.endpoint.stats.dropped(status)
+            self._send_error(call.envelope, call.id, dropped_reply(size, held))
+
+        self.outbox.send([*self._prefix(call.envelope, status), packb(header), packed, *buffers], size, instead)
 
     def _send_error(self, envelope: list[bytes], request_id: Any, error: RequestError) -> None:
         self.outbox.send([*self._prefix(envelope, error.code), *error_reply(request_id, error)])

@@ -102,6 +102,15 @@ class RouteStats:
         if status == "OK":  # refusals are quick: counted, they would shrink the retry hint under load
             self.typical += (seconds - self.typical) * 0.2
 
+    def dropped(self, status: str) -> None:
+        """A reply recorded as ``status`` that the outbox dropped, its client answered RESOURCE_EXHAUSTED instead:
+        counted as the client got it (``_stats`` and ``heirloom_requests_total`` said OK: checker h386 F2)."""
+        if status == "OK":
+            self.ok -= 1
+        elif (left := self.errors.pop(status) - 1) > 0:
+            self.errors[status] = left
+        self.errors["RESOURCE_EXHAUSTED"] += 1
+
     def record_batch(self, items: int) -> None:
         """One handler call of a batched route on ``items`` items."""
         self.batch_sizes.append(items)

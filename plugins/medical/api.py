@@ -203,11 +203,11 @@ class CodesApi(heirloom.Api):
     #: The ``medical-records`` api whose patients requests may name (None: inline records only).
     records: str | None = heirloom.ref("api", default=None)
     #: Batching: at most this many encounters per model call, waiting at most ``max_wait_ms``.
-    max_batch: int = attrs.field(default=64, validator=heirloom.above(0))
-    max_wait_ms: float = attrs.field(default=2.0, validator=heirloom.at_least(0))
+    max_batch: int = attrs.field(default=64, validator=heirloom.route_limit("max_batch"))
+    max_wait_ms: float = attrs.field(default=2.0, validator=heirloom.route_limit("max_wait_ms"))
     #: Largest request body in bytes (an inline record is structured on the batcher thread,
     #: about 7 us per timeline event: the bound also bounds how long it delays its route).
-    max_payload: int = attrs.field(default=1 << 20, validator=heirloom.above(0))
+    max_payload: int = attrs.field(default=1 << 20, validator=heirloom.route_limit("max_payload"))
 
     def check(self, models: dict[str, heirloom.Model]) -> list[tuple[str, str]]:
         """A model of another type must answer what the route sends: asked about a probe record

@@ -54,7 +54,7 @@ class RayResources(LocalResources):
     #: What each worker actor reserves on its node.
     num_cpus: float = attrs.field(default=1.0, validator=heirloom.at_least(0))
     num_gpus: float = attrs.field(default=0.0, validator=heirloom.at_least(0))
-    memory_mb: int = attrs.field(default=0, validator=heirloom.at_least(0))
+    memory_mb: int = attrs.field(default=0, validator=heirloom.mebibytes(zero_allowed=True))
     #: Times Ray restarts a worker whose actor or node died (-1: without end).
     max_restarts: int = attrs.field(default=3, validator=heirloom.at_least(-1))
     #: ``spread``: one worker per node where possible; ``pack``: fill a node first.

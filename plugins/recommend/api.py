@@ -136,13 +136,13 @@ class RecommendApi(heirloom.Api):
     #: Batching of ``recommend``: at most this many requests per model call. A request waits
     #: at most ``max_wait_ms`` for company; 0 batches what queues while the previous batch
     #: computes, which suits a model whose call costs well under a millisecond.
-    max_batch: int = attrs.field(default=64, validator=heirloom.at_least(1))
-    max_wait_ms: float = attrs.field(default=0.0, validator=heirloom.at_least(0.0))
+    max_batch: int = attrs.field(default=64, validator=heirloom.route_limit("max_batch"))
+    max_wait_ms: float = attrs.field(default=0.0, validator=heirloom.route_limit("max_wait_ms"))
     #: Where ``<name>.event`` appends (default: under HEIRLOOM_HOME, where the ``events`` source reads).
     events_path: str | None = None
     #: The event log's size limit in MiB (with the project's log quota): past it, an event is
     #: refused RESOURCE_EXHAUSTED.
-    events_max_mb: int = attrs.field(default=256, validator=heirloom.above(0))
+    events_max_mb: int = attrs.field(default=256, validator=heirloom.mebibytes())
 
     def check(self, models: dict[str, heirloom.Model]) -> list[tuple[str, str]]:
         """A model of another type must have what the routes read of a hybrid recommender."""

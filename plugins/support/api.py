@@ -180,8 +180,8 @@ class SupportApi(heirloom.Api):
     handoff: str = attrs.field(default="either", validator=attrs.validators.in_(POLICIES))
     #: FAQ answers per reply.
     answers: int = attrs.field(default=3, validator=heirloom.above(0))
-    max_batch: int = attrs.field(default=64, validator=heirloom.above(0))
-    max_wait_ms: float = attrs.field(default=2.0, validator=heirloom.at_least(0))
+    max_batch: int = attrs.field(default=64, validator=heirloom.route_limit("max_batch"))
+    max_wait_ms: float = attrs.field(default=2.0, validator=heirloom.route_limit("max_wait_ms"))
     max_text_chars: int = attrs.field(default=2_000, validator=heirloom.above(0))
     #: The handoff log (default ``$HEIRLOOM_HOME/handoffs/<project>/<api>.jsonl``) and its
     #: size limit in MiB (with the project's log quota): past it, a handoff is refused
@@ -189,7 +189,7 @@ class SupportApi(heirloom.Api):
     #: accept_intent) may use a quarter more, so a full queue can still be worked off (a handoff decided
     #: again only what the open handoffs' first decisions and acceptances leave of it).
     handoff_path: str | None = None
-    handoff_max_mb: int = attrs.field(default=256, validator=heirloom.above(0))
+    handoff_max_mb: int = attrs.field(default=256, validator=heirloom.mebibytes())
     #: Let ``<name>.resolve`` name an intent the intent model does not know (a new intent
     #: the next training learns), matching ``new_intent_pattern`` in full when it is set.
     new_intents: bool = False

@@ -112,8 +112,8 @@ class ClassifyApi(heirloom.Api):
     #: The model that classifies.
     model: str = heirloom.ref("model")
     #: Batching: at most this many texts per model call, waiting at most ``max_wait_ms``.
-    max_batch: int = attrs.field(default=128, validator=heirloom.above(0))
-    max_wait_ms: float = attrs.field(default=2.0, validator=heirloom.at_least(0))
+    max_batch: int = attrs.field(default=128, validator=heirloom.route_limit("max_batch"))
+    max_wait_ms: float = attrs.field(default=2.0, validator=heirloom.route_limit("max_wait_ms"))
     #: Off: every request is its own model call (for comparison; on is faster under load).
     batching: bool = True
     #: Longest text accepted, and most texts per request.
@@ -123,7 +123,7 @@ class ClassifyApi(heirloom.Api):
     #: the ``feedback`` source, which reads the same place).
     feedback_path: str | None = None
     #: The feedback log's size limit in MiB; past it, feedback is refused RESOURCE_EXHAUSTED.
-    feedback_max_mb: int = attrs.field(default=256, validator=heirloom.above(0))
+    feedback_max_mb: int = attrs.field(default=256, validator=heirloom.mebibytes())
     #: Let ``<name>.feedback`` take labels the served model lacks. They are recorded, but
     #: train only once accepted: ``heirloom feedback accept-label PROFILE LABEL``.
     new_labels: bool = False
