@@ -782,6 +782,9 @@ def test_versions_without_validation_scores_compare_only_on_test_when_asked(stor
     put(store, "medical/triage", 3, metrics={"accuracy": 0.9, "validation": {}}, data_fingerprints={"notes": "fp-1"})
     empty = models(store, "promote", "medical/triage@3", "production", "--if-better", "accuracy")
     assert empty.returncode == 3 and "medical/triage@3 has no validation metrics" in said(empty), said(empty)
+    for typo, why in [("acuracy", "has no numeric metric 'acuracy'; did you mean 'accuracy'?"), ("support", "count")]:
+        mistyped = models(store, "promote", "medical/triage@2", "production", "--if-better", typo)  # exit 3 (h389)
+        assert mistyped.returncode == 2 and why in said(mistyped), said(mistyped)
 
 
 def test_gc_keeps_the_version_each_alias_last_left_so_a_rollback_and_a_refused_swap_keep_theirs(store):

@@ -102,6 +102,8 @@ def metric_value(artifact: Artifact, metric: str, split: str = TEST, *, candidat
     metric names nothing (a typo), which is the caller's mistake, not a refusal."""
     metrics = scores(artifact, split)
     if not metrics:  # None: no such split; {}: an empty one (too few records to hold any out)
+        if candidate and split != TEST and (named := scores(artifact, TEST)):  # a typo said as one: exit 2, not 3
+            read_metric(named, metric, f"{artifact.ref} has no numeric metric", candidate=True)  # (h389 F2)
         raise PromotionRefused(
             f"metrics are not comparable: {artifact.ref} has no validation metrics (its source had no "
             f"validation split, or an empty one, when it was trained); retrain it with one that holds records, "
