@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import unittest.mock
@@ -617,6 +618,20 @@ def test_a_profile_whose_plugin_fails_to_load_names_that_plugin(tmp_path):
     said = " ".join(left_out.stderr.split())
     said_out = "it comes from shipper (heirloom-shipper 0.3.0), which HEIRLOOM_DISABLE_PLUGINS=shipper leaves out"
     assert f"shipped: no such profile file or profile name (searched: profiles and plugin profiles); {said_out}" in said
+
+
+def test_a_profile_of_a_plugin_uninstalled_since_names_its_distribution(tmp_path):
+    """A team's profile extending a plugin's profile, once the plugin was uninstalled, was told "did you mean
+    'finance-sentiment'?" (checker h390 F1): the catalog remembers which distribution shipped it."""
+    site = _shipper_site(tmp_path)
+    user = write(tmp_path / "mine.toml", 'extends = ["shipped"]\n')
+    env = {"PYTHONPATH": pythonpath(site)}
+    assert run_heirloom("profile", "check", str(user), env=env).returncode == 0  # the catalog learns who ships it
+    shutil.rmtree(site / "heirloom_shipper-0.3.0.dist-info")  # pip uninstall heirloom-shipper
+    gone = run_heirloom("profile", "check", str(user), env=env)
+    said = " ".join(gone.stderr.split())
+    assert gone.returncode == 2 and "no profile named 'shipped'" in said, said
+    assert "it comes from shipper (heirloom-shipper 0.3.0), which is not installed now (install it again)" in said
 
 
 def test_plugins_json_names_the_conflicts_of_each_plugin(tmp_path):

@@ -112,6 +112,17 @@ class Catalog:
             info.commands, info.hooks = cached.get("commands"), list(cached.get("hooks", []))  # commands None: unknown
         return info
 
+    def gone(self, listed: set[str], kind: str, name: str) -> list[str]:
+        """``acme (heirloom-acme 0.3.1)`` for each plugin not ``listed`` now (uninstalled) that provided ``name`` when
+        last imported: a component type of ``kind``, or a profile, command... (``profiles``, ``commands``)."""
+        found = []
+        for plugin, entry in self.entries.items():
+            provided = {**entry.get("provides", {}), **entry.get("named", {}), "commands": entry.get("commands")}
+            if plugin not in listed and name in (provided.get(kind) or ()):
+                dist = str(entry.get("fingerprint", "")).partition("|")[0].replace("==", " ")
+                found.append(f"{plugin} ({dist})" if dist not in ("", "-") else plugin)
+        return found
+
     def save(self, infos: dict[str, PluginInfo]) -> None:
         """Remember loaded entry-point plugins; a failed one keeps what it last provided (errors name its provider)."""
         kept = ("fingerprint", "provides", "named", "commands", "hooks")

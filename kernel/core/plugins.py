@@ -328,10 +328,14 @@ class PluginHost:
         return f"; {self.chosen}: plugins left out by it are not loaded" if self.chosen else ""
 
     def left_out(self, kind: str, name: str) -> str:
-        """``PLUGIN, which HEIRLOOM_DISABLE_PLUGINS=x leaves out``: the plugins left out that last provided ``name``."""
+        """``PLUGIN, which HEIRLOOM_DISABLE_PLUGINS=x leaves out``: the plugins left out that last provided ``name``;
+        else those uninstalled since (a team's profile extending one said "did you mean 'finance-sentiment'?", h390)."""
         off = [self._info(ep) for ep in self._left_out]  # kind: a component kind, "profiles", "commands"
         labels = [i.label for i in off if name in (dict(i.provides, **i.named, commands=i.commands).get(kind) or ())]
-        return f"{' and '.join(labels)}, which {self.chosen} leaves out" if labels else ""
+        if labels:
+            return f"{' and '.join(labels)}, which {self.chosen} leaves out"
+        gone = self._catalog.gone({*self.infos, *(ep.name for ep in self._left_out)}, kind, name)
+        return f"{' and '.join(gone)}, which is not installed now (install it again)" if gone else ""
 
     def disabled(self) -> list[PluginInfo]:
         """The installed plugins the environment leaves out, each ``disabled`` naming the variable and what it last
