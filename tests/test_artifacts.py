@@ -28,6 +28,7 @@ import torch
 
 import heirloom
 from heirloom.owners import owner_name
+from heirloom.store import compare
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.backup import backup_store
 from heirloom.store.compare import PromotionRefused
@@ -545,6 +546,18 @@ def scored(validation: float, test: float) -> dict:
 
 def evaluated(training: str, validation: str = "fp-validation-1", test: str = "fp-test-1") -> dict:
     return {"notes": training, "notes:validation": validation, "notes:test": test}
+
+
+def test_a_fall_of_any_shipped_models_score_on_the_same_records_is_found(store):
+    """``train`` warned of an oos_recall fall but not of in_scope_accuracy 0.98 -> 0.00, a support intent model
+    handing off every in-scope customer (checker h387 F1): each score the shipped models report is compared."""
+    names = ["in_scope_accuracy", "oos_recall", "jaccard", "recall_at_5", "micro_f1", "weighted_f1", "samples_f1"]
+    names += ["precision_at_10", "recall_at_10", "map_at_10", "cold_ndcg_at_10", "ndcg_at_10", "accuracy"]
+    before = put(store, "team/m", 1, metrics=dict.fromkeys(names, 0.9), data_fingerprints=evaluated("fp"))
+    after = put(store, "team/m", 2, metrics=dict.fromkeys(names, 0.5), data_fingerprints=evaluated("fp"))
+    assert [name for name, _ in compare.fallen(after, before)] == sorted(names)
+    assert compare.fallen(before, after) == []  # a rise is no fall
+    assert compare.fallen(put(store, "team/m", 3, metrics={"popularity_ndcg_at_10": 0.1}), before) == []
 
 
 def test_promote_held_by_moves_the_alias_only_if_it_is_where_the_comparison_found_it(store):

@@ -521,11 +521,13 @@ class SupportApi(heirloom.Api):
         listed = ", ".join(sorted(waiting)) or "none"
         terms: IntentTerms = self._terms_of("intent", heirloom.served_model(self.intent_handle)[0])
         if intent in (*terms.labels, terms.out_of_scope):  # it steered a right name to a waiting typo
-            what = "its 'none of them'" if intent == terms.out_of_scope else "an intent it knows"
-            message = (
-                f"{intent!r} is {what} to the served intent model: resolutions naming it train already, "
-                f"there is nothing to accept (waiting: {listed})"
+            said = (  # h387 F2: "is an intent it knows to the served intent model"; out_of_scope texts train nothing
+                "the served intent model's label for texts out of scope: resolutions naming it hand those texts off "
+                "and leave them out of training"
+                if intent == terms.out_of_scope
+                else "an intent the served intent model knows: resolutions naming it train already"
             )
+            message = f"{intent!r} is {said}; there is nothing to accept (waiting: {listed})"
             raise heirloom.RequestError("INVALID_ARGUMENT", message, "body.intent")
         close = heirloom.did_you_mean(intent, waiting)
         message = f"no resolution waits with new intent {intent!r}{close} (waiting: {listed})"
