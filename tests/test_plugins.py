@@ -1119,6 +1119,13 @@ def test_disabling_a_component_of_a_profile_extends_names_but_did_not_read_says_
     assert checked.returncode == 2 and "did you mean 'minimal'?" in said[0], said
     unread = "(or the profile `extends` names, not read, sets it)"
     assert f"{user}: sources.rows.enabled: no such component (sources: none) {unread}" in said, said
+    write(tmp_path / "base.toml", "[sources.rows]\nuse = 'rows'\nlimit = 600x\n")  # a parent of invalid TOML (h390)
+    write(user, 'extends = ["base.toml"]\n[sources.rows]\nenabled = false\n[models.m]\nepochs = 2\n')
+    checked = run_heirloom("profile", "check", str(user))
+    said = checked.stderr.splitlines()
+    assert checked.returncode == 2 and said[0].startswith(f"{tmp_path / 'base.toml'}: invalid TOML"), said
+    assert f"{user}: sources.rows.enabled: no such component (sources: none) {unread}" in said, said
+    assert f"{user}: models.m: no `use` (a new model needs one) {unread}" in said, said
 
 
 SHARED = """

@@ -295,20 +295,17 @@ class Route:
 #: The largest value of each route limit: beyond them a batcher could not wait (time_t overflowed
 #: and the route never answered again) or msgpack not send the limit in ``_routes`` or a heartbeat.
 ROUTE_LIMITS = {"max_batch": 1 << 20, "max_payload": 1 << 40, "max_wait_ms": 60_000}
-#: The most MiB a size setting may name (1 PiB): past 2**53 bytes a size is no exact float (its Prometheus series
-#: went missing), past 2**63 no msgpack integer (``_stats`` failed for the daemon's life: checker h386 F1, F4).
+#: The most MiB a size setting may name (1 PiB): past 2**53 bytes no exact float, past 2**63 no msgpack int (h386).
 MIB_LIMIT = 1 << 30
 
 
 def mebibytes(zero_allowed: bool = False) -> list[Any]:
-    """attrs validators of a size setting in MiB: above 0 (or at least 0, "no limit", where ``zero_allowed``), at
-    most ``MIB_LIMIT``."""
+    """attrs validators of a size in MiB: above 0 (at least 0 where ``zero_allowed``), at most ``MIB_LIMIT``."""
     return [at_least(0) if zero_allowed else above(0), attrs.validators.le(MIB_LIMIT)]
 
 
 def route_limit(name: str) -> list[Any]:
-    """attrs validators of an api setting that becomes its route's ``name`` limit (``max_batch``, ``max_payload``,
-    ``max_wait_ms``): the route's own bounds, so ``profile check`` says a value ``serve`` would fail on (h386 F3)."""
+    """attrs validators of an api setting that becomes its route's ``name`` limit: the bounds the route takes."""
     return [at_least(0) if name == "max_wait_ms" else above(0), attrs.validators.le(ROUTE_LIMITS[name])]
 
 

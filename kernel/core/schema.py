@@ -7,6 +7,7 @@ acyclic. Every problem names the file that set the offending value and its key p
 from __future__ import annotations
 
 import os
+import re
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -116,7 +117,8 @@ class Validator:
         self.host.ensure(components=[(kind, use) for kind, _, use, _ in tables if isinstance(use, str)])
         specs = [spec for spec in (self._component(*entry) for entry in tables) if spec is not None]
         resolved = ResolvedProfile(self.raw, project, description, self._order(specs), settings, self.converter)
-        if any(problem.path == "extends" for problem in self.raw.problems):  # a parent not read: h341 F7
+        read = {*self.raw.files, OVERRIDE_SOURCE, "?"}  # a parent not read: extends names none, or its TOML is invalid
+        if any(p.path == "extends" or re.sub(r":\d+:\d+$", "", p.file) not in read for p in self.raw.problems):
             self.problems = [self._unread_parent(problem) for problem in self.problems]
         if self.problems:  # with the components that validated: profile check checks those against the store too
             raise ProfileError(self.problems, partial=resolved)
@@ -125,10 +127,10 @@ class Validator:
     def _unread_parent(self, problem: Problem) -> Problem:
         """``problem`` said to follow from a parent profile not read where that parent may be what is missing: a table
         no file gave a ``use`` (``no `use```, a manager's key read as a typo, ``enabled = false``: ``no such``)."""
+        if not problem.path or not problem.message.startswith(("no `use`", "unknown key", "no such component")):
+            return problem  # a file's own (its TOML invalid)
         parts = key_parts(problem.path)
-        table = dotted(parts[:1] if parts[0] == TABLES["resources"] else parts[:2])
-        said = problem.message.startswith(("no `use`", "unknown key", "no such component"))
-        if not said or f"{table}.use" in self.raw.provenance:
+        if f"{dotted(parts[:1] if parts[0] == TABLES['resources'] else parts[:2])}.use" in self.raw.provenance:
             return problem
         return attrs.evolve(problem, message=f"{problem.message} (or the profile `extends` names, not read, sets it)")
 
