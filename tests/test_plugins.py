@@ -992,6 +992,32 @@ def test_a_commands_hook_that_adds_none_is_remembered_and_one_that_raises_is_the
     assert "loaded: plugin heirloom_quiet" in table.stdout, table.stdout
 
 
+SHOUTER = """
+import os
+
+import click
+import heirloom
+
+
+@heirloom.hookimpl
+def heirloom_register_commands(cli):
+    if os.environ.get("SHOUT_BROKEN"):
+        raise RuntimeError("shout's commands hook is broken")
+    cli.add_command(click.Command("shout", callback=lambda: click.echo("HI")))
+"""
+
+
+def test_a_command_whose_hook_raised_this_time_says_why_it_is_missing(tmp_path):
+    """It was click's bare ``No such command 'shout'`` after the warning (checker h390 F3)."""
+    _install(tmp_path, "heirloom-shout", "heirloom_shout", SHOUTER)
+    env = {"PYTHONPATH": pythonpath(tmp_path)}
+    assert run_heirloom("shout", env=env).stdout == "HI\n"  # the catalog learns who adds 'shout'
+    broken = run_heirloom("shout", env={**env, "SHOUT_BROKEN": "1"})
+    said = "error: command 'shout' is missing: plugin heirloom_shout (heirloom-shout 1.0): heirloom_register_commands"
+    assert broken.returncode == 2 and said in broken.stderr, broken.stderr
+    assert "shout's commands hook is broken" in broken.stderr
+
+
 MANAGER_PLUGIN = """
 import attrs
 import heirloom

@@ -107,6 +107,8 @@ class HeirloomGroup(click.Group):
             if owner is not None and plugins.infos[owner].status == "failed":
                 info = plugins.infos[owner]
                 fail(f"error: command {name!r} comes from a plugin that failed to load: {info.label}: {info.error}", 2)
+            if owner is not None and plugins.infos[owner].error:  # its commands hook raised: click's bare "No such"
+                fail(f"error: command {name!r} is missing: {plugins.infos[owner].error}", 2)  # (checker h390 F3)
             if left_out := plugins.left_out("commands", name):  # as a type or profile of it says (checker h356 F3)
                 fail(f"error: command {name!r} comes from {left_out}", 2)
             failed = "; ".join(f"{info.label}: {info.error}" for info in plugins.failures())
