@@ -56,6 +56,12 @@ _MARKED = {
 }
 
 
+def repeats_header(row: dict[str | None, Any]) -> bool:
+    """Whether a CSV row (``csv_rows``') holds its header's names: files joined with ``cat``, each with its header
+    (and byte-order mark)."""
+    return all((row[column] or "").strip().lstrip("\ufeff") == column for column in row if column is not None)
+
+
 #: What a line of NUL bytes only most likely is, and what to do.
 NUL_PADDING = "the line is NUL bytes only: a file padded or cut short (by a crash, a full disk)? Remove them"
 

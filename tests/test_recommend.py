@@ -650,6 +650,23 @@ def test_a_split_column_states_each_ratings_split_in_place_of_the_seeded_protoco
         ratings_csv(tmp_path / "both", rows, split_column="part", holdout="latest")
 
 
+def test_ratings_files_joined_with_their_headers_are_read_without_the_repeated_header(tmp_path, caplog):
+    """Two exports joined with ``cat``: the second's header (and byte-order mark) was "the 'user' column holds
+    U+FEFF", naming no cause (checker h388 F11). The repeated header is left out and said once, as the text csv
+    source does."""
+    first = "user,item,rating,part\nann,a,5,train\nbob,a,2,test\n"
+    second = "\ufeffuser,item,rating,part\nann,b,4,test\nbob,c,1,train\n"
+    joined = ratings_csv(tmp_path, "\ufeff" + first + second, "item,title\na,A\nb,B\nc,C\n", split_column="part")
+    with caplog.at_level("WARNING", logger="heirloom.recommend"):
+        rated = [(r["user"], r["item"]) for split in ("train", "test") for r in joined.records(split) if "user" in r]
+    assert sorted(rated) == [("ann", "a"), ("ann", "b"), ("bob", "a"), ("bob", "c")]
+    said = [r.getMessage() for r in caplog.records if "repeat the header" in r.getMessage()]
+    assert said == [
+        f"{tmp_path / 'ratings.csv'}: 1 row(s) repeat the header, line(s) 4: files joined, each with its "
+        "header? Left out"
+    ], said
+
+
 @pytest.mark.parametrize(
     ("settings", "named"),
     [

@@ -15,6 +15,7 @@ import functools
 import logging
 import math
 import re
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,7 +26,14 @@ import heirloom
 from heirloom_plugins.recommend.checks import non_empty
 from heirloom_plugins.recommend.records import MAX_ID_CHARS, id_key, id_problem, parse_year
 from heirloom_plugins.recommend.split import SPLITS, Rating, SplitRatingsSource
-from heirloom_plugins.textfiles import SOURCE_FILE, CsvFormat, FileSettings, known_encoding, one_character
+from heirloom_plugins.textfiles import (
+    SOURCE_FILE,
+    CsvFormat,
+    FileSettings,
+    known_encoding,
+    one_character,
+    repeats_header,
+)
 
 log = logging.getLogger("heirloom.recommend")
 
@@ -184,6 +192,24 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
                 "out, counted in left_out"
             )
         return stated
+
+    def csv_rows(
+        self, path: str | Path, required: Sequence[str], named: FileSettings = SOURCE_FILE
+    ) -> Iterator[tuple[int, dict[str, str]]]:
+        """CsvFormat's, less the rows that repeat the header, said once: two exports joined with ``cat`` were "the
+        'user' column holds U+FEFF" (the second's byte-order mark), naming no cause (checker h388 F11)."""
+        repeated = []
+        for line, row in super().csv_rows(path, required, named):
+            if repeats_header(row):
+                repeated.append(line)
+            else:
+                yield line, row
+        if repeated:
+            lines = ", ".join(map(str, repeated[:10])) + (", ..." if len(repeated) > 10 else "")
+            _say_once(
+                f"{path}: {len(repeated)} row(s) repeat the header, line(s) {lines}: files joined, each with "
+                "its header? Left out"
+            )
 
     def interaction_kind(self) -> str:
         return "rating" if self.value_column else "interaction"  # a click log's rows are no ratings

@@ -43,6 +43,7 @@ from heirloom_plugins.textfiles import (
     normal_labels,
     read_text,
     regular_file,
+    repeats_header,
 )
 
 SPLITS = ("train", "validation", "test")
@@ -573,7 +574,7 @@ class CsvSource(TextSource, CsvFormat):
         headers: list[int] = []  # rows that repeat the header
         for line, row in self.csv_rows(path, columns):  # last row may be a quote never closed, said so
             text, label = row[self.text_column], row[self.label_column]
-            if all((row[c] or "").strip().lstrip("\ufeff") == c for c in row if c is not None):
+            if repeats_header(row):
                 headers.append(line)  # files joined with cat, each with its header (and a BOM): a class 'label'
                 continue
             for column, value in ((self.text_column, text), (self.label_column, label)):
