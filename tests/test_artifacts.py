@@ -1270,6 +1270,21 @@ def test_train_refused_at_an_inherit_the_store_lacks_makes_no_store_and_names_th
     assert trained.returncode == 0 and "stored next/m@1" in trained.stdout, trained.stderr
 
 
+def test_serve_on_a_store_whose_index_has_a_damaged_page_fails_its_start(store, tmp_path):
+    """A restore from a damaged backup: a truncated index failed the start (exit 1), one with an overwritten page left
+    the daemon up, never ready, "serves nothing yet", where a systemd unit should fail (checker h391 F2)."""
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(profile), env=env).returncode == 0
+    index = store.root / "index.sqlite"
+    damaged = bytearray(index.read_bytes())
+    assert len(damaged) > 9000, len(damaged)
+    damaged[5000:9000] = b"x" * 4000
+    index.write_bytes(bytes(damaged))
+    served = run_heirloom("serve", str(profile), "--bind", f"ipc://{tmp_path}/d.sock", env=env, timeout=60)
+    assert served.returncode == 1 and f"the store index {index} is damaged" in said(served), served.stderr
+
+
 def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, tmp_path):
     """A downgrade: a model type whose ``state_format`` is 1 refuses a version its newer
     release stored in format 2 (eval, serve, a warm start), where it would misread it."""

@@ -80,7 +80,7 @@ class ModelServing:
         self._specs[spec.name] = spec
         try:
             artifact = self.store.resolve(served_ref(self.project, spec))
-        except HeirloomError:
+        except RefError:  # not trained yet, no such alias; a damaged index fails the start (checker h391 F2)
             handle.unavailable = self.errors[spec.name] = nothing_served(self.store, self.project, spec)
             log.warning("%s serves nothing yet: %s", spec.name, handle.unavailable)
             return handle

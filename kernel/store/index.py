@@ -149,12 +149,12 @@ class StoreIndex:
         if kind := irregular(path):  # it was "missing or empty", or SQLite's own words
             raise HeirloomError(f"the store index {path} {kind}")
         if not create and not _has_content(path):
-            cut_short = (path.parent / BACKUP_MARKER).exists()  # written first
-            raise HeirloomError(
+            cut = "a backup cut short before its index was copied: run heirloom models backup into it again (restored"
+            raise HeirloomError(  # the marker is written first
                 f"the store index {path} is missing or empty, but {path.parent / 'blobs'} holds artifacts; "
                 + (
-                    "it is a backup cut short before its index was copied: run heirloom models backup into it again"
-                    if cut_short
+                    f"it is {cut} from such a backup: restore again from a whole one)"
+                    if (path.parent / BACKUP_MARKER).exists()
                     else "refusing to start a new, empty index over them (restore index.sqlite from a backup, "
                     "or move the blobs folder away to start an empty store)"
                 )
