@@ -168,15 +168,25 @@ def normal_labels(labels: list[str]) -> list[str]:
 def read_text(path: str | Path) -> str:
     """The file's text as UTF-8, else latin-1 (which reads every byte). A latin-1 file is
     almost never valid UTF-8, so the first that decodes is the right one. UTF-16 or UTF-32
-    (a spreadsheet's "Unicode text", with or without a byte-order mark) is read as such:
-    latin-1 read it as text with a NUL between letters, and a model trained on that (h388 F1)."""
+    (a spreadsheet's "Unicode text"), with a byte-order mark or NUL bytes throughout, is read as
+    such: latin-1 read it as text with a NUL between letters, and a model trained on that (h388 F1)."""
     raw = heirloom.read_regular(path)
-    if wide := _wide_encoding(raw[:4]) or bomless_utf16(raw[:4]):
+    head = raw[:4096]
+    if wide := _wide_encoding(head):
         try:
             return raw.decode(wide).removeprefix("\ufeff")
         except UnicodeDecodeError as exc:
-            said = f"{path}: starts as {wide.upper()} text, but byte {exc.start} is not"
-            raise heirloom.HeirloomError(said) from None
+            said = f"{path}: starts as {wide.upper()} text, but is no such text ({exc.reason} at byte {exc.start}; a "
+            raise heirloom.HeirloomError(f"{said}byte lost or added before it shifts every character after)") from None
+    if head.count(0) * 4 >= len(head) > 0:  # no text of UTF-8 or latin-1 holds NULs so thickly (v20 F1)
+        readable = []
+        for encoding in ("utf-32-le", "utf-32-be", "utf-16-le", "utf-16-be"):
+            with contextlib.suppress(UnicodeDecodeError):
+                readable += [text] if "\0" not in (text := raw.decode(encoding)) else []
+        if readable:  # UTF-16BE read as LE decodes too, as CJK: the reading with the most ASCII is the one
+            return max(readable, key=lambda text: sum(char < "\x80" for char in text[:4096]))
+        said = "NUL bytes throughout, as in UTF-16 or UTF-32, but it reads as neither: save it as UTF-8"
+        raise heirloom.HeirloomError(f"{path}: {said}")
     try:
         return raw.decode("utf-8-sig")  # a byte-order mark (a spreadsheet's export) is no part of the text
     except UnicodeDecodeError:

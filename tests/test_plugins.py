@@ -631,7 +631,7 @@ def test_a_profile_of_a_plugin_uninstalled_since_names_its_distribution(tmp_path
     gone = run_heirloom("profile", "check", str(user), env=env)
     said = " ".join(gone.stderr.split())
     assert gone.returncode == 2 and "no profile named 'shipped'" in said, said
-    assert "it comes from shipper (heirloom-shipper 0.3.0), which is not installed now (install it again)" in said
+    assert "it comes from shipper (heirloom-shipper 0.3.0), which is not installed (install it)" in said
 
 
 def test_plugins_json_names_the_conflicts_of_each_plugin(tmp_path):
@@ -1152,6 +1152,9 @@ def test_disabling_a_component_of_a_profile_extends_names_but_did_not_read_says_
     assert checked.returncode == 2 and said[0].startswith(f"{tmp_path / 'base.toml'}: invalid TOML"), said
     assert f"{user}: sources.rows.enabled: no such component (sources: none) {unread}" in said, said
     assert f"{user}: models.m: no `use` (a new model needs one) {unread}" in said, said
+    write(user, 'extends = ["base.toml"]\n[sources.rows2]\nuse = "rows"\n[sources.rows]\nlimit = 2\n')  # v20 F6
+    said = run_heirloom("profile", "check", str(user)).stderr.splitlines()
+    assert [line for line in said if "sources.rows: no component 'rows' to change" in line and unread in line], said
 
 
 SHARED = """

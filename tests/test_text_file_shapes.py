@@ -12,21 +12,26 @@ from tests.helpers import run_heirloom, write
 SENTENCES = "profit rose sharply@positive\nshares plunged after warning@negative\noffice moved to floor 3@neutral\n"
 
 
-@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
-def test_a_phrasebank_file_in_utf_16_or_32_reads_as_its_utf_8_twin(tmp_path, encoding):
-    """Read as latin-1, a spreadsheet's "Unicode text" export trained a model on labels with a NUL between letters."""
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("first", ["", "\U0001f600 "])
+def test_a_phrasebank_file_in_utf_16_or_32_reads_as_its_utf_8_twin(tmp_path, encoding, first):
+    """Read as latin-1, a spreadsheet's "Unicode text" export trained a model on labels with a NUL between letters;
+    without a byte-order mark, UTF-32 and UTF-16 beginning with an emoji were still misread (v20 F1)."""
     (tmp_path / "utf8").mkdir()
-    (tmp_path / "utf8" / "Sentences_50Agree.txt").write_text(SENTENCES * 4)
+    (tmp_path / "utf8" / "Sentences_50Agree.txt").write_text(first + SENTENCES * 4)
     (tmp_path / "wide").mkdir()
-    (tmp_path / "wide" / "Sentences_50Agree.txt").write_bytes((SENTENCES * 4).rstrip("\n").encode(encoding))
+    (tmp_path / "wide" / "Sentences_50Agree.txt").write_bytes((first + SENTENCES * 4).rstrip("\n").encode(encoding))
     wide = [(r["text"], r["label"]) for r in PhraseBankSource(path=str(tmp_path / "wide")).records()]
     assert wide == [(r["text"], r["label"]) for r in PhraseBankSource(path=str(tmp_path / "utf8")).records()]
     assert {label for _, label in wide} == {"positive", "negative", "neutral"}
 
 
 def test_a_phrasebank_file_cut_mid_character_of_utf_16_is_an_error_naming_it(tmp_path):
-    (tmp_path / "Sentences_50Agree.txt").write_bytes(SENTENCES.encode("utf-16-le") + b"\x00")
-    with pytest.raises(heirloom.HeirloomError, match=r"Sentences_50Agree.txt: starts as UTF-16LE text, but byte"):
+    (tmp_path / "Sentences_50Agree.txt").write_bytes(SENTENCES.encode("utf-16") + b"\x00")
+    with pytest.raises(heirloom.HeirloomError, match=r"Sentences_50Agree.txt: starts as UTF-16 text, but is no such"):
+        list(PhraseBankSource(path=str(tmp_path)).records())
+    (tmp_path / "Sentences_50Agree.txt").write_bytes(SENTENCES.encode("utf-16-le") + b"\x00")  # without its mark
+    with pytest.raises(heirloom.HeirloomError, match=r"NUL bytes throughout, as in UTF-16 or UTF-32, but it reads as"):
         list(PhraseBankSource(path=str(tmp_path)).records())
 
 
@@ -44,14 +49,16 @@ def test_phrasebank_labels_that_differ_only_by_case_are_said_as_a_csv_files_are(
 
 def test_one_number_written_two_ways_is_said_and_opposite_numbers_are_not(tmp_path, caplog):
     """A pandas export's 1.0 beside 1 became a fourth class unsaid; -1 and 1 were said to be one spelling."""
-    rows = "".join(f"text {n},{label}\n" for n, label in enumerate(["-1", "0", "1", "1.0", "-1", "0", "1"]))
+    labels = ["-1", "0", "1", "1.0", "-1", "0", "1", "10000000000000000", "10000000000000001", "-0"]
+    rows = "".join(f"text {n},{label}\n" for n, label in enumerate(labels))
     path = write(tmp_path / "numbers.csv", "text,label\n" + rows)
     with caplog.at_level("WARNING", logger="heirloom.text"):
-        assert {r["label"] for r in CsvSource(train=str(path)).records()} == {"-1", "0", "1", "1.0"}
+        assert {r["label"] for r in CsvSource(train=str(path)).records()} == {*labels}
     said = [r.getMessage() for r in caplog.records if "two classes" in r.getMessage()]
-    assert said == [
-        f"{path}:5: the 'label' column: labels '1' and '1.0' are one number; they are two classes: if they are one, "
-        "write them the same"
+    assert said == [  # two 17-digit ids are two numbers (as floats they were one, v20 F2)
+        f"{path}:{line}: the 'label' column: labels {first!r} and {label!r} are one number; they are two classes: if "
+        "they are one, write them the same"
+        for line, first, label in ((5, "1", "1.0"), (11, "0", "-0"))
     ]
 
 
@@ -60,6 +67,10 @@ def test_one_number_written_two_ways_is_said_and_opposite_numbers_are_not(tmp_pa
     [
         ('{"text": "a\x00b", "label": "x"}', "a NUL byte, which no JSON text holds; remove it (it is character 12"),
         ('\x00{"text": "ab", "label": "x"}', "a NUL byte, which no JSON text holds; remove it (it is character 1 "),
+        (
+            "\0\0\0".join('{"text": "ab", "label": "x"}'),
+            "a NUL byte, which no JSON text holds; NUL bytes throughout: UTF-16 or UTF-32 text",
+        ),
     ],
 )
 def test_a_nul_on_a_jsonl_files_first_line_is_said_where_the_profile_is_checked(tmp_path, line, said):
@@ -69,7 +80,7 @@ def test_a_nul_on_a_jsonl_files_first_line_is_said_where_the_profile_is_checked(
     checked = run_heirloom("profile", "check", str(profile))
     assert checked.returncode == 2, checked.stdout
     assert f"sources.s.train: 'train' file {path}:1: {said}" in " ".join(checked.stderr.split())
-    assert "Error" not in checked.stderr and "UTF-16" not in checked.stderr
+    assert "Error" not in checked.stderr and ("UTF-16" in checked.stderr) == ("throughout" in said)
 
 
 def test_a_later_nul_in_a_utf_8_jsonl_file_is_not_called_utf_16(tmp_path):

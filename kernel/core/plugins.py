@@ -335,7 +335,8 @@ class PluginHost:
         if labels:
             return f"{' and '.join(labels)}, which {self.chosen} leaves out"
         gone = self._catalog.gone({*self.infos, *(ep.name for ep in self._left_out)}, kind, name)
-        return f"{' and '.join(gone)}, which is not installed now (install it again)" if gone else ""
+        which = "none of which is installed now (install one)" if gone[1:] else "which is not installed (install it)"
+        return f"{' and '.join(gone)}, {which}" if gone else ""
 
     def disabled(self) -> list[PluginInfo]:
         """The installed plugins the environment leaves out, each ``disabled`` naming the variable and what it last

@@ -127,7 +127,8 @@ class Validator:
     def _unread_parent(self, problem: Problem) -> Problem:
         """``problem`` said to follow from a parent profile not read where that parent may be what is missing: a table
         no file gave a ``use`` (``no `use```, a manager's key read as a typo, ``enabled = false``: ``no such``)."""
-        if not problem.path or not problem.message.startswith(("no `use`", "unknown key", "no such component")):
+        said = ("no `use`", "unknown key", "no such component", "no component")  # "no component 'x' to change" (v20)
+        if not problem.path or not problem.message.startswith(said):
             return problem  # a file's own (its TOML invalid)
         parts = key_parts(problem.path)
         if f"{dotted(parts[:1] if parts[0] == TABLES['resources'] else parts[:2])}.use" in self.raw.provenance:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import abc
 import codecs
 import contextlib
+import decimal
 import difflib
 import hashlib
 import json
 import logging
-import math
 import os
 import random
 import re
@@ -354,7 +354,7 @@ class TextSource(heirloom.Source):
             said.add(split)
             log.warning(
                 "%s: %d %srecord(s) left out whose label is one of 'labels' spelt otherwise (case, spaces, '_' or "
-                "'-'): %s",
+                "'-', or a number written otherwise: 1.0 for 1): %s",
                 self._named(),
                 sum(cased.values()),
                 "" if split is None else f"{split} ",
@@ -613,6 +613,8 @@ def _nul_cause(line: str, wide: str | None) -> str:
     body = line.rstrip("\r\n")
     if not body.strip("\0"):
         return f"; {NUL_PADDING}"
+    if body.count("\0") * 4 >= len(body):  # UTF-32 without a byte-order mark: 3 NULs a letter (v20 F3)
+        return "; NUL bytes throughout: UTF-16 or UTF-32 text without a byte-order mark? Convert it to UTF-8 (iconv)"
     return f"; remove it (it is character {body.index(chr(0)) + 1} of the line)"
 
 
@@ -638,13 +640,15 @@ def _json_error(exc: json.JSONDecodeError) -> str:
 def label_spelling(label: str) -> str:
     """``label`` with case, spaces, underscores and hyphens aside: CARD_ARRIVAL, card arrival and
     card_arrival were three classes of one intent, unsaid. A number is its value: ``1`` and ``1.0``
-    (a spreadsheet's export) are one, ``-1`` and ``1`` two (checker h388 F5, F6)."""
+    (a spreadsheet's export) are one, ``-1`` and ``1`` two (checker h388 F5, F6), and exactly: as floats,
+    two 17-digit ids were one (v20 F2)."""
     try:
-        value = float(label)
-    except ValueError:
-        value = math.nan
-    if math.isfinite(value):
-        return f" {value!r}"  # a space: no folded text holds one, so no word reads as a number
+        value = decimal.Decimal(label)
+    except decimal.InvalidOperation:
+        value = decimal.Decimal("NaN")
+    if value.is_finite():  # exact at any length; plus(): -0 is 0; a space: no folded text holds one
+        exact = decimal.Context(prec=max(28, len(label)), Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+        return f" {exact.normalize(exact.plus(value))}"
     return re.sub(r"[\s_-]+", "", label.casefold())
 
 
