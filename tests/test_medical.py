@@ -1101,6 +1101,11 @@ def test_a_formulary_file_with_several_mistakes_is_refused_naming_every_one(tmp_
         f"{path}: brands.Hospamox[0]: 'amoxicilin' is no ingredient the filter knows (did you mean 'amoxicillin'?): "
         "list it under 'ingredients' too if it is one (a brand's ingredients decide which allergies rule it out)",
     ]
+    profile = write(tmp_path / "h.toml", f'extends = ["medical-small"]\n[models.treatment]\nformulary = "{path}"\n')
+    checked = run_heirloom("profile", "check", str(profile))  # a line each, not one line of "\n"s (h395 F1)
+    lines = checked.stderr.splitlines()
+    assert checked.returncode == 2 and len(lines) == 5 and "\\n" not in checked.stderr, checked.stderr
+    assert all(line.startswith(f"{profile}: models.treatment.formulary: ") for line in lines), lines
 
 
 def test_an_allergy_the_filter_cannot_read_is_listed_for_a_person_to_check(treatment, records):

@@ -201,12 +201,14 @@ def say_error(message: str, level: int = logging.ERROR) -> None:
 
 def report_profile_error(exc: ProfileError) -> NoReturn:
     """Every problem on its own line (``FILE: key.path: message``; JSON log lines under
-    ``--log-format json``), exit 2."""
+    ``--log-format json``), exit 2. A message of several lines (a formulary file's mistakes, one
+    each) is a line each at its key, not one line of ``\\n``s (checker h395 F1)."""
     for problem in exc.problems:
         if writes_json():
             logging.getLogger("heirloom.cli").error("%s", problem)
         else:
-            click.echo(one_line(str(problem)), err=True)
+            for line in problem.message.split("\n"):
+                click.echo(one_line(str(Problem(problem.file, problem.path, line))), err=True)
     sys.exit(EXIT_INVALID)
 
 
