@@ -247,6 +247,31 @@ def test_stop_signals_sent_again_while_the_gateway_stops_still_end_it_with_0_and
     assert {"logger": "heirloom.wire.daemon", "message": "stopped"}.items() <= said[-1].items()  # drained, stopped
 
 
+def test_a_stop_that_cuts_off_a_client_not_reading_its_replies_logs_json_warnings_only(tmp_path):
+    """A client pipelining requests and reading no reply: at SIGTERM, uvicorn cut its request off at --timeout and
+    logged "ERROR: Exception in ASGI application" with a 22-line traceback, no JSON under --log-format json
+    (checker h397 F1). It is one JSON warning line now, and the stop ends with 0."""
+    gateway = Started(tmp_path, "minimal", "--log-format", "json", "--timeout", "2")
+    request = b"POST /v1/routes/echo.echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    body = b'{"a": "' + b"x" * 20_000 + b'"}'  # replies fill the socket's buffers, unread
+    request += b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    with socket.create_connection(("127.0.0.1", gateway.port)) as pipelining:
+        pipelining.setblocking(False)
+        data, sent, deadline = request * 2000, 0, time.monotonic() + 3
+        while time.monotonic() < deadline and sent < len(data):
+            try:
+                sent += pipelining.send(data[sent : sent + 65536])
+            except BlockingIOError:
+                time.sleep(0.01)
+        time.sleep(1)
+        gateway.process.send_signal(signal.SIGTERM)
+        assert gateway.process.wait(30) == 0, gateway.log()
+    lines = gateway.log().splitlines()
+    assert [line for line in lines if not line.startswith("{")] == [], lines
+    cut = [json.loads(line) for line in lines if "cut off" in line]
+    assert cut and all(entry["level"] == "warning" for entry in cut), lines
+
+
 def test_a_stop_signal_as_the_gateway_starts_serving_ends_it_with_0_and_json_lines_only(tmp_path):
     """A SIGTERM that landed as the gateway entered uvicorn, after its banner and before uvicorn's own
     handlers, printed ``RuntimeWarning: coroutine 'Server.serve' was never awaited`` (three lines that are

@@ -44,7 +44,8 @@ log = logging.getLogger("heirloom.gateway")
 #: by uvicorn's "auto" choice; the gateway's httptools protocol adds its pipelining bound).
 #: bench/gateway.py runs its FastAPI baseline with the same.
 #: No WebSocket: the gateway serves none, so an Upgrade: websocket request is plain HTTP/1.1 too.
-UVICORN_SETTINGS = {"log_level": "warning", "access_log": False, "ws": "none"}
+#: ``log_config`` None: uvicorn's lines go through heirloom's logging, ``--log-format json`` too (h397 F1).
+UVICORN_SETTINGS = {"log_level": "warning", "access_log": False, "ws": "none", "log_config": None}
 
 
 #: Where the gateway reaches the daemon it runs in its own process.

@@ -7,6 +7,7 @@ own SIGHUP handler notes), and without a thread of its own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import subprocess
@@ -37,6 +38,19 @@ class HangUps:
         self.asked = True
 
 
+class StopCuts(logging.Filter):
+    """uvicorn's words for the requests its stop cut off at ``--timeout`` (a client not reading its replies), as one
+    warning each, not an error and "Exception in ASGI application" with a traceback (checker h397 F1)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        cancelled = record.exc_info is not None and isinstance(record.exc_info[1], asyncio.CancelledError)
+        if cancelled or record.getMessage().endswith("timeout graceful shutdown exceeded"):
+            said = "a request still answering at the stop's --timeout was cut off" if cancelled else record.getMessage()
+            record.msg, record.args, record.exc_info, record.exc_text = said, (), None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 class GatewayServer(uvicorn.Server):
     """uvicorn's server, which on each tick also does what SIGHUP asked (``reload``) and watches
     the ``heirloom serve`` child the gateway runs, if any: once it exits, the gateway says so and
@@ -53,6 +67,9 @@ class GatewayServer(uvicorn.Server):
         profile: str | None = None,
     ):
         super().__init__(config)
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        if not any(isinstance(each, StopCuts) for each in uvicorn_log.filters):
+            uvicorn_log.addFilter(StopCuts())
         self.hang_ups = hang_ups
         self.reload = reload
         self.child = child
