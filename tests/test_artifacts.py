@@ -1270,9 +1270,11 @@ def test_train_refused_at_an_inherit_the_store_lacks_makes_no_store_and_names_th
     assert trained.returncode == 0 and "stored next/m@1" in trained.stdout, trained.stderr
 
 
-def test_serve_on_a_store_whose_index_has_a_damaged_page_fails_its_start(store, tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_a_store_whose_index_has_a_damaged_page_fails_its_start(store, tmp_path, workers):
     """A restore from a damaged backup: a truncated index failed the start (exit 1), one with an overwritten page left
-    the daemon up, never ready, "serves nothing yet", where a systemd unit should fail (checker h391 F2)."""
+    the daemon up, never ready, "serves nothing yet", where a systemd unit should fail (checker h391 F2); a
+    ``--workers`` broker, whose workers load, stayed up so (checker v21 F4)."""
     profile = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')
     env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
     assert run_heirloom("train", str(profile), env=env).returncode == 0
@@ -1281,7 +1283,7 @@ def test_serve_on_a_store_whose_index_has_a_damaged_page_fails_its_start(store, 
     assert len(damaged) > 9000, len(damaged)
     damaged[5000:9000] = b"x" * 4000
     index.write_bytes(bytes(damaged))
-    served = run_heirloom("serve", str(profile), "--bind", f"ipc://{tmp_path}/d.sock", env=env, timeout=60)
+    served = run_heirloom("serve", str(profile), "--workers", workers, "--bind", f"ipc://{tmp_path}/d.sock", env=env)
     assert served.returncode == 1 and f"the store index {index} is damaged" in said(served), served.stderr
 
 

@@ -9,7 +9,7 @@ import attrs
 import click
 
 from heirloom.cli import logs
-from heirloom.cli.common import EXIT_INVALID, fail, get_kernel, resolve_or_exit
+from heirloom.cli.common import EXIT_INVALID, fail, get_kernel, resolve_or_exit, store_or_exit
 from heirloom.cli.options import (
     ADDRESS,
     PROFILE,
@@ -19,7 +19,8 @@ from heirloom.cli.options import (
     log_options,
     set_option,
 )
-from heirloom.core.errors import HeirloomError
+from heirloom.core.errors import HeirloomError, RefError
+from heirloom.core.serving import served_ref
 from heirloom.store.private_logs import warn_open_home
 from heirloom.wire.auth import CurveServer, worker_curve
 from heirloom.wire.exporter import MetricsAddress
@@ -112,6 +113,7 @@ def serve_command(
     logs.configure(log_level, log_format)
     warn_open_home()  # its store and logs, another user's to replace
     resolved = resolve_or_exit(profile, overrides, store=True)
+    _index_readable_or_exit(resolved)
     settings = resolved.settings["server"]
     changes: dict[str, Any] = {}
     if binds:
@@ -164,6 +166,21 @@ def serve_command(
     except HeirloomError as exc:
         fail(f"error: {exc}", EXIT_INVALID if isinstance(exc, Unworkable) else 1)
     exit_process(code)
+
+
+def _index_readable_or_exit(resolved: Any) -> None:
+    """Exit 1 naming it when the store index cannot say what each model serves (a page a bad restore damaged):
+    one process failed its start so, while a ``--workers`` broker, whose workers load, stayed up, never ready
+    (checker v21 F4). A model with nothing to serve yet (not trained, no such alias) starts, not ready."""
+    store = store_or_exit(resolved)
+    for spec in resolved.components:
+        if spec.kind == "model":
+            try:
+                store.resolve(served_ref(resolved.project, spec))
+            except RefError:
+                continue
+            except HeirloomError as exc:
+                fail(f"error: {exc}")
 
 
 @click.command("worker")
