@@ -171,26 +171,46 @@ def read_text(path: str | Path) -> str:
     (a spreadsheet's "Unicode text"), with a byte-order mark or NUL bytes throughout, is read as
     such: latin-1 read it as text with a NUL between letters, and a model trained on that (h388 F1)."""
     raw = heirloom.read_regular(path)
-    head = raw[:4096]
-    if wide := _wide_encoding(head):
+    if wide := _wide_encoding(raw[:4]):
         try:
             return raw.decode(wide).removeprefix("\ufeff")
         except UnicodeDecodeError as exc:
             said = f"{path}: starts as {wide.upper()} text, but is no such text ({exc.reason} at byte {exc.start}; a "
             raise heirloom.HeirloomError(f"{said}byte lost or added before it shifts every character after)") from None
-    if head.count(0) * 4 >= len(head) > 0:  # no text of UTF-8 or latin-1 holds NULs so thickly (v20 F1)
+    body = raw.rstrip(b"\0")
+    if len(raw) - len(body) >= 4 and not _nul_thick(body):  # UTF-32 ends in 3 at most (v21 F3)
+        said = "NUL bytes, as a file padded or cut short (by a crash, a full disk) does: remove them"
+        raise heirloom.HeirloomError(f"{path}: ends in {len(raw) - len(body):,} {said}")
+    if _nul_thick(raw):  # no text of UTF-8 or latin-1 holds NULs so thickly: UTF-16 or 32 without its mark (v20 F1)
         readable = []
         for encoding in ("utf-32-le", "utf-32-be", "utf-16-le", "utf-16-be"):
             with contextlib.suppress(UnicodeDecodeError):
-                readable += [text] if "\0" not in (text := raw.decode(encoding)) else []
+                readable += [text] if "\0" not in (text := raw.decode(encoding)) and _aligned(text) else []
         if readable:  # UTF-16BE read as LE decodes too, as CJK: the reading with the most ASCII is the one
             return max(readable, key=lambda text: sum(char < "\x80" for char in text[:4096]))
-        said = "NUL bytes throughout, as in UTF-16 or UTF-32, but it reads as neither: save it as UTF-8"
-        raise heirloom.HeirloomError(f"{path}: {said}")
+        said = "but reads cleanly as neither (a byte lost or added shifts every character after it): save it as UTF-8"
+        raise heirloom.HeirloomError(f"{path}: NUL bytes throughout, as in UTF-16 or UTF-32 text, {said}")
     try:
         return raw.decode("utf-8-sig")  # a byte-order mark (a spreadsheet's export) is no part of the text
     except UnicodeDecodeError:
+        if b"\0" in raw:  # UTF-16 of Greek or Chinese without its mark: too few NULs to be thick (v21 F2)
+            said = "holds NUL bytes and is no UTF-8: UTF-16 or UTF-32 without a byte-order mark? Save it as UTF-8"
+            raise heirloom.HeirloomError(f"{path}: {said}") from None
         return raw.decode("latin-1")
+
+
+def _nul_thick(raw: bytes) -> bool:
+    """Whether a quarter or more of the first 4 KiB of ``raw`` are NUL bytes, as in UTF-16 or UTF-32 text of
+    Latin letters, and in no UTF-8 or latin-1 text."""
+    return raw[:4096].count(0) * 4 >= len(raw[:4096]) > 0
+
+
+def _aligned(text: str) -> bool:
+    """Whether ``text``, read as UTF-16 or UTF-32, is no misreading: a byte lost or added turns each ASCII letter
+    after it into a character ending in a NUL byte ('a' is U+6100), and the reading with the most ASCII still
+    won, its lines before that byte merged into one record of the next's label (checker v21 F1)."""
+    misread = sum(1 for char in text if ord(char) > 0xFF and not ord(char) & 0xFF)
+    return misread < 8 or misread * 50 < len(text)
 
 
 def known_encoding(instance: Any, attribute: attrs.Attribute, value: str) -> None:

@@ -30,8 +30,17 @@ def test_a_phrasebank_file_cut_mid_character_of_utf_16_is_an_error_naming_it(tmp
     (tmp_path / "Sentences_50Agree.txt").write_bytes(SENTENCES.encode("utf-16") + b"\x00")
     with pytest.raises(heirloom.HeirloomError, match=r"Sentences_50Agree.txt: starts as UTF-16 text, but is no such"):
         list(PhraseBankSource(path=str(tmp_path)).records())
-    (tmp_path / "Sentences_50Agree.txt").write_bytes(SENTENCES.encode("utf-16-le") + b"\x00")  # without its mark
-    with pytest.raises(heirloom.HeirloomError, match=r"NUL bytes throughout, as in UTF-16 or UTF-32, but it reads as"):
+    wide = (SENTENCES * 6).encode("utf-16-le")  # without its mark, a stray byte: before the middle, the
+    for stray in (1, 40, len(wide) // 4):  # reading the other way round has the most ASCII (v21 F1)
+        (tmp_path / "Sentences_50Agree.txt").write_bytes(wide[: stray * 2] + b"\xe9" + wide[stray * 2 :] + b"\x00")
+        with pytest.raises(heirloom.HeirloomError, match=r"NUL bytes throughout, as in UTF-16 or UTF-32 text, but"):
+            list(PhraseBankSource(path=str(tmp_path)).records())
+    greek = "κέρδη αυξήθηκαν πολύ@positive\nμετοχές έπεσαν@negative\n" * 3  # noqa: RUF001 - few NULs (v21 F2)
+    (tmp_path / "Sentences_50Agree.txt").write_bytes(greek.encode("utf-16-le"))
+    with pytest.raises(heirloom.HeirloomError, match=r"holds NUL bytes and is no UTF-8: UTF-16 or UTF-32 without a"):
+        list(PhraseBankSource(path=str(tmp_path)).records())
+    (tmp_path / "Sentences_50Agree.txt").write_bytes(SENTENCES.encode() + b"\x00" * 4096)  # padded (v21 F3)
+    with pytest.raises(heirloom.HeirloomError, match=r"ends in 4,096 NUL bytes, as a file padded or cut short"):
         list(PhraseBankSource(path=str(tmp_path)).records())
 
 
