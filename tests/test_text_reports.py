@@ -121,9 +121,12 @@ def test_train_warns_when_a_new_version_scores_well_below_the_version_before_it(
     other = ("--set", "models.m.l2=0.05")  # another setting: a new version, rising from @2, with no warning
     rose = run_heirloom("train", profile, *other, env=env)
     assert rose.returncode == 0 and "stored sat/m@3" in rose.stdout and "or more below" not in rose.stdout, rose.stdout
-    as_json = run_heirloom("train", profile, *other, *mislabelled, "--json", env=env)  # stdout stays JSON
+    served = ("--set", "models.m.serve=production")  # a profile serving an alias is not told to set it (h396 F2)
+    as_json = run_heirloom("train", profile, *other, *mislabelled, *served, "--json", env=env)  # stdout stays JSON
     assert as_json.returncode == 0 and json.loads(as_json.stdout)["models"]["m"]["ref"] == "sat/m@4"
-    assert "warning: sat/m@4 scores 0.1 or more below sat/m@3" in " ".join(as_json.stderr.split())
+    said = " ".join(as_json.stderr.split())
+    assert "warning: sat/m@4 scores 0.1 or more below sat/m@3" in said and 'set serve = "production"' not in said
+    assert "A daemon serves 'production', not it, until a promote (heirloom models promote sat/m@4 production" in said
     same = run_heirloom("train", profile, *other, *mislabelled, env=env)  # nothing new stored: nothing to compare
     assert "unchanged: identical to" in same.stdout and "or more below" not in same.stdout + same.stderr
 

@@ -171,7 +171,7 @@ def _number(value: float) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def fall_warning(store: ArtifactStore, artifact: Artifact) -> str:
+def fall_warning(store: ArtifactStore, artifact: Artifact, serve: str | None = None) -> str:
     """A warning line ('' for none) when ``artifact`` scores FALL or more below the version of its model stored
     before it, on the same records (compare.fallen): six resolutions took a support intent model's test oos_recall
     0.5875 -> 0.1875, and the daemon served the new version, with no word from train."""
@@ -181,11 +181,15 @@ def fall_warning(store: ArtifactStore, artifact: Artifact) -> str:
     no_split = ", which compares validation scores: give its source a validation split"
     unscored = "" if scored_on(artifact, VALIDATION) else no_split
     figures = ", ".join(said for _, said in fell)
+    said = f"warning: {artifact.ref} scores {FALL:g} or more below {before[-1].ref}, the version before it, on the "
+    said += f"same records: {figures}. "
+    promote = f"heirloom models promote {artifact.ref} {serve or 'production'} --if-better {fell[0][0]}{unscored}"
+    if serve is not None and not serve.isdigit():  # the profile serves an alias already (h396 F2: told to set it)
+        return f"{said}A daemon serves {serve!r}, not it, until a promote ({promote}; docs/ARTIFACTS.md)"
     return (
-        f"warning: {artifact.ref} scores {FALL:g} or more below {before[-1].ref}, the version before it, on the same "
-        f"records: {figures}. A daemon serving the model's latest version (the default) serves it now: set "
-        f'serve = "production" on models.{artifact.model} and promote a version once it holds up (heirloom models '
-        f"promote {artifact.ref} production --if-better {fell[0][0]}{unscored}; docs/ARTIFACTS.md)"
+        f"{said}A daemon serving the model's latest version (the default) serves it now: set "
+        f'serve = "production" on models.{artifact.model} and promote a version once it holds up ({promote}; '
+        "docs/ARTIFACTS.md)"
     )
 
 
@@ -316,7 +320,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
                 results[spec.name] = {"stored": not trained.reused, **trained.artifact.to_json()}
             else:
                 report_trained(trained, validation_hint(resolved, spec))
-            if not trained.reused and (said := fall_warning(store, trained.artifact)):
+            if not trained.reused and (said := fall_warning(store, trained.artifact, spec.keys.serve)):
                 (err_console if as_json else console).print(said, markup=False, highlight=False)
             if stopped is not None:
                 break
