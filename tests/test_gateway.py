@@ -1437,6 +1437,11 @@ def test_a_loopback_gateway_answers_only_loopback_host_names(tmp_path):
                 raw.sendall(f"GET http://{target}/v2/health/live HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
                 reply = raw_response(raw)  # RFC 9112 3.2.2: the target's authority is the host, not Host
             assert reply.startswith(f"HTTP/1.1 {answer}") and (answer == "200" or target in reply), reply
+        for target in (f"localhost:{port}", f"localhost:{port}?x=1"):  # an empty path is "/" (checker h397 F2)
+            with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw:  # was 400 "callback error"
+                raw.sendall(f"GET http://{target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+                reply = raw_response(raw)
+            assert not reply.startswith("HTTP/1.1 400") and "User callback error" not in reply, reply
         status, _, body = http(proxied.url + "/v1/routes/echo.echo", [2], headers={"Host": "api.example.com"})
         assert (status, body) == (200, [2])
         assert http(proxied.url + "/v2/health/ready", headers={"Host": "rebound.example"})[0] == 403

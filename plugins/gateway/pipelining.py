@@ -40,7 +40,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httptools
 from uvicorn._types import ASGI3Application, ASGISendEvent
@@ -313,6 +313,8 @@ class OneQueuedRequest(HttpToolsProtocol):
         if version not in SERVED_VERSIONS:  # HTTP/2.0 was told it had no version
             raise ValueError(f"HTTP/{version} in the request line: the gateway speaks HTTP/1.1 (and HTTP/1.0)")
         if (authority := target_authority(self.url)) is not None:  # the Host the gateway checks, in scope's list
+            if not (parts := urlsplit(self.url)).path:  # "http://host" is "http://host/" (RFC 3986 6.2.3): it was a
+                self.url = urlunsplit(parts._replace(path=b"/"))  # 400 "User callback error" (checker h397 F2)
             self.headers[:] = [
                 *((name, value) for name, value in self.headers if name != b"host"),
                 (b"host", authority),
