@@ -177,10 +177,9 @@ def read_text(path: str | Path) -> str:
         except UnicodeDecodeError as exc:
             said = f"{path}: starts as {wide.upper()} text, but is no such text ({exc.reason} at byte {exc.start}; a "
             raise heirloom.HeirloomError(f"{said}byte lost or added before it shifts every character after)") from None
-    body = raw.rstrip(b"\0")
-    if len(raw) - len(body) >= 4 and not _nul_thick(body):  # UTF-32 ends in 3 at most (v21 F3)
+    if (padded := len(raw) - len(raw.rstrip(b"\0"))) >= 4:  # UTF-32 text ends in 3 at most (v21 F3, v22 F3)
         said = "NUL bytes, as a file padded or cut short (by a crash, a full disk) does: remove them"
-        raise heirloom.HeirloomError(f"{path}: ends in {len(raw) - len(body):,} {said}")
+        raise heirloom.HeirloomError(f"{path}: ends in {padded:,} {said}")
     if _nul_thick(raw):  # no text of UTF-8 or latin-1 holds NULs so thickly: UTF-16 or 32 without its mark (v20 F1)
         readable = []
         for encoding in ("utf-32-le", "utf-32-be", "utf-16-le", "utf-16-be"):
@@ -194,8 +193,9 @@ def read_text(path: str | Path) -> str:
         return raw.decode("utf-8-sig")  # a byte-order mark (a spreadsheet's export) is no part of the text
     except UnicodeDecodeError:
         if b"\0" in raw:  # UTF-16 of Greek or Chinese without its mark: too few NULs to be thick (v21 F2)
-            said = "holds NUL bytes and is no UTF-8: UTF-16 or UTF-32 without a byte-order mark? Save it as UTF-8"
-            raise heirloom.HeirloomError(f"{path}: {said}") from None
+            line = raw[: raw.index(b"\0")].count(b"\n") + 1
+            said = "a NUL byte in a file that is no UTF-8: UTF-16 or UTF-32 without a byte-order mark? Save it as UTF-8"
+            raise heirloom.HeirloomError(f"{path}:{line}: {said}") from None
         return raw.decode("latin-1")
 
 
@@ -206,11 +206,22 @@ def _nul_thick(raw: bytes) -> bool:
 
 
 def _aligned(text: str) -> bool:
-    """Whether ``text``, read as UTF-16 or UTF-32, is no misreading: a byte lost or added turns each ASCII letter
-    after it into a character ending in a NUL byte ('a' is U+6100), and the reading with the most ASCII still
-    won, its lines before that byte merged into one record of the next's label (checker v21 F1)."""
-    misread = sum(1 for char in text if ord(char) > 0xFF and not ord(char) & 0xFF)
-    return misread < 8 or misread * 50 < len(text)
+    """Whether ``text``, read as UTF-16 or UTF-32 without a byte-order mark, is no misreading: a byte lost or added
+    turns each ASCII letter after it into a character ending in a NUL byte ('a' is U+6100), and the reading with the
+    most ASCII still won, its lines before that byte merged into one record of the next's label (checker v21 F1); one
+    stray byte at each end misread the first and last letters alone, a private-use character and a label of 'neutral'
+    glued to a Gurmukhi letter (v22 F1). Such traces refuse the reading: an error, never a garbled record."""
+    misread = sum(1 for char in text if not ord(char) & 0xFF and 0x20 <= ord(char) >> 8 < 0x7F)
+    if misread >= 8 and misread * 50 >= len(text):
+        return False
+    if any(unicodedata.category(char) in ("Co", "Cn", "Cs") for char in text):
+        return False
+    return not any(_glued(a, b) or _glued(b, a) for a, b in itertools.pairwise(text))
+
+
+def _glued(letter: str, other: str) -> bool:
+    """Whether an ASCII letter touches a letter of a script far from Latin, with no space between (``neutralਊ``)."""
+    return letter.isascii() and letter.isalpha() and ord(other) > 0x24F and other.isalpha()
 
 
 def known_encoding(instance: Any, attribute: attrs.Attribute, value: str) -> None:

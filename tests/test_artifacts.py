@@ -558,6 +558,14 @@ def test_a_fall_of_any_shipped_models_score_on_the_same_records_is_found(store):
     assert [name for name, _ in compare.fallen(after, before)] == sorted(names)
     assert compare.fallen(before, after) == []  # a rise is no fall
     assert compare.fallen(put(store, "team/m", 3, metrics={"popularity_ndcg_at_10": 0.1}), before) == []
+    from heirloom.cli.train import fall_warning  # what train says of it, by the model's serve setting
+
+    assert 'set serve = "production" on models.m' in fall_warning(store, after)
+    assert "A daemon serves 'canary', not it, until a promote (heirloom models promote team/m@2 canary" in (
+        fall_warning(store, after, "canary")
+    )
+    pinned = fall_warning(store, after, "1")  # it said the daemon served @2, and to promote it to alias '1' (v22 F4)
+    assert "A daemon serves version 1 (models.m.serve), not it" in pinned and "promote" not in pinned, pinned
 
 
 def test_promote_held_by_moves_the_alias_only_if_it_is_where_the_comparison_found_it(store):

@@ -3,6 +3,8 @@ the line and what to do; none trains a model on garbled text or splits one class
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
 import heirloom
@@ -37,11 +39,35 @@ def test_a_phrasebank_file_cut_mid_character_of_utf_16_is_an_error_naming_it(tmp
             list(PhraseBankSource(path=str(tmp_path)).records())
     greek = "κέρδη αυξήθηκαν πολύ@positive\nμετοχές έπεσαν@negative\n" * 3  # noqa: RUF001 - few NULs (v21 F2)
     (tmp_path / "Sentences_50Agree.txt").write_bytes(greek.encode("utf-16-le"))
-    with pytest.raises(heirloom.HeirloomError, match=r"holds NUL bytes and is no UTF-8: UTF-16 or UTF-32 without a"):
+    with pytest.raises(
+        heirloom.HeirloomError, match=r":1: a NUL byte in a file that is no UTF-8: UTF-16 or UTF-32 without"
+    ):
         list(PhraseBankSource(path=str(tmp_path)).records())
-    (tmp_path / "Sentences_50Agree.txt").write_bytes(SENTENCES.encode() + b"\x00" * 4096)  # padded (v21 F3)
-    with pytest.raises(heirloom.HeirloomError, match=r"ends in 4,096 NUL bytes, as a file padded or cut short"):
+    for padded in (SENTENCES.encode(), SENTENCES.encode("utf-16-le")):  # a crash's padding (v21 F3, v22 F3)
+        (tmp_path / "Sentences_50Agree.txt").write_bytes(padded + b"\x00" * 4096)
+        with pytest.raises(heirloom.HeirloomError, match=r"ends in 4,09[67] NUL bytes, as a file padded or cut short"):
+            list(PhraseBankSource(path=str(tmp_path)).records())
+    for encoding in ("utf-16-le", "utf-16-be"):  # a stray byte at each end misread the first and last letters alone
+        (tmp_path / "Sentences_50Agree.txt").write_bytes(b"\xe9" + (SENTENCES * 6).encode(encoding) + b"\xe9")
+        with pytest.raises(heirloom.HeirloomError, match=r"NUL bytes throughout, as in UTF-16 or UTF-32 text, but"):
+            list(PhraseBankSource(path=str(tmp_path)).records())  # a private-use 'p', a label 'neutral' + U+0A0A (v22)
+    (tmp_path / "Sentences_50Agree.txt").write_bytes("caf\xe9 sales rose@positive\n\x00\n".encode("latin-1"))
+    with pytest.raises(heirloom.HeirloomError, match=r"Sentences_50Agree.txt:2: a NUL byte in a file that is no UTF-8"):
         list(PhraseBankSource(path=str(tmp_path)).records())
+    (tmp_path / "Sentences_50Agree.txt").write_bytes(b"profit\x00 rose@positive\n")  # UTF-8: trained on (v22 F2)
+    with pytest.raises(heirloom.HeirloomError, match=r"Sentences_50Agree.txt:1: a NUL byte, which no sentence holds"):
+        list(PhraseBankSource(path=str(tmp_path)).records())
+
+
+def test_a_phrasebank_file_in_combining_accents_without_a_byte_order_mark_reads(tmp_path):
+    """Its U+0300 accents were counted as a misaligned byte's trace, and the file refused (checker v22 F3)."""
+    text = unicodedata.normalize("NFD", "résultat à la hausse, très élevé@positive\nvente à perte@negative\n" * 8)
+    (tmp_path / "Sentences_50Agree.txt").write_bytes(text.encode("utf-16-le"))
+    read = [record["text"] for record in PhraseBankSource(path=str(tmp_path)).records()]
+    assert read[:2] == [
+        unicodedata.normalize("NFD", "résultat à la hausse, très élevé"),
+        unicodedata.normalize("NFD", "vente à perte"),
+    ]
 
 
 def test_phrasebank_labels_that_differ_only_by_case_are_said_as_a_csv_files_are(tmp_path, caplog):

@@ -184,7 +184,9 @@ def fall_warning(store: ArtifactStore, artifact: Artifact, serve: str | None = N
     said = f"warning: {artifact.ref} scores {FALL:g} or more below {before[-1].ref}, the version before it, on the "
     said += f"same records: {figures}. "
     promote = f"heirloom models promote {artifact.ref} {serve or 'production'} --if-better {fell[0][0]}{unscored}"
-    if serve is not None and not serve.isdigit():  # the profile serves an alias already (h396 F2: told to set it)
+    if serve is not None and serve.isdigit():  # a version pinned: no promote moves it (checker v22 F4)
+        return f"{said}A daemon serves version {serve} (models.{artifact.model}.serve), not it (docs/ARTIFACTS.md)"
+    if serve is not None:  # the profile serves an alias already (h396 F2: told to set it)
         return f"{said}A daemon serves {serve!r}, not it, until a promote ({promote}; docs/ARTIFACTS.md)"
     return (
         f"{said}A daemon serving the model's latest version (the default) serves it now: set "

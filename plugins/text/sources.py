@@ -523,6 +523,8 @@ class PhraseBankSource(TextSource):
         for number, line in enumerate(read_text(path).splitlines(), 1):
             if not line.strip():
                 continue
+            if "\0" in line:  # trained on in UTF-8, refused in latin-1: one rule (checker v22 F2)
+                raise heirloom.HeirloomError(f"{path}:{number}: a NUL byte, which no sentence holds: remove it")
             text, at, label = line.rpartition("@")
             if not at or not label.strip() or not text.strip():
                 raise heirloom.HeirloomError(f"{path}:{number}: expected 'sentence@label', got {line[:80]!r}")
