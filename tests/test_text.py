@@ -793,7 +793,7 @@ def test_records_left_out_by_labels_and_test_texts_repeated_in_training_are_said
     said = [record.getMessage() for record in caplog.records]
     assert said[0] == (  # 'neutral' is left out as labels asks: unsaid (banking-intents-core keeps 40 of 77)
         "CsvSource: 2 test record(s) left out whose label is one of 'labels' spelt otherwise (case, spaces, '_' or "
-        "'-'): 'Negative' (1; 'negative'), 'neg-ative' (1; 'negative')"
+        "'-', or a number written otherwise: 1.0 for 1): 'Negative' (1; 'negative'), 'neg-ative' (1; 'negative')"
     )
     assert said[1].startswith("CsvSource: 1 training record(s) repeat a validation or test text (train.csv:22)")
     assert len(said) == 2
