@@ -115,8 +115,10 @@ def test_unknown_source_or_split_is_a_usage_error(rows):
     assert result.returncode == 2
     assert "no split 'dev' (splits: train, test)" in " ".join(result.stderr.split())
     result = run_heirloom("data", "show", rows["profile"], "numbers", "--limit", "9" * 23, env=rows)
-    assert result.returncode == 2, result.stderr  # a usage error, not islice's traceback
-    assert "Invalid value for '--limit'" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr  # not islice's traceback
+    assert result.stdout == run_heirloom("data", "show", rows["profile"], "numbers", "--limit", "0", env=rows).stdout
+    refused = run_heirloom("data", "show", rows["profile"], "numbers", "--limit", "-1", env=rows)
+    assert refused.returncode == 2 and "Invalid value for '--limit'" in refused.stderr
 
 
 @pytest.mark.parametrize(
