@@ -47,8 +47,8 @@ def test_a_phrasebank_file_cut_mid_character_of_utf_16_is_an_error_naming_it(tmp
         (tmp_path / "Sentences_50Agree.txt").write_bytes(padded + b"\x00" * 4096)
         with pytest.raises(heirloom.HeirloomError, match=r"ends in 4,09[67] NUL bytes, as a file padded or cut short"):
             list(PhraseBankSource(path=str(tmp_path)).records())
-    for encoding in ("utf-16-le", "utf-16-be"):  # a stray byte at each end misread the first and last letters alone
-        (tmp_path / "Sentences_50Agree.txt").write_bytes(b"\xe9" + (SENTENCES * 6).encode(encoding) + b"\xe9")
+    for encoding, end in (("utf-16-le", b"\xe9"), ("utf-16-be", b"\xe9"), ("utf-16-be", b"\n")):  # a stray byte at
+        (tmp_path / "Sentences_50Agree.txt").write_bytes(b"\xe9" + (SENTENCES * 6).encode(encoding) + end)  # each end
         with pytest.raises(heirloom.HeirloomError, match=r"NUL bytes throughout, as in UTF-16 or UTF-32 text, but"):
             list(PhraseBankSource(path=str(tmp_path)).records())  # a private-use 'p', a label 'neutral' + U+0A0A (v22)
     (tmp_path / "Sentences_50Agree.txt").write_bytes("caf\xe9 sales rose@positive\n\x00\n".encode("latin-1"))
