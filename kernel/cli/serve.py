@@ -112,8 +112,8 @@ def serve_command(
     """
     logs.configure(log_level, log_format)
     warn_open_home()  # its store and logs, another user's to replace
-    resolved = resolve_or_exit(profile, overrides, store=True)
-    _index_readable_or_exit(resolved)
+    resolved = resolve_or_exit(profile, overrides)
+    _index_readable_or_exit(resolved)  # opens the store, as store=True did, once
     settings = resolved.settings["server"]
     changes: dict[str, Any] = {}
     if binds:

@@ -15,6 +15,7 @@ import codecs
 import contextlib
 import decimal
 import difflib
+import functools
 import hashlib
 import json
 import logging
@@ -639,6 +640,7 @@ def _json_error(exc: json.JSONDecodeError) -> str:
     return f"{said}{' (the line ends before its JSON does: was it cut short, at an export size limit?)' * ended}"
 
 
+@functools.lru_cache(maxsize=4096)  # a labels filter asks it of every record left out, of a few labels
 def label_spelling(label: str) -> str:
     """``label`` with case, spaces, underscores and hyphens aside: CARD_ARRIVAL, card arrival and
     card_arrival were three classes of one intent, unsaid. A number is its value: ``1`` and ``1.0``
