@@ -1099,6 +1099,8 @@ TYPO = "models.m.serve: no version holds alias 'prodution'; did you mean 'produc
         ("team", 'inherit = "team/m@prod"', "models.m.inherit: team/m has no alias 'prod'"),
         ("team", 'inherit = "team/m@production"', None),
         ("team", 'serve = "prodution"', TYPO),
+        # an abbreviation, as inherit's @prod says it (v17 F3: only the daemon's log said it)
+        ("team", 'serve = "prod"', "models.m.serve: no version holds alias 'prod'; did you mean 'production'?"),
         ("team", 'serve = "9"', "models.m.serve: no version 9 of team/m (the latest stored: 1, 2)"),
         ("team", 'serve = "2"', None),
         ("next", 'serve = "9"', None),  # nothing of next/m stored yet: serve will say

@@ -36,6 +36,7 @@ from heirloom.store.parents import (
     pretrained_state,
 )
 from heirloom.store.refs import one_typo
+from heirloom.suggest import abbreviates
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -201,7 +202,7 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile, opened: StoreOn
     project's, trained later), so it is left to ``train``; but a version or an alias the
     stored model lacks (any, when the model inherits its own earlier version), a model name
     one typo away from a stored one, a ``serve`` alias one typo away from an alias the model
-    has, a ``serve`` version the stored model lacks, or a ``pretrained:NAME`` no plugin
+    has or beginning one (``prod``), a ``serve`` version the stored model lacks, or a ``pretrained:NAME`` no plugin
     registers, are reported here, with their key. Where no store is yet, nothing is: as
     with a model the store has not seen, ``train`` says so when it gets there.
     """
@@ -240,7 +241,7 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile, opened: StoreOn
                 report(spec, "inherit", str(exc))
     for spec, alias in aliases:
         held = {name for a in stored if (a.project, a.model) == (profile.project, spec.name) for name in a.aliases}
-        hint = _typo_of(alias, held)
+        hint = _typo_of(alias, held) or abbreviates(alias, held)  # serve = "prod" beside production: v17 F3
         if alias not in held and hint:
             report(spec, "serve", f"no version holds alias {alias!r}{hint} (aliases: {', '.join(sorted(held))})")
     for spec, number in numbers:  # a model with no version yet is not trained yet: left to serve
