@@ -717,6 +717,32 @@ class CsvFormat:
             f"'{setting}' {column!r} is not a column of {Path(path).name}{hints[0]}{said} (columns: {listed(header)})"
         )
 
+    def check_one_encoding(self, paths: Sequence[str]) -> None:
+        """ValueError when ``paths`` (read with one ``encoding``) are UTF-16 or UTF-32 text beside files that are not:
+        no setting reads them all, so the advice is to convert the wide ones. A UTF-8 ``train`` beside a UTF-16
+        ``test`` was first told to set ``encoding = "utf-16"``, which failed on ``train`` next (h388 F10)."""
+        kinds = {}
+        for path in paths:
+            try:
+                with open(heirloom.open_regular(Path(path)), "rb") as handle:
+                    start = handle.read(4)
+            except OSError:  # a file that cannot be read: the reading's to report
+                continue
+            kinds[Path(path).name] = _wide_encoding(start) or bomless_utf16(start)
+        wide = sorted({kind for kind in kinds.values() if kind})
+        if not wide or len(set(kinds.values())) == 1:
+            return
+        narrow = [name for name, kind in kinds.items() if not kind]
+        said = ", ".join(f"{name} is {kind.upper()} text" for name, kind in kinds.items() if kind)
+        if narrow:
+            said += f" while {', '.join(narrow)} {'is' if len(narrow) == 1 else 'are'} not"
+        unset = " and unset 'encoding'" if codecs.lookup(self.encoding).name in ("utf-16", "utf-32") else ""
+        convert = "; ".join(f"iconv -f {kind} -t utf-8" for kind in wide)
+        raise ValueError(
+            f"{said}, and one 'encoding' ({self.encoding!r}) reads all of a source's files: convert the "
+            f"{'/'.join(kind.upper() for kind in wide)} ones to UTF-8 ({convert}){unset}"
+        )
+
     def check_delimiters(self, paths: Sequence[str], columns: Sequence[str]) -> None:
         """ValueError at ``delimiter`` when the headers of ``paths`` have ``columns`` only with different delimiters
         (a ';' Excel export beside ',' files): the column error named one file at a time and its delimiter, so each

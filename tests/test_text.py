@@ -610,6 +610,29 @@ def test_a_utf_16_file_without_a_byte_order_mark_is_said_where_the_profile_is_ch
         list(csv_rows(tmp_path / "le.csv", ["text", "label"], encoding="utf-16"))
 
 
+@pytest.mark.parametrize("encoding", ["", "utf-16"])
+@pytest.mark.parametrize(("wide", "codec"), [("utf-16", "utf-16"), ("utf-16-le", "utf-16le")])
+def test_a_utf_16_file_beside_a_utf_8_one_is_told_to_convert_at_once(tmp_path, heirloom_home, encoding, wide, codec):
+    """h388 F10: a UTF-8 ``train`` beside a UTF-16 ``test`` was told to set ``encoding = "utf-16"``, and then, with
+    it set, that train.csv has no byte-order mark and to convert: the first advice failed. One ``encoding`` reads
+    all of a source's files, so the first error says to convert the wide ones (with or without their mark)."""
+    (tmp_path / "train.csv").write_text("text,label\nprofit rose,positive\nloss grew,negative\n", encoding="utf-8")
+    (tmp_path / "test.csv").write_bytes("text,label\r\nprofit fell,negative\r\n".encode(wide))
+    setting = f'encoding = "{encoding}"\n' if encoding else ""
+    profile = write(tmp_path / "p.toml", f'[sources.s]\nuse = "csv"\ntrain = "train.csv"\ntest = "test.csv"\n{setting}')
+    checked = run_heirloom("profile", "check", str(profile))
+    assert checked.returncode == 2, checked.stdout
+    unset = " and unset 'encoding'" if encoding else ""
+    assert (
+        f"sources.s: test.csv is {codec.upper()} text while train.csv is not, and one 'encoding' "
+        f"('{encoding or 'utf-8-sig'}') reads all of a source's files: convert the {codec.upper()} ones to UTF-8 "
+        f"(iconv -f {codec} -t utf-8){unset}"
+    ) in " ".join(checked.stderr.split())
+    (tmp_path / "test.csv").write_text("text,label\nprofit fell,negative\n", encoding="utf-8")  # the advice followed
+    write(profile, '[sources.s]\nuse = "csv"\ntrain = "train.csv"\ntest = "test.csv"\n')
+    assert run_heirloom("profile", "check", str(profile)).returncode == 0
+
+
 @pytest.mark.parametrize(
     ("mark", "encoding", "wide", "fixed"),
     [

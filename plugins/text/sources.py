@@ -551,6 +551,7 @@ class CsvSource(TextSource, CsvFormat):
         super().__attrs_post_init__()
 
     def check_header(self) -> None:
+        self.check_one_encoding(list(self.role_files().values()))
         self.check_delimiters(list(self.role_files().values()), [self.text_column, self.label_column])
         for path in self.role_files().values():
             self.check_columns(path, {"text_column": self.text_column, "label_column": self.label_column})
