@@ -1439,6 +1439,17 @@ def test_a_component_group_that_is_no_table_is_a_problem_when_another_component_
     assert "models.m.data: no source named 's' (sources defined: none)" in str(caught.value)
 
 
+def test_the_components_a_reference_could_name_are_listed_on_one_line(tmp_path, kernel):
+    """v22 F5: a defined name holding a line break was listed as written, and profile check, which prints each
+    line of a problem as its own, showed the list's tail as a second problem at the key."""
+    tables = '[sources."s\\nx"]\nuse = "toy-source"\n[sources.s]\nuse = "toy-source"\n'
+    path = write(tmp_path / "p.toml", f'{tables}[models.m]\nuse = "toy-model"\ndata = "t"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path))
+    said = [problem.message for problem in caught.value.problems if problem.path == "models.m.data"]
+    assert said == ["no source named 't' (sources defined: s, 's\\nx')"]
+
+
 def test_attrs_own_validators_are_reported_as_their_message_at_their_key(tmp_path):
     """attrs' built-in validators raise ValueError(message, attribute, ...): the tuple's
     repr (with the whole Attribute) is not a message."""

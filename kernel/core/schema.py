@@ -323,7 +323,8 @@ class Validator:
                 self.problem(where, f"{named} is disabled (by enabled = false in {off}), but {where} still uses it")
             elif not isinstance(target, str) or target not in group:
                 said = f"no {kind} named {target!r}{did_you_mean(str(target), names := sorted(group))}"
-                self.problem(where, f"{said} ({TABLES[kind]} defined: {', '.join(names) or 'none'})")
+                shown = [name if name.isprintable() else repr(name) for name in names]  # one line: v22 F5
+                self.problem(where, f"{said} ({TABLES[kind]} defined: {', '.join(shown) or 'none'})")
 
     def _order(self, specs: list[ComponentSpec]) -> list[ComponentSpec]:
         """Dependency order (resources first); a cycle is a problem naming the chain."""
