@@ -1218,6 +1218,11 @@ def test_a_default_its_field_refuses_is_said_to_be_the_default_and_a_wrong_type_
         f"{profile}: sources.s.batch: the default of source type 'wrong-type' (plugin Plugin), '3', is refused: "
         "expected int, got str '3' (a plugin bug: set batch in the profile meanwhile)"
     )
+    write(profile, '[sources.s]\nuse = "wrong-type"\nbatch = 1\n')  # set, then a --set refused (h396 F1)
+    with pytest.raises(heirloom.ProfileError) as caught:  # the default was judged, told to set what is set
+        heirloom.Kernel(plugins=[Plugin()]).resolve(str(profile), ['sources.s.batch="x\\q"'])
+    assert [problem.path for problem in caught.value.problems] == ["sources.s.batch"]
+    assert "is in quotes but no TOML string" in str(caught.value) and "default" not in str(caught.value)
 
 
 def test_project_is_never_inherited(tmp_path, kernel):

@@ -216,6 +216,7 @@ class Validator:
         config.update(stand_ins)
         keys = self._structure(key, kernel_keys, keys_cls)
         reported, defaults = len(self.problems), {f.name: f.default for f in attrs.fields(cls) if _plain_default(f)}
+        defaults = {name: value for name, value in defaults.items() if name not in table}  # a refused --set: said
         instance = self._structure(key, defaults | config, cls, also=sorted(reserved))  # cattrs checks no default
         by = getattr(self.host.provider(kind, use), "label", "?")
         for i, problem in enumerate(self.problems[reported:], reported):  # a default the profile left, said so
