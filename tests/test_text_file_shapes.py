@@ -84,7 +84,8 @@ def test_phrasebank_labels_that_differ_only_by_case_are_said_as_a_csv_files_are(
 
 def test_one_number_written_two_ways_is_said_and_opposite_numbers_are_not(tmp_path, caplog):
     """A pandas export's 1.0 beside 1 became a fourth class unsaid; -1 and 1 were said to be one spelling."""
-    labels = ["-1", "0", "1", "1.0", "-1", "0", "1", "10000000000000000", "10000000000000001", "-0"]
+    huge = ["1e-99999999999999999999", "1e99999999999999999999", "1E99999999999999999999"]  # past Decimal's range
+    labels = ["-1", "0", "1", "1.0", "-1", "0", "1", "10000000000000000", "10000000000000001", "-0", *huge]
     rows = "".join(f"text {n},{label}\n" for n, label in enumerate(labels))
     path = write(tmp_path / "numbers.csv", "text,label\n" + rows)
     with caplog.at_level("WARNING", logger="heirloom.text"):
@@ -93,7 +94,7 @@ def test_one_number_written_two_ways_is_said_and_opposite_numbers_are_not(tmp_pa
     assert said == [  # two 17-digit ids are two numbers (as floats they were one, v20 F2)
         f"{path}:{line}: the 'label' column: labels {first!r} and {label!r} are one number; they are two classes: if "
         "they are one, write them the same"
-        for line, first, label in ((5, "1", "1.0"), (11, "0", "-0"))
+        for line, first, label in ((5, "1", "1.0"), (11, "0", "-0"), (14, huge[1], huge[2]))  # 1/x: not one (v21 F5)
     ]
 
 

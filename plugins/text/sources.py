@@ -641,6 +641,10 @@ def _json_error(exc: json.JSONDecodeError) -> str:
     return f"{said}{' (the line ends before its JSON does: was it cut short, at an export size limit?)' * ended}"
 
 
+#: A number written with an exponent: one past Decimal's range (``1e-99999999999999999999``) is no text to fold.
+_PAST_DECIMAL = re.compile(r"\s*[+-]?(\d[\d_]*\.?\d*|\.\d+)e[+-]?\d+\s*", re.IGNORECASE)
+
+
 @functools.lru_cache(maxsize=4096)  # a labels filter asks it of every record left out, of a few labels
 def label_spelling(label: str) -> str:
     """``label`` with case, spaces, underscores and hyphens aside: CARD_ARRIVAL, card arrival and
@@ -650,6 +654,8 @@ def label_spelling(label: str) -> str:
     try:
         value = decimal.Decimal(label)
     except decimal.InvalidOperation:
+        if _PAST_DECIMAL.fullmatch(label):  # a number whose exponent Decimal cannot hold: its text (v21 F5)
+            return f" {label.strip().casefold()}"
         value = decimal.Decimal("NaN")
     if value.is_finite():  # exact at any length; plus(): -0 is 0; a space: no folded text holds one
         exact = decimal.Context(prec=max(28, len(label)), Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
