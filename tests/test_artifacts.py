@@ -1373,6 +1373,17 @@ def test_an_api_check_that_raises_is_a_problem_naming_it_not_a_crash(store, tmp_
     assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0, "trained: the check passes"
 
 
+def test_an_api_using_a_disabled_model_is_said_not_a_crash_where_a_store_exists(store, tmp_path):
+    """h403 F1: with a store, ``profile check`` looked the disabled model up for the api's check: KeyError, exit 1."""
+    put(store, "team/m", 1)
+    text = f'project = "team"\n{TOY_TABLES}[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
+    profile = write(tmp_path / "team.toml", text)
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    checked = run_heirloom("profile", "check", str(profile), "--set", "models.m.enabled=false", env=env)
+    problem = "apis.t.model: models.m is disabled (by enabled = false in --set), but apis.t.model still uses it"
+    assert checked.returncode == 2 and problem in said(checked) and "Traceback" not in checked.stderr, checked.stderr
+
+
 def test_a_version_whose_load_raises_is_named_and_its_traceback_is_logged_at_debug(store, tmp_path):
     """A plugin author whose ``load`` raised read only ``models.m (toy-model) failed to start:
     RuntimeError: ...``: no version named, and no file:line even with ``--log-level debug``."""

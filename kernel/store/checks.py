@@ -146,6 +146,9 @@ def served_model_problems(profile: ResolvedProfile, opened: StoreOnce) -> list[P
         api = profile.instantiate(spec)
         for _, kind, target in references(api):
             if kind == "model" and target not in loaded:
+                if target not in specs:  # disabled or never defined: said at the api's key already (h403 F1)
+                    loaded[target] = None
+                    continue
                 try:
                     loaded[target] = _stored(store, profile, specs[target])
                 except HeirloomError as error:  # said as a problem of the model's table, not a bare exit 1
