@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import tomllib
+from pathlib import Path
 from typing import Any
 
+from heirloom.files import open_regular
 from heirloom.profile_toml import BARE_KEY, dotted
 
 MAX_PROFILE_BYTES = 1 << 20
@@ -38,6 +41,12 @@ class TwiceInToml(tomllib.TOMLDecodeError):
 
 _AT = re.compile(r"^(.*) \(at line (\d+), column (\d+)\)$", re.DOTALL)
 _KEY = rf"(?:{BARE_KEY.pattern}|{QUOTED})(?:[ \t]*\.[ \t]*(?:{BARE_KEY.pattern}|{QUOTED}))*"
+
+
+def read_bounded(path: Path) -> dict[str, Any]:
+    """A profile file's tree, read no further than the bound (a FIFO or a folder: ``NotRegularFile``)."""
+    with os.fdopen(open_regular(path), "rb") as handle:
+        return parse_bounded(handle.read(MAX_PROFILE_BYTES + 1), os.fstat(handle.fileno()).st_size)  # h325 F13
 
 
 def parse_bounded(data: bytes, size: int = 0) -> dict[str, Any]:

@@ -849,6 +849,26 @@ def test_a_local_profile_extends_the_one_of_its_name_it_shadows_and_profiles_say
     assert "extends cycle" in run_heirloom("profile", "check", "self.toml", cwd=tmp_path).stderr
 
 
+def test_two_layers_each_shadowing_a_name_chain_as_profiles_lists_them(tmp_path):
+    """h403 F2: a HEIRLOOM_PROFILE_PATH folder's ``minimal.toml`` and ./profiles' one, each extending ``minimal``, were
+    an extends cycle: the second looked the name up from the start again, and found the first. Each is looked up
+    further on than its own place, so they chain as ``heirloom profiles`` lists their shadows."""
+    write(tmp_path / "profiles" / "minimal.toml", 'extends = ["minimal"]\n[resources]\nthreads = 2\n')
+    write(tmp_path / "pp" / "minimal.toml", 'extends = ["minimal"]\n[apis.pp]\nuse = "echo"\n')
+    env = {"HEIRLOOM_PROFILE_PATH": str(tmp_path / "pp")}
+    shown = run_heirloom("profile", "show", "minimal", "--json", cwd=tmp_path, env=env)
+    assert shown.returncode == 0, shown.stderr
+    resolved = json.loads(shown.stdout)
+    assert resolved["profile"]["resources"]["threads"] == 2 and {"echo", "pp"} <= set(resolved["profile"]["apis"])
+    listed = {
+        entry["name"]: entry for entry in json.loads(run_heirloom("profiles", "--json", cwd=tmp_path, env=env).stdout)
+    }
+    shipped, local = listed["minimal"]["shadows"][::-1]  # each file sets its own keys, in the listed chain
+    assert listed["minimal"]["path"] == resolved["provenance"]["apis.pp.use"] == str(Path("pp/minimal.toml"))
+    assert resolved["provenance"]["resources.threads"] == local == "profiles/minimal.toml"
+    assert resolved["provenance"]["apis.echo.use"] == shipped
+
+
 def test_a_profiles_folder_that_is_the_plugin_profiles_folder_shadows_nothing(tmp_path, monkeypatch):
     """From the repository root ./profiles is the folder the shipped profiles are registered from (an
     editable install): ``heirloom profiles`` said each shipped profile shadowed itself, and a file there

@@ -23,12 +23,12 @@ import attrs
 from heirloom.core.components import TABLES
 from heirloom.core.errors import PluginError, Problem, ProfileError
 from heirloom.core.paths import data_root
-from heirloom.files import NotRegularFile, open_regular
+from heirloom.files import NotRegularFile
 from heirloom.links import broken_link, broken_profile
 from heirloom.profile_toml import BARE_KEY, as_written, dotted, list_key, toml_text
 from heirloom.set_value import HOLDS_NUL, SetValue
 from heirloom.suggest import dotted_name_hint, extends_hint, no_such_component, undefined, whole_value_hint
-from heirloom.toml_bounds import MAX_DEPTH, MAX_PROFILE_BYTES, QUOTED, TOO_LONG_INTEGER, TwiceInToml, parse_bounded
+from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, TwiceInToml, read_bounded
 
 SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [resources]
 OVERRIDE_SOURCE = "--set"
@@ -137,10 +137,12 @@ class ProfileLoader:
             candidate = Path(ref) if relative_to is None else relative_to / ref
             return candidate if candidate.exists() and candidate.suffix == ".toml" else None
         dirs = ([relative_to] if relative_to is not None else []) + self.search_dirs()
-        for directory in dirs:
-            candidate = directory / f"{ref}.toml"
-            if candidate.exists() and Path(os.path.realpath(candidate)) != skip:
-                return candidate
+        found = [candidate for directory in dirs if (candidate := directory / f"{ref}.toml").exists()]
+        real = [Path(os.path.realpath(candidate)) for candidate in found]
+        if skip in real:  # the extending file's name: found further on than its place (two shadowing layers: h403 F2)
+            found = found[len(real) - real[::-1].index(skip) :]
+        if found:
+            return found[0]
         registered = self._registered(ref)  # the extending file itself where ./profiles is the plugin's folder
         return registered if registered is None or Path(os.path.realpath(registered)) != skip else None
 
@@ -203,7 +205,7 @@ class ProfileLoader:
             return
         self._merged.add(resolved)
         try:
-            tree = _read_toml(path)
+            tree = read_bounded(path)
         except TwiceInToml as exc:
             return refuse(exc.key, exc.said, f"{label}:{exc.at}")
         except tomllib.TOMLDecodeError as exc:
@@ -255,11 +257,6 @@ class ProfileLoader:
 
 def _same(path: Path | None, resolved: Path) -> bool:
     return path is not None and Path(os.path.realpath(path)) == resolved
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    with os.fdopen(open_regular(path), "rb") as handle:  # a FIFO or a folder: NotRegularFile
-        return parse_bounded(handle.read(MAX_PROFILE_BYTES + 1), os.fstat(handle.fileno()).st_size)  # h325 F13
 
 
 def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, path: list[str], replaced: dict) -> None:
@@ -447,7 +444,7 @@ def _interpolate(node: Any, provenance: dict, problems: list[Problem], path: lis
         return items
     if isinstance(node, SetValue):
         return SetValue(_substitute(node.text, provenance, problems, path, found, project))
-    if node == f"\0{TOO_LONG_INTEGER}":  # what _read_toml read in place of such an integer
+    if node == f"\0{TOO_LONG_INTEGER}":  # what read_bounded read in place of such an integer
         problems.append(Problem(provenance.get(dotted(path), "?"), dotted(path), TOO_LONG_INTEGER))
     elif isinstance(node, str) and "\0" in node:
         problems.append(Problem(provenance.get(dotted(path), "?"), dotted(path), HOLDS_NUL))
