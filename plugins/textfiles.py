@@ -158,11 +158,18 @@ def normal_label(label: str) -> str:
     return unicodedata.normalize("NFC", label.strip())
 
 
+def normal_setting(label: Any) -> Any:
+    """attrs converter: a setting naming one label (a monitor's ``label``), read as ``normal_label`` (a text; any
+    other value is left for validation to refuse). In decomposed form it was refused with "did you mean 'négatif'?",
+    naming what looked like the value typed (h400 F2)."""
+    return normal_label(label) if isinstance(label, str) else label
+
+
 def normal_labels(labels: list[str]) -> list[str]:
     """attrs converter: a setting's labels (``labels = [...]``) read as the data's are (``normal_label``): an entry
     typed in decomposed form (macOS, a pasted file name) or with a space matched no record, and its class was left
     out of training, the warning saying "'café' (did you mean 'café'?)" (h347 F5)."""
-    return [normal_label(label) if isinstance(label, str) else label for label in labels]
+    return [normal_setting(label) for label in labels]
 
 
 def read_text(path: str | Path) -> str:

@@ -322,6 +322,18 @@ def test_monitor_refuses_times_outside_a_sane_window_and_keeps_its_state(daemon,
         assert later["state"]["window"]["items"] == before["window"]["items"] + 1  # real items still count
 
 
+@pytest.mark.parametrize("blank", ["", "\u00a0", " \t"])
+def test_monitor_refuses_a_blank_text_as_predict_does(daemon, blank):
+    """h400 F3: a scraper's empty headlines were labelled (the class the model leans to) and counted in the window,
+    where they could hide a real rise of the watched label; ``predict`` refuses them as blank."""
+    with daemon.client(timeout=10) as client:
+        before = client.call("monitor.state")
+        with pytest.raises(InvalidArgument) as caught:
+            client.call("monitor.post", {"items": [{"text": "Sales fell"}, {"text": blank}]})
+        assert caught.value.field == "body.items[1].text" and "is blank" in caught.value.message
+        assert client.call("monitor.state") == before
+
+
 def test_a_time_in_milliseconds_is_refused_saying_so(daemon):
     """A JavaScript client's ``Date.now()`` is milliseconds: the refusal says how it reads."""
     with daemon.client(timeout=10) as client, pytest.raises(InvalidArgument) as caught:

@@ -1498,6 +1498,8 @@ def test_fold_reads_full_width_letters_arabic_marks_and_bidi_marks_as_the_plain_
         ("\uff8a\uff9f\uff7d\uff9c\uff70\uff84\uff9e", "\u30d1\u30b9\u30ef\u30fc\u30c9"),  # half-width katakana
         (marked, arabic),  # harakat and tatweel
         ("\u200f\u05e9\u05b0\u05c1\u05d0\u05b5\u05dc\u05b8\u05d4 \u0664\u0665", "\u05e9\u05d0\u05dc\u05d4 45"),
+        ("d\u2019actifs l\u2018ordre l\u02bcaction", "d'actifs l'ordre l'action"),  # a wire's apostrophes (h400 F1)
+        ("Man\u0153uvre \u00c6gis \u0152uvre", "Manoeuvre AEgis OEuvre"),  # ligatures
     ]
     for varied, typed in pairs:  # the RLM, niqqud and Arabic-Indic digits of the last
         assert Featurizer(folding).tokens(varied) == Featurizer(folding).tokens(typed), varied
@@ -1509,6 +1511,15 @@ def test_fold_reads_full_width_letters_arabic_marks_and_bidi_marks_as_the_plain_
         TextClassifier(data="news", fold=True).fit(records, parent=fitted.state())
     with pytest.raises(heirloom.HeirloomError, match=r"char_ngrams \(parent \[2, 5\], this model \[1, 3\]\)"):
         TextClassifier(data="news", char_ngrams=[1, 3]).fit(records, parent=fitted.state())  # TOML's, not (2, 5)
+
+
+def test_a_monitors_label_in_combining_accents_is_the_label_in_nfc():
+    """h400 F2: ``label = "négatif"`` typed in combining accents was refused with "did you mean 'négatif'?", naming
+    what looked like the value typed; a label is read in NFC and without surrounding spaces, as sources read them."""
+    from heirloom_plugins.text.monitor import LabelMonitorApi
+
+    decomposed = unicodedata.normalize("NFD", " négatif ")
+    assert LabelMonitorApi(model="sentiment", label=decomposed).label == "négatif"
 
 
 def test_the_report_lines_up_labels_that_take_two_columns_a_character():

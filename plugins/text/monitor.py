@@ -40,6 +40,7 @@ from heirloom_plugins.model_needs import (
     predictions_of,
 )
 from heirloom_plugins.text.api import CLASSIFY_DOC
+from heirloom_plugins.textfiles import normal_setting
 
 log = logging.getLogger("heirloom.text")
 
@@ -86,7 +87,7 @@ def post_input(max_chars: int, max_items: int) -> type:
     class Item:
         """A text and when it was published (epoch seconds or ISO 8601; default: now)."""
 
-        text: str = attrs.field(validator=heirloom.text_limit(max_chars))
+        text: str = attrs.field(validator=heirloom.text_limit(max_chars, blank=False))  # as predict: h400 F3
         time: int | float | str | None = None  # an int kept as sent, quoted so when refused (checker h344 F5)
 
     @attrs.define
@@ -107,7 +108,7 @@ class LabelMonitorApi(heirloom.Api):
     #: The classifier that labels the stream.
     model: str = heirloom.ref("model")
     #: The label whose share is watched (e.g. ``negative``).
-    label: str = "negative"
+    label: str = attrs.field(default="negative", converter=normal_setting)
     #: Seconds of the current window and of the baseline period before it.
     window: float = attrs.field(default=3600.0, validator=heirloom.above(0))
     baseline: float = attrs.field(default=86_400.0, validator=heirloom.above(0))
