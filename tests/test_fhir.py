@@ -1157,6 +1157,8 @@ def test_an_allergy_keeps_every_name_its_resource_gives_what_it_is_to(tmp_path):
         {**allergy, "id": "a2", "code": {"coding": [generic, rxnorm]}},
         {**allergy, "id": "a3", "code": {"coding": [generic]}, "reaction": [{"substance": {"text": "Amoxil"}}]},
         {**allergy, "id": "a4", "code": {"coding": [{**generic, "display": "Latex"}], "text": "latex"}},
+        # no code, the substance coded in a reaction only (h402 F6: "(no code)", its mapping never applied)
+        {**allergy, "id": "a5", "reaction": [{"substance": {"text": "x"}}, {"substance": {"coding": [rxnorm]}}]},
     ]
     write(tmp_path / "set" / "p.json", bundle(*resources))
     [record] = list(FhirSource(path=str(tmp_path / "set")).records())
@@ -1166,6 +1168,7 @@ def test_an_allergy_keeps_every_name_its_resource_gives_what_it_is_to(tmp_path):
         "a2": ("snomed:416098002", "Drug allergy; penicillin G"),
         "a3": ("snomed:416098002", "Drug allergy; Amoxil"),
         "a4": ("snomed:416098002", "Latex"),  # the same name once
+        "a5": ("rxnorm:7980", "x; penicillin G"),
     }
     for allergy_id in ("a1", "a2"):
         assert "amoxicillin" in allergy_substances(*shown[allergy_id]), allergy_id

@@ -641,6 +641,11 @@ def test_a_drug_name_that_names_no_ingredient_is_unreadable():
         ("Linezolid 600 MG Oral Tablet", "linezolid"),  # an ingredient no table names: it may be of any class
         ("Acetaminophen 325 MG / Zyvox 600 MG", "zyvox"),  # each ingredient of a combination is read
         ("Potassium Chloride 20 MEQ Oral Tablet", "potassium chloride"),
+        # a brand beginning with a form's word was read as ending there, naming nothing: unchecked (h402 F1)
+        ("Oralone / Lidocaine 2 % Oral Paste", "oralone"),
+        ("Nasalide 0.025 MG/ACTUAT Nasal Spray", "nasalide"),
+        ("Topicort 0.25 % Topical Cream", "topicort"),
+        ("Inhalzen 5 MG Inhalation Powder", "inhalzen"),
     ],
 )
 def test_a_drug_naming_no_ingredient_the_filter_knows_is_unreadable(drug, unknown):
@@ -2114,6 +2119,12 @@ def test_the_treatment_route_selects_no_drug_for_a_patient_with_an_allergy_it_ca
             "'formulary' file {path}: allergy_codes.723: not an allergy code as records carry it (system:code, such "
             "as 'rxnorm:723'; docs/FHIR.md)",
         ),
+        (  # a system no record names by a short name: its records carry 'URL|code' (h402 F3)
+            '[allergy_codes]\n"atc:J01CA04" = "amoxicillin"',
+            "'formulary' file {path}: allergy_codes.\"atc:J01CA04\": not an allergy code as records carry it: 'atc' "
+            "is no short name the FHIR source writes (snomed, loinc, rxnorm, cvx, icd10cm, icd10); a record of "
+            "another system carries its URL, 'URL|J01CA04'",
+        ),
         (
             '[allergy_codes]\n"RxNorm:723" = "amoxicillin"',
             "'formulary' file {path}: allergy_codes.\"RxNorm:723\": not an allergy code as records carry it "
@@ -2186,6 +2197,7 @@ def test_the_treatment_route_selects_no_drug_for_a_patient_with_an_allergy_it_ca
         "brand-twice",
         "codes-not-a-table",
         "code-without-system",
+        "code-system-without-a-short-name",
         "code-system-case",
         "code-zero-width-space",
         "code-full-width-digits",

@@ -366,7 +366,12 @@ def _immunization(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFER
 
 
 def _allergy(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
+    """An allergy's code is its ``code``'s, else its first reaction substance's (``code`` is optional in FHIR:
+    one coded there only was listed as "(no code)", its formulary mapping never applied: h402 F6)."""
     code, _ = coding(r.get("code"), "allergy", prefer)
+    for at, reaction in objects(r.get("reaction"), "reaction") if code is None else ():
+        if (code := coding(reaction.get("substance"), "allergy", prefer, f"{at}.substance")[0]) is not None:
+            break
     date = _first(r, "onsetDateTime", "recordedDate")
     display = "; ".join(_allergy_names(r)) or None
     status = _status(r.get("clinicalStatus"), "clinicalStatus")

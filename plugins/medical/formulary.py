@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom_plugins.code_systems import code_mistake, hidden_character, short_system
+from heirloom_plugins.code_systems import SYSTEMS, code_mistake, hidden_character, short_system
 from heirloom_plugins.medical.safety import (
     ALLERGY_CODES,
     CLASSES,
@@ -229,6 +229,12 @@ def _codes(table: Any, mistakes: list[str]) -> list[Coded]:
             lower = f"{system.lower()}:{rest}"  # "RxNorm:723": records write the short name in lower case
             hint = f"records write it {lower!r}" if CODE_FORM.fullmatch(lower) else "such as 'rxnorm:723'"
             mistakes.append(f"{where}: not an allergy code as records carry it (system:code, {hint}; docs/FHIR.md)")
+        elif "|" not in code and system not in SYSTEMS.values():  # "atc:J01XX08": no record carries it (h402 F3)
+            mistakes.append(
+                f"{where}: not an allergy code as records carry it: {system!r} is no short name the FHIR source writes "
+                f"({', '.join(SYSTEMS.values())}); a record of another system carries its URL, 'URL|{rest}' "
+                "(docs/FHIR.md)"
+            )
         elif code in ALLERGY_CODES:
             mistakes.append(
                 f"{where}: the shipped tables read this code already, as {ALLERGY_CODES[code]!r}: leave it out"

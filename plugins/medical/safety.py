@@ -258,7 +258,11 @@ INGREDIENTS = frozenset(
     )
 )
 _AMOUNT = re.compile(r"^(nda\d+|\d[\d.,]*|ml|mg|hr|mcg|unt|meq|actuat|day|pack|abuse-deterrent|\d+\w*)$")
-_STOP = re.compile(r"^(\d|oral|topical|injectable|injection|extended|prefilled|auto|transdermal|nasal|inhal)")
+#: A word that ends an ingredient's name: a strength or a form, whole (as a prefix, it ended the brands Oralone,
+#: Nasalide and Topicort at their first word, and their allergy went unchecked: h402 F1).
+_STOP = re.compile(
+    r"^(\d.*|oral|topical|injectable|injection|extended|prefilled|auto(-\w+)?|transdermal|nasal|inhal(ation|ant|er|ed)?)[,;]?$"
+)
 _ALLERGY_WORDS = re.compile(
     r"\b(allergy to|allergy|allergic to|intolerance to|intolerance|hypersensitivity to|hypersensitivity)\b"
 )
