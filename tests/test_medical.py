@@ -2016,6 +2016,11 @@ def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_anoth
         "api sees them: set 'formulary' on models.treatment alone (this api reads it)"
     )
     assert checked.returncode == 2 and said in checked.stderr, checked.stderr
+    missing = tmp_path / "typo.toml"  # the api's check read it too: a traceback and "a plugin bug?" (h402 F5)
+    checked = run_heirloom("profile", "check", str(other), "--set", f"apis.treatment.formulary={missing}", env=trained)
+    assert checked.returncode == 2 and checked.stderr.splitlines() == [
+        f"--set: apis.treatment.formulary: path does not exist: {missing}"
+    ], checked.stderr
 
 
 def test_the_treatment_route_selects_no_drug_for_a_patient_with_an_allergy_it_cannot_read(daemon, records):

@@ -360,7 +360,11 @@ class TreatmentApi(CodesApi):
         tables than this api's (each ``formulary``): one would withhold a drug the other offers."""
         problems = super().check(models)
         model = models.get(self.model)
-        if isinstance(model, TreatmentModel) and not self._formulary_of(model).same_names(model.tables()):
+        try:
+            tables = self._formulary_of(model)
+        except heirloom.HeirloomError:  # a file missing or with mistakes: said at the 'formulary' key (h402 F5)
+            return problems
+        if isinstance(model, TreatmentModel) and not tables.same_names(model.tables()):
             problems.append(
                 (
                     "formulary",
