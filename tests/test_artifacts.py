@@ -2467,7 +2467,7 @@ def _holding_itself() -> dict[str, list]:
         (heirloom.State({}, ["labels"]), "state metadata must be a dict, got list"),
         (heirloom.State({"w": torch.randn(3, 4).T}, {}), "ValueError: You are trying to save a non contiguous tensor"),
         (heirloom.State({"a": (tied := torch.randn(4)), "b": tied}, {}), "RuntimeError: Some tensors share memory"),
-        (heirloom.State({1: torch.zeros(3)}, {}), "a state's tensor names must be strings, got 1"),
+        (heirloom.State({1: torch.zeros(3)}, {}), "a state's tensor names must be strings of UTF-8 text, got 1"),
         (  # it blamed a missing module, safetensors.builtins
             heirloom.State({"w": [1.0], "bias": 0.5}, {}),
             "a state's tensors must be arrays or tensors (numpy, torch): 'w' is a list, 'bias' is a float",
@@ -2499,6 +2499,13 @@ def _holding_itself() -> dict[str, list]:
         ),
         (heirloom.State({"w": np.zeros(2, dtype=np.longdouble)}, {}), "another (np.ascontiguousarray(a).copy())"),
         (heirloom.State({"w": torch.randn(3, 4).T}, {}), "another (t.contiguous().clone())"),
+        # h401: each was stored, and never loaded (F1), loaded other values (F2), or named no key (F3)
+        (heirloom.State({"__metadata__": torch.ones(1)}, {}), "may not be named '__metadata__'"),
+        (heirloom.State({"z": torch.tensor([1 + 2j]).conj()}, {}), "'z' has dtype torch.complex64: only bool, int"),
+        (heirloom.State({"i": torch.tensor([1 + 2j]).conj().imag}, {}), "'i' is a negative view"),
+        (heirloom.State({"bad\ud800": torch.ones(1)}, {}), "must be strings of UTF-8 text, got 'bad\\ud800'"),
+        (heirloom.State({}, {"s": ["ok", "bad\ud800"]}), "it holds a lone surrogate '\\ud800' (no UTF-8 text) at s[1]"),
+        (heirloom.State({}, {"huge": 10**5000}), "it holds an integer of over 4,300 digits (no Python reads it back"),
     ],
     ids=[
         "nan-metadata",
@@ -2518,12 +2525,33 @@ def _holding_itself() -> dict[str, list]:
         "numpy-scalar-and-object",
         "numpy-advice",
         "torch-advice",
+        "metadata-name",
+        "conjugate-view",
+        "negative-view",
+        "surrogate-name",
+        "surrogate-metadata",
+        "huge-integer",
     ],
 )
 def test_a_state_the_store_cannot_write_faithfully_is_a_clear_error_and_nothing_is_stored(store, state, said_):
     with pytest.raises(heirloom.HeirloomError, match=re.escape(said_)):
         store.put("team", "m", state, model_type="toy-model")
     assert store.list() == []
+
+
+def test_a_huge_integer_is_refused_where_a_plugin_raised_pythons_bound(store):
+    """h401 F4: following the refusal's old advice (``sys.set_int_max_str_digits``) stored a version that every
+    other process called damaged: it is refused whatever bound this process sets."""
+    before = sys.get_int_max_str_digits()
+    try:
+        sys.set_int_max_str_digits(0)
+        with pytest.raises(heirloom.HeirloomError, match=r"an integer of over 4,300 digits .* at a\.huge"):
+            store.put("team", "m", heirloom.State({}, {"a": {"huge": -(10**4300)}}), model_type="toy-model")
+        store.put("team", "m", heirloom.State({}, {"a": {"long": 10**4300 - 1}}), model_type="toy-model")  # 4,300
+    finally:
+        sys.set_int_max_str_digits(before)
+    assert [a.ref for a in store.list()] == ["team/m@1"]
+    assert store.metadata(store.resolve("team/m@1"))["a"]["long"] == 10**4300 - 1  # read back under the default
 
 
 def test_metrics_that_are_not_finite_numbers_are_stored_as_missing_in_strict_json(store):

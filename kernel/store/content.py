@@ -10,6 +10,7 @@ import importlib.util
 import json
 import math
 import reprlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ def canonical_json(value: Any, what: str) -> bytes:
     if nests_deeper(value, MAX_METADATA_NESTING):
         where, found = _unstorable(value, "") or ("the top", "deep nesting")
         raise HeirloomError(f"{what} must be JSON-serialisable: it holds {found} at {where}")
+    if not 0 < sys.get_int_max_str_digits() <= READABLE_DIGITS and (found := _unstorable(value, "")):
+        raise HeirloomError(f"{what} must be JSON-serialisable: it holds {found[1]} at {found[0]}")  # h401 F4
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     except (TypeError, ValueError, RecursionError) as exc:  # ValueError: a cycle, too
@@ -57,6 +60,8 @@ def canonical_json(value: Any, what: str) -> bytes:
 #: How deep the search for what JSON cannot hold looks (a value that holds itself nests for
 #: ever); json itself stores deeper metadata, which nothing needs.
 MAX_METADATA_NESTING = 400
+#: The digits of the longest integer every Python process reads (``sys.int_info.default_max_str_digits``).
+READABLE_DIGITS = 4300
 
 
 def _unstorable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
@@ -67,6 +72,10 @@ def _unstorable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None
         return where[:300], f"nesting deeper than {MAX_METADATA_NESTING} levels (or a value that holds itself)"
     if isinstance(value, float) and not math.isfinite(value):
         return where[:300], "NaN or infinity"
+    if isinstance(value, int) and abs(value) >= _TOO_LONG:
+        return where[:300], f"an integer of over {READABLE_DIGITS:,} digits (no Python reads it back: store it as text)"
+    if isinstance(value, str) and (said := _not_utf8(value)):
+        return where[:300], said
     if not isinstance(value, dict | list | tuple):
         return None if isinstance(value, str | int | float | bool | None) else (where, f"a {type(value).__name__}")
     if isinstance(value, dict) and len(kinds := _key_kinds(value)) > 1:  # sort_keys cannot order 1 and "two"
@@ -78,10 +87,26 @@ def _unstorable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None
     for key, item in items:
         if not isinstance(key, str | int | float | bool | None):
             return where, f"a {type(key).__name__} key"
+        if isinstance(key, str) and (said := _not_utf8(key)):
+            return where, f"a key holding {said}"
         step = f"[{key}]" if isinstance(value, list | tuple) else f"{'.' if path else ''}{key}"
         if (found := _unstorable(item, path + step, depth + 1)) is not None:
             return found
     return None
+
+
+#: The least integer of more digits than READABLE_DIGITS: a plugin that raised Python's bound stored one, and its
+#: version was unreadable in every other process (h401 F4).
+_TOO_LONG = 10**READABLE_DIGITS
+
+
+def _not_utf8(text: str) -> str:
+    """What makes ``text`` no UTF-8 (a lone surrogate, ``"\\ud800"``: JSON's bytes could not hold it), else ""."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        return f"a lone surrogate {text[exc.start]!a} (no UTF-8 text)"
+    return ""
 
 
 def _key_kinds(value: dict) -> dict[str, str]:
@@ -220,9 +245,13 @@ def encode_tensors(tensors: dict[str, Any]) -> tuple[str, bytes]:
     if len(frameworks) > 1:
         raise HeirloomError(f"a state's tensors must come from one framework, got {', '.join(sorted(frameworks))}")
     framework = frameworks.pop()
-    odd = [repr(name) for name in tensors if not isinstance(name, str)]
-    if odd:
-        raise HeirloomError(f"a state's tensor names must be strings, got {', '.join(odd)}")
+    odd = [ascii(name) for name in tensors if not isinstance(name, str) or _not_utf8(name)]
+    if odd:  # a lone surrogate cannot be written: the refusal named no tensor (h401 F3)
+        raise HeirloomError(f"a state's tensor names must be strings of UTF-8 text, got {', '.join(odd)}")
+    if "__metadata__" in tensors:  # safetensors' header keeps it: stored, the version never loaded (h401 F1)
+        raise HeirloomError("a state's tensor may not be named '__metadata__': safetensors' header holds that name")
+    if framework == "torch" and (unstorable := _torch_unstorable(tensors)):
+        raise HeirloomError(f"the state's tensors cannot be stored as safetensors: {unstorable}")
     if framework == "numpy" and (unstorable := _numpy_unstorable(tensors)):
         raise HeirloomError(f"the state's tensors cannot be stored as safetensors: {unstorable}")
     if framework == "numpy" and (strided := [repr(n) for n, a in tensors.items() if not a.flags.c_contiguous]):
@@ -263,6 +292,21 @@ def _numpy_unstorable(arrays: dict[str, Any]) -> str:
             said.append(
                 f"{name!r} has dtype {array.dtype}: only bool, int and float arrays are (text goes in the metadata)"
             )
+    return "; ".join(said[:5])
+
+
+def _torch_unstorable(tensors: dict[str, Any]) -> str:
+    """What safetensors would store otherwise than ``tensors`` hold, by key ("" if nothing): a complex tensor (a
+    conjugate view was stored unconjugated: h401 F2; numpy's are refused), or one whose negative bit is set
+    (written as its memory lies, unnegated). Read by duck typing: the kernel never imports torch."""
+    said = []
+    for name, tensor in tensors.items():
+        if tensor.is_complex():
+            said.append(
+                f"{name!r} has dtype {tensor.dtype}: only bool, int and float tensors are (store its real and imag)"
+            )
+        elif tensor.is_neg():
+            said.append(f"{name!r} is a negative view, stored as its memory lies: store t.resolve_neg()")
     return "; ".join(said[:5])
 
 
