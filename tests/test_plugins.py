@@ -747,6 +747,32 @@ def test_a_ctrl_c_python_wraps_in_another_error_exits_130_not_as_the_plugins_bug
     assert json.loads(run_heirloom("models", "list", "--json", env=env).stdout) == []
 
 
+def test_sigterm_unwinds_train_as_ctrl_c_does_leaving_no_temp_file(tmp_path):
+    """SIGTERM (``timeout``, ``docker stop``, a CI cancel) killed ``train`` silently mid-write, and each try left a
+    blob's temp file in the store (checker h398 F1). It unwinds as Ctrl-C does: exit 143, saying what holds. Here
+    the plugin's own thread sends it the moment the weights' temp file appears."""
+    profile, env = _model_plugin(
+        tmp_path,
+        "heirloom_termed",
+        "import os\nimport signal\nimport threading\nimport time\nfrom pathlib import Path\n\nimport numpy\n\n\n"
+        "def _terminate_when_written(blobs):\n    while not list(blobs.glob('.*.tmp')):\n        time.sleep(0.0005)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n\n\n"
+        "class Big(ToyModel):\n    def state(self):\n"
+        "        blobs = Path(os.environ['HEIRLOOM_HOME']) / 'store' / 'blobs'\n"
+        "        threading.Thread(target=_terminate_when_written, args=(blobs,), daemon=True).start()\n"
+        "        return heirloom.State({'w': numpy.ones(1 << 26)}, {'epochs': 1})\n",
+        {"big": "Big"},
+    )
+    env = {**env, "HEIRLOOM_HOME": str(home := tmp_path / "home")}
+    result = run_heirloom("train", str(profile), env=env, timeout=120)
+    assert result.returncode == 143, result.stderr
+    assert result.stderr.strip().endswith(
+        "interrupted: stopped at SIGTERM; what was reported done is kept, nothing half-written is"
+    )
+    assert list((home / "store" / "blobs").glob(".*")) == []  # the half-written weights went with it
+    assert json.loads(run_heirloom("models", "list", "--json", env=env).stdout) == []
+
+
 COMMANDER = """
 import os
 

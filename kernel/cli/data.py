@@ -6,7 +6,6 @@ fetched and checked where profiles read them (``${data}``).
 from __future__ import annotations
 
 import itertools
-import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -282,7 +281,6 @@ def data_fetch(names: tuple[str, ...], root: Path | None, accept_license: bool, 
     an unknown NAME or a license to accept (nothing is downloaded then); exit 1: some file
     could not be fetched or checked.
     """
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # unwind: temp files go
     known = registered_datasets()
     chosen: dict[str, Dataset] = {}
     root = root or data_root()

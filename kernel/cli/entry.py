@@ -27,4 +27,8 @@ def main() -> None:
 
     if loading:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if not DAEMONS & set(sys.argv[1:]) and "ui" not in sys.argv[1:2]:  # a daemon drains on SIGTERM: its own handler
+        from heirloom.cli.common import terminate_as_interrupt
+
+        terminate_as_interrupt()
     run()

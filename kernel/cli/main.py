@@ -22,12 +22,12 @@ import click
 
 from heirloom.cli.commands import BUILTIN, builtin_commands
 from heirloom.cli.common import (
-    INTERRUPTED,
     OutputFailed,
     echo,
     err_console,
     fail,
     get_kernel,
+    interrupted,
     reader_gone,
     say_error,
 )
@@ -127,8 +127,8 @@ class HeirloomGroup(click.Group):
         shell expects of SIGINT, saying what holds, where click said only "Aborted!" (exit 1)."""
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
-            fail(INTERRUPTED, 130)
+        except KeyboardInterrupt as exc:
+            interrupted(exc)
         except OutputFailed as failed:  # the CLI's own output, inside a command's `except Exception` too
             failed.exit()
         except BrokenPipeError:  # `heirloom data show ... | head` closed the pipe: what it read was all it wanted
