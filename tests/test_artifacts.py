@@ -3173,6 +3173,10 @@ def test_models_history_says_which_version_held_an_alias_when(store):
     assert typo.returncode == 2 and "did you mean 'team/m'?" in said(typo)
     alias_typo = models(store, "history", "team/m", "--alias", "Production")  # not "no moves"
     assert alias_typo.returncode == 2 and "did you mean 'production'?" in said(alias_typo)
+    put(store, "team/fresh", 1)  # no alias yet: "[]" and exit 0 passed for a clean history (h398 F2)
+    unheld = models(store, "history", "team/fresh", "--alias", "production", "--json")
+    assert unheld.returncode == 2 and unheld.stdout == "", unheld.stdout
+    assert "no recorded moves of alias 'production' (aliases: none)" in said(unheld)
 
 
 def test_a_records_fingerprint_sees_every_value_of_an_array_and_takes_keys_of_several_types():

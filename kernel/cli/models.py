@@ -235,9 +235,10 @@ def models_history(model: str, alias: str | None, as_json: bool, store: Artifact
         raise RefError(f"{model!r}: history takes PROJECT/MODEL, every move of its aliases{one}")
     artifact = store.resolve(model)  # a name that names nothing fails here, listing what exists
     every = store.alias_history(artifact.project, artifact.model)
-    named = sorted({m["alias"] for m in every})
-    if alias is not None and alias not in named and named:  # a typo ("Production") is no empty history
-        listed = ", ".join(named)
+    held = {name for version in store.list(artifact.project, artifact.model) for name in version.aliases}
+    named = sorted({m["alias"] for m in every} | held)  # one moved before moves were recorded has none: no typo
+    if alias is not None and alias not in named:  # a typo is no empty history, nor one of no alias (h398 F2)
+        listed = ", ".join(named) or "none"
         raise RefError(f"no recorded moves of alias {alias!r}{did_you_mean(alias, named)} (aliases: {listed})")
     moves = [m for m in every if alias in (None, m["alias"])]
     if as_json:
