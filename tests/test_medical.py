@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -2021,6 +2023,37 @@ def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_anoth
     assert checked.returncode == 2 and checked.stderr.splitlines() == [
         f"--set: apis.treatment.formulary: path does not exist: {missing}"
     ], checked.stderr
+
+
+def test_after_a_swap_the_treatment_api_filters_with_the_formulary_the_new_version_reads(trained, patient, tmp_path):
+    """h402 F2: the api kept the tables it read at start while a version swapped in read the file as changed since:
+    two lists at once, an allergy the new model read listed unread by the api. The api filters with the serving
+    model's tables. Here the file first maps no code, then maps rxnorm:723, and a new version is trained."""
+    home = tmp_path / "home"  # a copy: the new version stays out of the module's store
+    shutil.copytree(trained["HEIRLOOM_HOME"], home)
+    env = {**trained, "HEIRLOOM_HOME": str(home)}
+    formulary = write(tmp_path / "our-formulary.toml", FORMULARY.partition("[allergy_codes]")[0])
+    hospital = (
+        'extends = ["medical-small"]\nproject = "medical-small"\n[models.treatment]\nformulary = "our-formulary.toml"\n'
+    )
+    inline = json.loads(json.dumps(attrs.asdict(patient)))
+    coded = {**inline, "timeline": [*inline["timeline"], {"kind": "allergy", "code": "rxnorm:723"}]}
+    served = Daemon(tmp_path, profile=hospital, env=env)
+    try:
+        served.wait_ready(timeout=120)
+        with served.client(timeout=30) as client:
+            assert client.call("treatment.recommend", {"record": coded})["unread_allergies"] == ["rxnorm:723"]
+            write(formulary, FORMULARY)  # the code mapped now; read by the next version's start
+            trained_again = run_heirloom("train", str(tmp_path / "daemon.toml"), "treatment", *_quick(), env=env)
+            assert "stored medical-small/treatment@2" in trained_again.stdout, trained_again.stderr
+            client.call("_reload")
+            deadline = time.monotonic() + 60
+            while (reply := client.request("treatment.recommend", {"record": coded})).version.endswith("@1"):
+                assert time.monotonic() < deadline, "no swap to @2"
+                time.sleep(0.5)
+            assert reply.body["unread_allergies"] == []
+    finally:
+        assert served.terminate() == 0
 
 
 def test_the_treatment_route_selects_no_drug_for_a_patient_with_an_allergy_it_cannot_read(daemon, records):

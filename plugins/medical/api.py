@@ -263,7 +263,7 @@ class CodesApi(heirloom.Api):
                 if (problem := self._problem(answer, asked)) is not None:
                     results[position] = failed_answer(model, problem, MEDICAL_DOC)
                     continue
-                reply = {**self._answer(asked.query, answer), "version": version}
+                reply = {**self._answer(asked.query, answer, model), "version": version}
                 results[position] = heirloom.Versioned(reply, version)
         return results
 
@@ -279,8 +279,8 @@ class CodesApi(heirloom.Api):
             problem = f"its prediction is for encounter {answer['encounter']!r:.80}, asked about {asked.visit!r}"
         return problem
 
-    def _answer(self, query: Query, answer: dict[str, Any]) -> dict[str, Any]:
-        """The reply to ``query`` from the model's answer (as it is, unless a subclass says)."""
+    def _answer(self, query: Query, answer: dict[str, Any], model: Any) -> dict[str, Any]:
+        """The reply to ``query`` from the answer of ``model`` (as it is, unless a subclass says)."""
         return answer
 
     def _query(self, body: PredictInput) -> Asked:
@@ -375,21 +375,26 @@ class TreatmentApi(CodesApi):
             )
         return problems
 
-    def _answer(self, query: Query, answer: dict[str, Any]) -> dict[str, Any]:
+    def _answer(self, query: Query, answer: dict[str, Any], model: Any) -> dict[str, Any]:
         """The answer without the drugs the record's allergies rule out, whatever model gave it: the
         shipped model's filter (``safety.py``), so the guarantee is the api's, not each model's. The
         withheld drugs join ``blocked``; the allergies the filter cannot read against the answer's
         drugs join ``unread_allergies``, and with one listed no drug is selected, saying why (``caution.py``).
-        A no-op on the shipped model's answers but for that list and why."""
+        A no-op on the shipped model's answers but for that list and why. The tables are the serving model's
+        (``formulary`` unset here): after a swap the api filtered with the old version's file, the model with
+        the new one's, two lists at once (checker h402 F2)."""
         allergies = [(e.code, e.display) for e in query.record.timeline if e.kind == "allergy"]
-        filtered = self._filtered(query, answer, allergies) if allergies else answer
+        tables = model.tables() if self.formulary is None and isinstance(model, TreatmentModel) else self.tables
+        filtered = self._filtered(query, answer, allergies, tables) if allergies else answer
         not_read = filtered["unread_allergies"]
         return {**filtered, "codes": unselected(filtered["codes"], not_read), FIELD: why_unselected(not_read)}
 
-    def _filtered(self, query: Query, answer: dict[str, Any], allergies: list[Allergy]) -> dict[str, Any]:
-        """The answer without the drugs ``allergies`` rule out (``blocked``), and those the filter cannot read."""
-        drugs = {item["code"]: read_drug(item["display"], self.tables) for item in answer["codes"]}  # vetted: once each
-        found = withheld(query.record, drugs, self.tables)  # an unreadable name too, the reason in place of allergies
+    def _filtered(
+        self, query: Query, answer: dict[str, Any], allergies: list[Allergy], tables: Formulary
+    ) -> dict[str, Any]:
+        """The answer without the drugs ``allergies`` rule out (``blocked``), and those ``tables`` cannot read."""
+        drugs = {item["code"]: read_drug(item["display"], tables) for item in answer["codes"]}  # vetted: once each
+        found = withheld(query.record, drugs, tables)  # an unreadable name too, the reason in place of allergies
         blocked = {item["code"]: {**item, "allergies": quoted_all(item["allergies"])} for item in answer["blocked"]}
         for item in answer["codes"]:  # each allergy quoted (caution.py): a long one was repeated whole per drug
             if names := found.get(item["code"]):
@@ -398,11 +403,11 @@ class TreatmentApi(CodesApi):
                     "display": item["display"],
                     "allergies": quoted_all(names),
                 }
-        blocked_parts = (ingredients(item["display"], self.tables) for item in answer["blocked"])
+        blocked_parts = (ingredients(item["display"], tables) for item in answer["blocked"])
         known = [*(parts for parts, _ in drugs.values()), *blocked_parts]
         return {
             **answer,
             "codes": [item for item in answer["codes"] if item["code"] not in found],
             "blocked": [blocked[code] for code in sorted(blocked)],
-            "unread_allergies": listed([*answer["unread_allergies"], *unread(allergies, known, self.tables)]),
+            "unread_allergies": listed([*answer["unread_allergies"], *unread(allergies, known, tables)]),
         }

@@ -104,9 +104,28 @@ def read_formulary(path: str | None) -> Formulary:
         return SHIPPED
     try:
         content = heirloom.read_regular(path)
-        data = tomllib.loads(content.decode("utf-8"))
     except OSError as error:
         raise heirloom.HeirloomError(f"{path}: cannot read it: {error.strerror or error}") from None
+    digest = hashlib.sha256(content).hexdigest()
+    if (built := _BUILT.get(digest)) is None:  # a 200,000-code file took seconds each of 3 reads a start (h402 F4)
+        built = _BUILT[digest] = _build(path, content)
+        while len(_BUILT) > 4:
+            _BUILT.pop(next(iter(_BUILT)))
+    tables, counts = built
+    log.info(
+        "formulary %s (sha256 %s): %d ingredient(s), %d brand(s), %d allergy code(s) added", path, digest[:12], *counts
+    )
+    return tables  # each read logs which list its answers are read with, for an audit
+
+
+#: The tables of each formulary content read lately, by its sha256, with what it added.
+_BUILT: dict[str, tuple[Formulary, tuple[int, int, int]]] = {}
+
+
+def _build(path: str, content: bytes) -> tuple[Formulary, tuple[int, int, int]]:
+    """The tables of a formulary file's ``content``, and how many ingredients, brands and codes it added."""
+    try:
+        data = tomllib.loads(content.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise heirloom.HeirloomError(f"{path}: not a TOML file: {error}") from None
     except RecursionError:  # arrays 3,000 deep: a plugin bug's message, naming no file
@@ -127,12 +146,7 @@ def read_formulary(path: str | None) -> Formulary:
     _check_readable(extra, brands, built, mistakes)
     if mistakes:
         raise heirloom.HeirloomError("\n".join(f"{path}: {mistake}" for mistake in mistakes))
-    digest = hashlib.sha256(content).hexdigest()[:12]  # which list an answer was read with, for an audit
-    log.info(
-        "formulary %s (sha256 %s): %d ingredient(s), %d brand(s), %d allergy code(s) added",
-        *(path, digest, len(extra), len(brands), len(codes)),
-    )
-    return built
+    return built, (len(extra), len(brands), len(codes))
 
 
 def _names(data: dict[str, Any], mistakes: list[str]) -> tuple[list[Named], list[tuple[Named, list[Named]]]]:
