@@ -1104,7 +1104,8 @@ def test_a_formulary_file_with_several_mistakes_is_refused_naming_every_one(tmp_
         "substance it stands for))",
         f"{path}: ingredients[1]: a name (a string), not int 5",
         f"{path}: brands.Zyvox: a brand with no ingredients (a drug of it may be any drug: list what it is made of)",
-        f"{path}: ingredients[0]: 'penicillins' is not 'penicillin', which the filter knows? A typo is a new drug",
+        f"{path}: ingredients[0]: 'penicillins' is spelt close to 'penicillin', an ingredient the filter knows: write "
+        "it so, or it is read as another drug than 'penicillin'",
         f"{path}: brands.Hospamox[0]: 'amoxicilin' is no ingredient the filter knows (did you mean 'amoxicillin'?): "
         "list it under 'ingredients' too if it is one (a brand's ingredients decide which allergies rule it out)",
     ]
@@ -2115,8 +2116,8 @@ def test_the_treatment_route_selects_no_drug_for_a_patient_with_an_allergy_it_ca
         (
             '[brands]\nClavumox = ["Augmentin"]',
             "'formulary' file {path}: "
-            "brands.Clavumox[0]: 'augmentin' is a brand (or another name) the filter reads as amoxicillin, "
-            "clavulanate: list its ingredients instead",
+            "brands.Clavumox[0]: 'augmentin' is a brand (or another name) of amoxicillin, clavulanate: list its "
+            "ingredients instead",
         ),
         (
             '[brands]\nClavumox = ["amoxicilin"]',
@@ -2126,7 +2127,8 @@ def test_the_treatment_route_selects_no_drug_for_a_patient_with_an_allergy_it_ca
         ),
         (
             'ingredients = ["cefuroxim"]',
-            "'formulary' file {path}: ingredients[0]: 'cefuroxim' is not 'cefuroxime', which the filter knows?",
+            "'formulary' file {path}: ingredients[0]: 'cefuroxim' is spelt close to 'cefuroxime', an ingredient the "
+            "filter knows: write it so",
         ),
         ("ingredients = " + "[" * 3000 + "]" * 3000, "'formulary' file {path}: nested too deep for a formulary"),
         ('ingredients = ["sodium"]', "'formulary' file {path}: ingredients[0]: 'sodium' names no substance alone"),
@@ -2137,7 +2139,8 @@ def test_the_treatment_route_selects_no_drug_for_a_patient_with_an_allergy_it_ca
         ),
         (
             'ingredients = ["Augmentin"]',
-            "'formulary' file {path}: ingredients[0]: 'augmentin' is a brand (or another name) the filter reads",
+            "'formulary' file {path}: ingredients[0]: 'augmentin' is not an ingredient: the filter knows it as a brand "
+            "(or another name) of amoxicillin, clavulanate",
         ),
         (
             '[brands]\nTablet = ["amoxicillin"]',

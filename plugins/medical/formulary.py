@@ -93,7 +93,8 @@ def _formulary_file(instance: Any, attribute: attrs.Attribute, value: str | None
         try:
             read_formulary(value)
         except heirloom.HeirloomError as error:
-            raise ValueError(f"'{attribute.name}' file {error}") from None
+            said = "\n".join(f"'{attribute.name}' file {line}" for line in str(error).splitlines())  # each (h402 F7)
+            raise ValueError(said) from None
 
 
 def read_formulary(path: str | None) -> Formulary:
@@ -310,11 +311,12 @@ def _check_roles(extra: list[Named], brands: list[tuple[Named, list[Named]]], mi
     listed = {name for _, name in extra}
     for where, name in extra:
         if name in CLASSES or (name in SHIPPED.brands and name not in KNOWN_INGREDIENTS):
-            mistakes.append(f"{where}: {name!r} is {_role(name)} the filter knows, not an ingredient")
+            mistakes.append(f"{where}: {name!r} is not an ingredient: the filter knows it as {_role(name)}")
         elif all(word in NOT_BRANDS for word in name.split()):  # NOT_BRANDS: no substance words and dose forms
             mistakes.append(f"{where}: {name!r} names no substance alone (a salt, a form, a generic word)")
         elif name not in KNOWN_INGREDIENTS and (close := difflib.get_close_matches(name, KNOWN_INGREDIENTS, 1, 0.85)):
-            mistakes.append(f"{where}: {name!r} is not {close[0]!r}, which the filter knows? A typo is a new drug")
+            said = f"{name!r} is spelt close to {close[0]!r}, an ingredient the filter knows"
+            mistakes.append(f"{where}: {said}: write it so, or it is read as another drug than {close[0]!r}")
     seen: dict[str, str] = {}
     for (where, brand), parts in brands:
         if (first := seen.setdefault(brand, where)) != where:  # "Zyvox" and "ZYVOX": one brand, its lists merged
@@ -342,7 +344,7 @@ def _role(name: str) -> str:
         return "a drug class"
     if name in KNOWN_INGREDIENTS:
         return "an ingredient"
-    return f"a brand (or another name) the filter reads as {', '.join(SHIPPED.brands[name])}"
+    return f"a brand (or another name) of {', '.join(SHIPPED.brands[name])}"
 
 
 def _key(key: str) -> str:
