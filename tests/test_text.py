@@ -1522,6 +1522,26 @@ def test_a_monitors_label_in_combining_accents_is_the_label_in_nfc():
     assert LabelMonitorApi(model="sentiment", label=decomposed).label == "négatif"
 
 
+def test_a_fit_whose_weights_cannot_fit_is_refused_before_it_starts_naming_its_sizes(tmp_path):
+    """h399 F1: 3,000 labels of a 0.6 MB file took the fit past 4 GB within seconds (the weights and L-BFGS's history
+    of them grow with features x labels), past a budget of 3,000 MiB before it stopped. It is refused up front."""
+    rows = "".join(f"ticket {n} about thing{n} and item{n},label{n}\n" for n in range(600) for _ in range(3))
+    write(tmp_path / "train.csv", "text,label\n" + rows)
+    profile = write(
+        tmp_path / "p.toml",
+        '[resources]\nuse = "local"\nmemory_budget_mb = 600\n[sources.s]\nuse = "csv"\ntrain = "train.csv"\n'
+        '[models.m]\nuse = "text-classifier"\ndata = "s"\nepochs = 1\n',
+    )
+    result = run_heirloom("train", str(profile), env={"HEIRLOOM_HOME": str(tmp_path / "home")}, timeout=300)
+    assert result.returncode == 1, result.stderr
+    said = " ".join(result.stderr.split())
+    assert re.search(
+        r"text-classifier: [\d,]+ features x 600 labels on [\d,]+ texts need about [\d,]+ MiB to fit", said
+    )
+    assert "MiB is available (resources.memory_budget_mb = 600, of which this process holds" in said, said
+    assert "Traceback" not in result.stderr
+
+
 def test_the_report_lines_up_labels_that_take_two_columns_a_character():
     """Hangul and kanji labels were padded by characters, not columns: their rows sat to the right."""
     from rich.cells import cell_len

@@ -11,13 +11,13 @@ before it is read, naming the size, the memory it needs and what there is.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 import heirloom
+from heirloom_plugins.memory_room import MIB, available
 from heirloom_plugins.recommend.records import ITEM
 
 #: Rows per product of ``add_gram`` (a block with fewer rows than the result is GEMM, never SYRK).
@@ -32,7 +32,6 @@ ROW_BLOCK = 4096
 #: these are rounded up from the largest.
 COPIES = 12
 OVERHEAD_MIB = 48
-MIB = 1 << 20
 
 
 def add_gram(rows: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -57,27 +56,6 @@ def largest_fitting(room: int) -> int:
     return math.isqrt(max(room - OVERHEAD_MIB * MIB, 0) // (COPIES * 8))  # items² x COPIES x 8 <= room - overhead
 
 
-def available(resources: Any) -> tuple[int, str] | None:
-    """Bytes a fit may still take and where that figure comes from: the resource manager's
-    ``memory_budget_mb`` less the ``resident_mb`` it reports for this process (both from its
-    ``usage()``, as ``_stats`` shows them), else the machine's available memory; None where
-    neither is known."""
-    usage: Any = {}
-    try:
-        usage = resources.usage() if resources is not None else {}
-    except Exception:  # noqa: BLE001 - a manager's report is advice here; the machine's figure stands in
-        usage = {}
-    budget = usage.get("memory_budget_mb") if isinstance(usage, dict) else None
-    if type(budget) is int and budget > 0:
-        resident = usage.get("resident_mb")
-        held = int(resident * MIB) if type(resident) in (int, float) and math.isfinite(resident) and resident > 0 else 0
-        return max(budget * MIB - held, 0), f"resources.memory_budget_mb = {budget}, of which this process holds " + (
-            f"{held / MIB:.0f} MiB"
-        )
-    free = _machine_available()
-    return None if free is None else (free, "the machine's available memory")
-
-
 def refuse_if_too_big(items: int, resources: Any, what: str) -> None:
     """Raise ResourceExhaustedError when a fit on ``items`` items cannot fit in what is available."""
     found = available(resources)
@@ -91,21 +69,6 @@ def refuse_if_too_big(items: int, resources: Any, what: str) -> None:
         f"available ({source}): at most about {largest_fitting(room):,} items fit here; train on a machine with "
         "more memory or a smaller catalogue"
     )
-
-
-def _machine_available() -> int | None:
-    """MemAvailable (Linux), else the physical memory; None where unknown."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, IndexError, ValueError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def sized(records: Iterable[Any], check: Callable[[int], None]) -> Iterator[Any]:

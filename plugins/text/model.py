@@ -8,9 +8,10 @@ torch is imported inside methods only, so profiles that never fit or predict (an
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -19,10 +20,11 @@ import numpy as np
 import heirloom
 from heirloom_plugins import decided as person
 from heirloom_plugins import devices, seen
+from heirloom_plugins.memory_room import MIB, available
 from heirloom_plugins.metrics import classification_metrics, classification_text, majority_baseline
 from heirloom_plugins.ngrams.features import MAX_BUCKETS, Featurizer, HashingSettings
 from heirloom_plugins.ngrams.head import NgramHead
-from heirloom_plugins.ngrams.linear import Outcome, Weights, logits, train
+from heirloom_plugins.ngrams.linear import Outcome, Weights, fit_bytes, logits, train
 from heirloom_plugins.ngrams.vectors import Bags, Counts, Vocabulary, count
 
 if TYPE_CHECKING:
@@ -128,6 +130,21 @@ class TextClassifier(heirloom.Model):
         self._device = "cpu"
         self._fitted: Fitted | None = None
 
+    def _refuse_if_too_big(self, features: int, labels: int, texts: int) -> None:
+        """ResourceExhaustedError, before the fit, when its weights and optimiser history cannot fit in the memory
+        available (the budget, else the machine's), naming the sizes and what shrinks them."""
+        needed = fit_bytes(features, labels, texts)
+        found = available(getattr(getattr(self, "ctx", None), "resources", None))
+        if found is None or needed <= found[0]:
+            return
+        room, source = found
+        raise heirloom.ResourceExhaustedError(
+            f"text-classifier: {features:,} features x {labels:,} labels on {texts:,} texts need about "
+            f"{needed / MIB:,.0f} MiB to fit (the weights, L-BFGS's history of them, the logits), and "
+            f"{room / MIB:,.0f} MiB is available ({source}): fewer buckets, fewer labels, or a machine with more "
+            "memory"
+        )
+
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
@@ -201,7 +218,9 @@ class TextClassifier(heirloom.Model):
             candidates = [self.l2]
         task = _Task(featurizer, label_set, inherited, self._device)
         trained = person.repeated(chosen, repeats)  # a person's decision counts its kind's weight
-        problem = task.problem([texts[i] for i in trained], [labels[i] for i in trained], held_texts, held_labels)
+        sized = functools.partial(self._refuse_if_too_big, labels=len(label_set), texts=len(texts) + len(held_texts))
+        trained_texts, trained_labels = [texts[i] for i in trained], [labels[i] for i in trained]
+        problem = task.problem(trained_texts, trained_labels, held_texts, held_labels, sized)
         tried: list[tuple[float, Outcome]] = []
         for l2 in candidates:
             description = "fitting text-classifier" + (f" (l2 {l2:g})" if len(candidates) > 1 else "")
@@ -228,7 +247,7 @@ class TextClassifier(heirloom.Model):
         vocabulary = problem.vocabulary
         if validation is None and len(tried) > 1 and self.refit:
             every = person.repeated(range(len(texts)), repeats)
-            everything = task.problem([texts[i] for i in every], [labels[i] for i in every], [], [])
+            everything = task.problem([texts[i] for i in every], [labels[i] for i in every], [], [], sized)
             description = "refitting on training + validation"
             progress.log(f"{description}: {len(texts)} texts, l2 {l2:g}")
             outcome = self._train(everything, l2, progress, description)
@@ -396,10 +415,19 @@ class _Task:
         targets = torch.tensor([index[label] for label in labels], dtype=torch.long, device=self.device)
         return count(self.featurizer, texts), targets
 
-    def problem(self, texts: list[str], labels: list[str], held_texts: list[str], held_labels: list[str]) -> _Problem:
-        """Vocabulary and idf from ``texts`` (plus the parent's), bags, prior, validation."""
+    def problem(
+        self,
+        texts: list[str],
+        labels: list[str],
+        held_texts: list[str],
+        held_labels: list[str],
+        sized: Callable[[int], None] = lambda features: None,
+    ) -> _Problem:
+        """Vocabulary and idf from ``texts`` (plus the parent's), bags, prior, validation; ``sized`` is told the
+        features' count before the features x labels prior is made (it may refuse a fit that cannot fit)."""
         counts, targets = self.encoded(texts, labels)
         vocabulary = Vocabulary.fit(counts, self.inherited.head.vocabulary if self.inherited else None)
+        sized(len(vocabulary.features))
         validation = None
         if held_texts:
             held_counts, held_targets = self.encoded(held_texts, held_labels)
