@@ -7,9 +7,19 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
+import heirloom
+
 MIB = 1 << 20
+
+
+def refuse_unless_room(needed: int, resources: Any, why: Callable[[int, str], str]) -> None:
+    """ResourceExhaustedError saying ``why(room, source)`` when a fit needs ``needed`` bytes and less is available."""
+    found = available(resources)
+    if found is not None and needed > found[0]:
+        raise heirloom.ResourceExhaustedError(why(*found))
 
 
 def available(resources: Any) -> tuple[int, str] | None:

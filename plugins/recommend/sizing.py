@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-import heirloom
-from heirloom_plugins.memory_room import MIB, available
+from heirloom_plugins.memory_room import MIB, refuse_unless_room
 from heirloom_plugins.recommend.records import ITEM
 
 #: Rows per product of ``add_gram`` (a block with fewer rows than the result is GEMM, never SYRK).
@@ -58,16 +57,16 @@ def largest_fitting(room: int) -> int:
 
 def refuse_if_too_big(items: int, resources: Any, what: str) -> None:
     """Raise ResourceExhaustedError when a fit on ``items`` items cannot fit in what is available."""
-    found = available(resources)
     needed = fit_bytes(items)
-    if found is None or needed <= found[0]:
-        return
-    room, source = found
-    raise heirloom.ResourceExhaustedError(
-        f"{what}: a catalogue of {items:,} items needs about {needed / MIB:,.0f} MiB to fit ({COPIES} dense "
-        f"{items:,} x {items:,} float64 matrices and {OVERHEAD_MIB} MiB besides), and {room / MIB:,.0f} MiB is "
-        f"available ({source}): at most about {largest_fitting(room):,} items fit here; train on a machine with "
-        "more memory or a smaller catalogue"
+    refuse_unless_room(
+        needed,
+        resources,
+        lambda room, source: (
+            f"{what}: a catalogue of {items:,} items needs about {needed / MIB:,.0f} MiB to fit ({COPIES} dense "
+            f"{items:,} x {items:,} float64 matrices and {OVERHEAD_MIB} MiB besides), and {room / MIB:,.0f} MiB is "
+            f"available ({source}): at most about {largest_fitting(room):,} items fit here; train on a machine "
+            "with more memory or a smaller catalogue"
+        ),
     )
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import heirloom
 from heirloom_plugins import decided as person
 from heirloom_plugins import devices, seen
-from heirloom_plugins.memory_room import MIB, available
+from heirloom_plugins.memory_room import MIB, refuse_unless_room
 from heirloom_plugins.metrics import classification_metrics, classification_text, majority_baseline
 from heirloom_plugins.ngrams.features import MAX_BUCKETS, Featurizer, HashingSettings
 from heirloom_plugins.ngrams.head import NgramHead
@@ -134,15 +134,15 @@ class TextClassifier(heirloom.Model):
         """ResourceExhaustedError, before the fit, when its weights and optimiser history cannot fit in the memory
         available (the budget, else the machine's), naming the sizes and what shrinks them."""
         needed = fit_bytes(features, labels, texts)
-        found = available(getattr(getattr(self, "ctx", None), "resources", None))
-        if found is None or needed <= found[0]:
-            return
-        room, source = found
-        raise heirloom.ResourceExhaustedError(
-            f"text-classifier: {features:,} features x {labels:,} labels on {texts:,} texts need about "
-            f"{needed / MIB:,.0f} MiB to fit (the weights, L-BFGS's history of them, the logits), and "
-            f"{room / MIB:,.0f} MiB is available ({source}): fewer buckets, fewer labels, or a machine with more "
-            "memory"
+        refuse_unless_room(
+            needed,
+            getattr(getattr(self, "ctx", None), "resources", None),
+            lambda room, source: (
+                f"text-classifier: {features:,} features x {labels:,} labels on {texts:,} texts need about "
+                f"{needed / MIB:,.0f} MiB to fit (the weights, L-BFGS's history of them, the logits), and "
+                f"{room / MIB:,.0f} MiB is available ({source}): fewer buckets, fewer labels, or a machine with more "
+                "memory"
+            ),
         )
 
     # -- lifecycle ------------------------------------------------------------------------
