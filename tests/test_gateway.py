@@ -320,6 +320,7 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
         "type": "array",
         "minItems": 1,
         "maxItems": 1,
+        "prefixItems": [{"type": "integer", "minimum": 1, "maximum": 1024}],  # the rows the server takes (h404 F4)
         "items": {"type": "integer", "minimum": 0},
     }
     status, _, body = http(infer, {"inputs": [{**text, "shape": []}]})

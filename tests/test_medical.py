@@ -1842,6 +1842,22 @@ def test_bad_input_names_the_field(daemon, patient, route, body, code, field):
         assert client.call("_health")  # still serving
 
 
+@pytest.mark.parametrize("route", ["diagnosis.predict", "treatment.recommend"])
+def test_the_published_input_schema_states_what_the_route_refuses(daemon, route):
+    """h404 F1, F2: the schema had no oneOf and no encounter id, so ``{}``, both keys, and an encounter without its
+    id passed a client built from it, and the gateway's /docs form (built from it) started with a refused body."""
+    from heirloom_plugins.gateway.docs import _example
+
+    with daemon.client(timeout=30) as client:
+        schema = next(r for r in client.call("_routes")["routes"] if r["name"] == route)["input"]
+        assert [choice["required"] for choice in schema["oneOf"]] == [["patient"], ["record"]]
+        event = json.dumps(schema)
+        assert '"then": {"required": ["id"], "properties": {"id": {"type": "string", "minLength": 1}}}' in event
+        with pytest.raises(heirloom.RemoteError) as caught:  # the form's body: a patient no index holds, not a 400
+            client.call(route, _example(schema))
+        assert caught.value.code == "NOT_FOUND" and caught.value.field == "body.patient", str(caught.value)
+
+
 def test_an_inline_display_with_a_control_character_is_refused_as_the_docs_say(daemon):
     """A display is text shown to clinicians: one with a BEL or a NUL was answered, though MEDICAL.md says it is
     refused and quotes the refusal (checker 311 F1); the fhir source refuses such a display in a file too, so

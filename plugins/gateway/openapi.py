@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import heirloom
-from heirloom_plugins.gateway.oip import NUMERIC, Signature
+from heirloom_plugins.gateway.oip import MAX_ROWS, NUMERIC, Signature
 from heirloom_plugins.gateway.routes import RouteTable
 from heirloom_plugins.gateway.schemas import clean, hoisted
 
@@ -73,7 +73,12 @@ TENSOR = {
     "required": ["name", "shape", "datatype", "data"],
     "properties": {
         "name": {"type": "string"},
-        "shape": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
+        "shape": {  # rows first, 1 to MAX_ROWS (the server refuses 0 and more, naming the shape: h404 F4)
+            "type": "array",
+            "minItems": 1,
+            "prefixItems": [{"type": "integer", "minimum": 1, "maximum": MAX_ROWS}],
+            "items": {"type": "integer", "minimum": 0},
+        },
         "datatype": {"type": "string"},
         "parameters": {"type": "object"},
         "data": {"type": "array"},

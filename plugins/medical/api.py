@@ -92,6 +92,9 @@ class PredictInput:
     """A patient of the daemon (``patient``) or a record given inline (``record``), and the
     encounter to predict for (default: the record's last)."""
 
+    #: Exactly one of the two, as ``__attrs_post_init__`` enforces (the schema let ``{}`` and both pass: h404 F1).
+    __schema__: ClassVar[dict[str, Any]] = heirloom.one_of(patient="string", record="object")
+
     patient: str | None = None
     record: RecordInput | None = None
     encounter: str | None = None

@@ -88,7 +88,9 @@ def post_input(max_chars: int, max_items: int) -> type:
         """A text and when it was published (epoch seconds or ISO 8601; default: now)."""
 
         text: str = attrs.field(validator=heirloom.text_limit(max_chars, blank=False))  # as predict: h400 F3
-        time: int | float | str | None = None  # an int kept as sent, quoted so when refused (checker h344 F5)
+        time: int | float | str | None = attrs.field(  # an int kept as sent, quoted so when refused (checker h344 F5)
+            default=None, metadata={"schema": {"description": "seconds since the epoch, or an ISO 8601 time"}}
+        )
 
     @attrs.define
     class PostInput:
