@@ -1858,6 +1858,30 @@ def test_the_published_input_schema_states_what_the_route_refuses(daemon, route)
         assert caught.value.code == "NOT_FOUND" and caught.value.field == "body.patient", str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("birth", "encounter", "refused"),
+    [
+        ("2016-06-12", "2016-06-11T16:00:00Z", False),  # FHIR.md's 2016-06-12T01:00:00+09:00: not before birth
+        ("2016-06-12", "2016-06-11T11:00:00Z", False),  # the 12th had begun in UTC+14
+        ("2016-06-12", "2016-06-11T09:00:00Z", True),  # before it began anywhere
+        ("2016", "2015-12-31T23:00:00Z", False),  # a partial birth date
+        ("2016-06-12", "2016-06", False),  # a month holding the birth day
+        ("2016-06-12", "2016-05", True),
+    ],
+)
+def test_an_inline_record_is_before_birth_only_as_the_fhir_source_reads_it(daemon, birth, encounter, refused):
+    """h405 F1: the routes compared the two as instants, refusing records the fhir source reads (and FHIR.md's own
+    example); one rule (timelines.before_birth) serves both."""
+    record = {"birth_date": birth, "timeline": [{"kind": "encounter", "id": "E", "date": encounter}]}
+    with daemon.client(timeout=30) as client:
+        if not refused:
+            assert client.call("diagnosis.predict", {"record": record})["encounter"] == "E"
+            return
+        with pytest.raises(heirloom.RemoteError) as caught:
+            client.call("diagnosis.predict", {"record": record})
+    assert caught.value.field == "body.record.birth_date", str(caught.value)
+
+
 def test_an_inline_display_with_a_control_character_is_refused_as_the_docs_say(daemon):
     """A display is text shown to clinicians: one with a BEL or a NUL was answered, though MEDICAL.md says it is
     refused and quotes the refusal (checker 311 F1); the fhir source refuses such a display in a file too, so

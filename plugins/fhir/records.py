@@ -18,7 +18,7 @@ from heirloom_plugins.code_systems import code_mistake, display_mistake, short_s
 from heirloom_plugins.fhir.fields import first, number, obj, objects, text
 from heirloom_plugins.fhir.parse import found
 from heirloom_plugins.fhir.references import reference_of
-from heirloom_plugins.timelines import codes_by_kind, ends_before_start, fhir_date, fhir_moment, summary
+from heirloom_plugins.timelines import before_birth, codes_by_kind, ends_before_start, fhir_date, fhir_moment, summary
 
 #: resourceType -> the timeline kind its events get (also the keys of ``codes``).
 KINDS = {
@@ -502,22 +502,12 @@ def patient_record(patient: dict[str, Any], pid: str, file: str, split: str, eve
 
 
 def encounter_before_birth(record: PatientRecord) -> Event | None:
-    """The first encounter dated before the patient's birthDate, if any: one of the two dates
-    is wrong, and every age computed from them is below zero there. A birthDate is a local
-    day in an unknown zone, an encounter's time UTC: only one before that day began anywhere
-    (UTC+14) is counted (2016-06-12T01:00+09:00, 16:00Z the day before, was)."""
+    """The first encounter dated before the patient's birthDate (``before_birth``), if any: one of the two dates
+    is wrong, and every age computed from them is below zero there."""
     first = next((e for e in record.timeline if e.kind == "encounter" and e.date), None)
     if not record.birth_date or first is None or first.date is None:
         return None
-    birth = record.birth_date[:10]  # "1970" and "1970-06" are dates too (FHIR's partial dates)
-    if "T" not in first.date:  # a date of its own: compared as dates, at the precision both have
-        shared = min(len(first.date[:10]), len(birth))
-        return first if first.date[:shared] < birth[:shared] else None
-    try:
-        earliest = datetime.fromisoformat((birth + "-01-01")[:10]) - timedelta(hours=14)  # its first day
-    except OverflowError:  # born on 0001-01-01: nothing is earlier
-        return None
-    return first if datetime.fromisoformat(first.date.removesuffix("Z")) < earliest else None
+    return first if before_birth(record.birth_date, first.date) else None
 
 
 def encounter_ending_before_start(record: PatientRecord) -> Event | None:

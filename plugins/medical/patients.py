@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import attrs
 
 from heirloom_plugins.code_systems import code_mistake, display_mistake
-from heirloom_plugins.timelines import codes_by_kind, ends_before_start, fhir_date, fhir_moment, summary
+from heirloom_plugins.timelines import before_birth, codes_by_kind, ends_before_start, fhir_date, fhir_moment, summary
 
 #: FHIR R4's administrative-gender codes: all the fhir source writes (a Patient with another is an error there).
 GENDERS = ("male", "female", "other", "unknown")
@@ -198,9 +198,8 @@ class RecordInput:
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "codes", codes_by_kind(self.timeline, KINDS))
         object.__setattr__(self, "text", summary(self.gender, self.birth_date, self.deceased_date, self.timeline))
-        born = day(self.birth_date) if self.birth_date else None
         first = next((e for e in self.timeline if e.kind == "encounter" and e.date), None)
-        if born is not None and first is not None and day(first.date) < born:
+        if self.birth_date and first is not None and first.date and before_birth(self.birth_date, first.date):
             raise ValueError(f"'birth_date' {self.birth_date} is after encounter {first.id!r} on {first.date}")
 
 
