@@ -763,8 +763,9 @@ def test_sigterm_unwinds_train_as_ctrl_c_does_leaving_no_temp_file(tmp_path):
         "        return heirloom.State({'w': numpy.ones(1 << 26)}, {'epochs': 1})\n",
         {"big": "Big"},
     )
-    env = {**env, "HEIRLOOM_HOME": str(home := tmp_path / "home")}
-    result = run_heirloom("train", str(profile), env=env, timeout=120)
+    env = {**env, "HEIRLOOM_HOME": str(home := tmp_path / "home"), "HEIRLOOM_PROFILE_PATH": str(tmp_path)}
+    profile.rename(tmp_path / "worker.toml")  # a profile named like a daemon's command: it was taken for one (v23 F1)
+    result = run_heirloom("train", "worker", env=env, timeout=120)
     assert result.returncode == 143, result.stderr
     assert result.stderr.strip().endswith(
         "interrupted: stopped at SIGTERM; what was reported done is kept, nothing half-written is"

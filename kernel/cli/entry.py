@@ -17,8 +17,21 @@ def _interrupted(signum: int, frame: Any) -> None:
 DAEMONS = frozenset({"serve", "worker", "gateway"})
 
 
+def command(args: list[str]) -> str | None:
+    """The command a command line runs: its first argument that is no option nor ``--log-level``'s value. Any
+    argument was taken for it: ``heirloom train worker`` (a profile so named) died silently on SIGTERM (v23 F1)."""
+    values = iter(args)
+    for arg in values:
+        if arg == "--log-level":
+            next(values, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main() -> None:
-    if DAEMONS & set(sys.argv[1:]):  # a hang-up while the daemon still loads killed it (exit 129)
+    running = command(sys.argv[1:])
+    if running in DAEMONS:  # a hang-up while the daemon still loads killed it (exit 129)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     loading = signal.getsignal(signal.SIGINT) is signal.default_int_handler  # not when ignored (nohup, &)
     if loading:
@@ -27,7 +40,7 @@ def main() -> None:
 
     if loading:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    if not DAEMONS & set(sys.argv[1:]) and "ui" not in sys.argv[1:2]:  # a daemon drains on SIGTERM: its own handler
+    if running not in DAEMONS | {"ui"}:  # a daemon drains on SIGTERM, by its own handler
         from heirloom.cli.common import terminate_as_interrupt
 
         terminate_as_interrupt()
