@@ -91,3 +91,17 @@ def fetch_hint(path: Path, root: Path, datasets: Callable[[], Iterable[str]], *,
         return f"; a public data set? {FETCH.format(name)}"
     near = difflib.get_close_matches(name, known, 1) if close else []
     return "".join(f"; did you mean the data set {c!r}? {FETCH.format(c)}" for c in near)
+
+
+def found_in(name: str, folders: Iterable[Path], near: Path | None, skip: Path | None) -> Path | None:
+    """The file ``name`` finds in ``near`` (an extending file's folder), then in ``folders`` in order, each file once,
+    at its first place (a folder listed twice skipped a layer: checker v23 F2); never ``skip`` (the extending file),
+    and where ``skip`` is in ``folders`` only one further on than its place (two shadowing layers: h403 F2)."""
+    found: dict[Path, Path] = {}
+    for candidate in (folder / name for folder in folders):
+        if candidate.exists():
+            found.setdefault(Path(os.path.realpath(candidate)), candidate)
+    if skip in (real := list(found)):
+        return next((found[path] for path in real[real.index(skip) + 1 :]), None)
+    nearby = [near / name] if near is not None else []
+    return next((c for c in [*nearby, *found.values()] if c.exists() and Path(os.path.realpath(c)) != skip), None)

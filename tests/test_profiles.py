@@ -849,24 +849,25 @@ def test_a_local_profile_extends_the_one_of_its_name_it_shadows_and_profiles_say
     assert "extends cycle" in run_heirloom("profile", "check", "self.toml", cwd=tmp_path).stderr
 
 
-def test_two_layers_each_shadowing_a_name_chain_as_profiles_lists_them(tmp_path):
+@pytest.mark.parametrize("path", [["pp"], ["pp", "profiles", "pp"], ["profiles", "pp"]], ids=["one", "twice", "first"])
+def test_layers_each_shadowing_a_name_chain_as_profiles_lists_them(tmp_path, path):
     """h403 F2: a HEIRLOOM_PROFILE_PATH folder's ``minimal.toml`` and ./profiles' one, each extending ``minimal``, were
     an extends cycle: the second looked the name up from the start again, and found the first. Each is looked up
-    further on than its own place, so they chain as ``heirloom profiles`` lists their shadows."""
+    further on than its own place, so they chain as ``heirloom profiles`` lists their shadows; a folder listed twice
+    (./profiles first, as it is also searched last) skipped a layer (v23 F2)."""
     write(tmp_path / "profiles" / "minimal.toml", 'extends = ["minimal"]\n[resources]\nthreads = 2\n')
     write(tmp_path / "pp" / "minimal.toml", 'extends = ["minimal"]\n[apis.pp]\nuse = "echo"\n')
-    env = {"HEIRLOOM_PROFILE_PATH": str(tmp_path / "pp")}
-    shown = run_heirloom("profile", "show", "minimal", "--json", cwd=tmp_path, env=env)
+    env = {"HEIRLOOM_PROFILE_PATH": os.pathsep.join(str(tmp_path / folder) for folder in path)}
+    shown = run_heirloom("profile", "show", "minimal", cwd=tmp_path, env=env)
     assert shown.returncode == 0, shown.stderr
-    resolved = json.loads(shown.stdout)
-    assert resolved["profile"]["resources"]["threads"] == 2 and {"echo", "pp"} <= set(resolved["profile"]["apis"])
+    chain = next(line for line in shown.stdout.splitlines() if line.startswith("extends chain: "))
     listed = {
         entry["name"]: entry for entry in json.loads(run_heirloom("profiles", "--json", cwd=tmp_path, env=env).stdout)
     }
-    shipped, local = listed["minimal"]["shadows"][::-1]  # each file sets its own keys, in the listed chain
-    assert listed["minimal"]["path"] == resolved["provenance"]["apis.pp.use"] == str(Path("pp/minimal.toml"))
-    assert resolved["provenance"]["resources.threads"] == local == "profiles/minimal.toml"
-    assert resolved["provenance"]["apis.echo.use"] == shipped
+    layers = [*listed["minimal"]["shadows"][::-1], listed["minimal"]["path"]]
+    assert chain.removeprefix("extends chain: ").split(" -> ") == [str(Path(layer)) for layer in layers], chain
+    resolved = json.loads(run_heirloom("profile", "show", "minimal", "--json", cwd=tmp_path, env=env).stdout)
+    assert resolved["profile"]["resources"]["threads"] == 2 and {"echo", "pp"} <= set(resolved["profile"]["apis"])
 
 
 def test_a_profiles_folder_that_is_the_plugin_profiles_folder_shadows_nothing(tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ from heirloom.core.components import TABLES
 from heirloom.core.errors import PluginError, Problem, ProfileError
 from heirloom.core.paths import data_root
 from heirloom.files import NotRegularFile
-from heirloom.links import broken_link, broken_profile
+from heirloom.links import broken_link, broken_profile, found_in
 from heirloom.profile_toml import BARE_KEY, as_written, dotted, list_key, toml_text
 from heirloom.set_value import HOLDS_NUL, SetValue
 from heirloom.suggest import dotted_name_hint, extends_hint, no_such_component, undefined, whole_value_hint
@@ -136,13 +136,8 @@ class ProfileLoader:
         if ref.endswith(".toml") or "/" in ref or os.sep in ref:
             candidate = Path(ref) if relative_to is None else relative_to / ref
             return candidate if candidate.exists() and candidate.suffix == ".toml" else None
-        dirs = ([relative_to] if relative_to is not None else []) + self.search_dirs()
-        found = [candidate for directory in dirs if (candidate := directory / f"{ref}.toml").exists()]
-        real = [Path(os.path.realpath(candidate)) for candidate in found]
-        if skip in real:  # the extending file's name: found further on than its place (two shadowing layers: h403 F2)
-            found = found[len(real) - real[::-1].index(skip) :]
-        if found:
-            return found[0]
+        if (path := found_in(f"{ref}.toml", self.search_dirs(), relative_to, skip)) is not None:
+            return path
         registered = self._registered(ref)  # the extending file itself where ./profiles is the plugin's folder
         return registered if registered is None or Path(os.path.realpath(registered)) != skip else None
 
