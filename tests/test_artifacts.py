@@ -2506,6 +2506,10 @@ def _holding_itself() -> dict[str, list]:
         (heirloom.State({"bad\ud800": torch.ones(1)}, {}), "must be strings of UTF-8 text, got 'bad\\ud800'"),
         (heirloom.State({}, {"s": ["ok", "bad\ud800"]}), "it holds a lone surrogate '\\ud800' (no UTF-8 text) at s[1]"),
         (heirloom.State({}, {"huge": 10**5000}), "it holds an integer of over 4,300 digits (no Python reads it back"),
+        (
+            heirloom.State({}, {"v": {10**5000: "x"}}),
+            "it holds an integer key of over 4,300 digits (store it as text) at v",
+        ),
     ],
     ids=[
         "nan-metadata",
@@ -2531,6 +2535,7 @@ def _holding_itself() -> dict[str, list]:
         "surrogate-name",
         "surrogate-metadata",
         "huge-integer",
+        "huge-integer-key",
     ],
 )
 def test_a_state_the_store_cannot_write_faithfully_is_a_clear_error_and_nothing_is_stored(store, state, said_):
@@ -2547,6 +2552,8 @@ def test_a_huge_integer_is_refused_where_a_plugin_raised_pythons_bound(store):
         sys.set_int_max_str_digits(0)
         with pytest.raises(heirloom.HeirloomError, match=r"an integer of over 4,300 digits .* at a\.huge"):
             store.put("team", "m", heirloom.State({}, {"a": {"huge": -(10**4300)}}), model_type="toy-model")
+        with pytest.raises(heirloom.HeirloomError, match=r"an integer key of over 4,300 digits .* at a"):
+            store.put("team", "m", heirloom.State({}, {"a": {10**4300: "x"}}), model_type="toy-model")
         store.put("team", "m", heirloom.State({}, {"a": {"long": 10**4300 - 1}}), model_type="toy-model")  # 4,300
     finally:
         sys.set_int_max_str_digits(before)

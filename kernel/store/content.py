@@ -89,6 +89,8 @@ def _unstorable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None
             return where, f"a {type(key).__name__} key"
         if isinstance(key, str) and (said := _not_utf8(key)):
             return where, f"a key holding {said}"
+        if isinstance(key, int) and abs(key) >= _TOO_LONG:  # its path could not be written either (v23 F3)
+            return where, f"an integer key of over {READABLE_DIGITS:,} digits (store it as text)"
         step = f"[{key}]" if isinstance(value, list | tuple) else f"{'.' if path else ''}{key}"
         if (found := _unstorable(item, path + step, depth + 1)) is not None:
             return found
