@@ -20,8 +20,10 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 def abbreviates(name: str, choices: Iterable[str]) -> str:
     """``; did you mean 'production'?`` for a name of 3 letters or more that begins the choices (``prod``), which
-    no spelling rule finds close; each one when several do (``prod-eu`` beside ``production``: v17 F4)."""
-    found = sorted(choice for choice in choices if len(name) > 2 and choice != name and choice.startswith(name))
+    no spelling rule finds close; each one when several do (``prod-eu`` beside ``production``: v17 F4); in any case
+    (``Prod``, ``PRODUCTION``: v23 F4)."""
+    folded = name.casefold()
+    found = sorted(c for c in choices if len(name) > 2 and c != name and c.casefold().startswith(folded))
     return f"; did you mean {' or '.join(map(repr, found))}?" if found else ""
 
 
