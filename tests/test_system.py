@@ -344,3 +344,20 @@ def test_a_component_that_fails_to_stop_fails_train_and_eval_after_they_said_wha
     daemon = Daemon(tmp_path, profile=text, env=env)
     daemon.wait_ready()
     assert daemon.terminate() == 1 and failed in daemon.log()
+
+
+def test_a_group_of_errors_is_described_by_each_of_its_errors():
+    """v23 F5: a version swapped in while its formulary file was broken was refused, logged only as cattrs'
+    ``ClassValidationError: While structuring TreatmentModel (1 sub-exception)``, naming no file or key."""
+    import cattrs
+
+    from heirloom.core.errors import described
+
+    @attrs.define
+    class Settings:
+        formulary: str = attrs.field(validator=attrs.validators.matches_re(r"ok.*"))
+
+    with pytest.raises(cattrs.ClassValidationError) as caught:
+        cattrs.Converter(detailed_validation=True).structure({"formulary": "broken.toml"}, Settings)
+    said = described(caught.value)
+    assert said.startswith("ValueError: ") and "'formulary' must match regex 'ok.*'" in said, said
