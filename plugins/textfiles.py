@@ -71,12 +71,17 @@ def _wide_encoding(start: bytes) -> str | None:
     return next((name for bom, name in _WIDE_BOMS if start.startswith(bom)), None)
 
 
-def bomless_utf16(head: bytes) -> str | None:
-    """``utf-16le`` or ``utf-16be`` (names Python and iconv both know) for a file whose first bytes are UTF-16
-    text without a byte-order mark (a spreadsheet's "Unicode text" saved without one): two characters, each a
-    NUL byte beside another (every other byte NUL, which no other text holds), else None."""
+def bomless_wide(head: bytes) -> str | None:
+    """``utf-32le``, ``utf-32be``, ``utf-16le`` or ``utf-16be`` (names Python and iconv both know) for a file whose
+    first bytes are such text without a byte-order mark (a spreadsheet's "Unicode text" saved without one): a
+    character of three NUL bytes beside another byte, or two characters each a NUL byte beside another (which no
+    other text holds), else None. UTF-32 was not told apart: its header read as NUL-filled column names (v23 F6)."""
     if _wide_encoding(head) or len(head) < 4:
         return None
+    if head[0] and not any(head[1:4]):
+        return "utf-32le"
+    if head[3] and not any(head[0:3]):
+        return "utf-32be"
     if head[1] == head[3] == 0 and head[0] and head[2]:
         return "utf-16le"
     return "utf-16be" if head[0] == head[2] == 0 and head[1] and head[3] else None
@@ -86,7 +91,7 @@ def _bomless_remedy(name: str, start: bytes, encoding: str, setting: str) -> str
     """What to say of a file (``name``) starting with ``start`` read as ``encoding``: UTF-16 without a byte-order
     mark read as another encoding (its columns were 't\\x00e\\x00x\\x00t\\x00', h347 F1), or a file without
     the mark that ``encoding`` (utf-16, utf-32) needs (Python's words named no file, h347 F2); None: neither."""
-    wide, codec = bomless_utf16(start), codecs.lookup(encoding).name
+    wide, codec = bomless_wide(start), codecs.lookup(encoding).name
     if codec not in ("utf-16", "utf-32") or _wide_encoding(start):
         if not wide or codec == codecs.lookup(wide).name:
             return None
@@ -331,7 +336,7 @@ def csv_rows(
     setting = named.encoding
     fd = regular_file(path)
     start = os.pread(fd, 4, 0)
-    if bomless_utf16(start) and (said := _bomless_remedy(f"{path}:1", start, encoding, setting)):
+    if bomless_wide(start) and (said := _bomless_remedy(f"{path}:1", start, encoding, setting)):
         os.close(fd)  # read as another encoding, its header was 't\x00e\x00x\x00t\x00'
         raise heirloom.HeirloomError(said)
     one_byte = codecs.lookup(encoding).name == LATIN_1  # bytes 0x80-0x9F read as C1 controls: a Windows file?
@@ -735,7 +740,7 @@ class CsvFormat:
                     start = handle.read(4)
             except OSError:  # a file that cannot be read: the reading's to report
                 continue
-            kinds[Path(path).name] = _wide_encoding(start) or bomless_utf16(start)
+            kinds[Path(path).name] = _wide_encoding(start) or bomless_wide(start)
         wide = sorted({kind for kind in kinds.values() if kind})
         if not wide or len(set(kinds.values())) == 1:
             return

@@ -611,7 +611,10 @@ def test_a_utf_16_file_without_a_byte_order_mark_is_said_where_the_profile_is_ch
 
 
 @pytest.mark.parametrize("encoding", ["", "utf-16"])
-@pytest.mark.parametrize(("wide", "codec"), [("utf-16", "utf-16"), ("utf-16-le", "utf-16le")])
+@pytest.mark.parametrize(
+    ("wide", "codec"),
+    [("utf-16", "utf-16"), ("utf-16-le", "utf-16le"), ("utf-32-le", "utf-32le"), ("utf-32-be", "utf-32be")],
+)
 def test_a_utf_16_file_beside_a_utf_8_one_is_told_to_convert_at_once(tmp_path, heirloom_home, encoding, wide, codec):
     """h388 F10: a UTF-8 ``train`` beside a UTF-16 ``test`` was told to set ``encoding = "utf-16"``, and then, with
     it set, that train.csv has no byte-order mark and to convert: the first advice failed. One ``encoding`` reads

@@ -37,7 +37,7 @@ from heirloom_plugins.seen import REPEATS_SAID, normal_text
 from heirloom_plugins.textfiles import (
     NUL_PADDING,
     CsvFormat,
-    bomless_utf16,
+    bomless_wide,
     decoding,
     first_row_in_reach,
     normal_label,
@@ -705,7 +705,7 @@ class JsonlSource(TextSource):
         with open(regular_file(path), "rb") as raw:
             head = raw.readline(1 << 20)
         if b"\0" in head and not head.startswith(_WIDE_BOMS):  # no JSON text holds a NUL: UTF-16 without a BOM?
-            said = _nul_cause(head.decode("latin-1"), bomless_utf16(head))  # as a CSV source's check finds it
+            said = _nul_cause(head.decode("latin-1"), bomless_wide(head))  # as a CSV source's check finds it
             raise WrongFormat(f"{path}:1: a NUL byte, which no JSON text holds{said}")
         try:
             with decoding(path, "utf-8-sig", JSON_IS_UTF8, setting=None):
