@@ -334,6 +334,18 @@ def test_monitor_refuses_a_blank_text_as_predict_does(daemon, blank):
         assert client.call("monitor.state") == before
 
 
+def test_a_leap_second_reads_and_seconds_sent_as_text_are_said_so(daemon):
+    """h405 F3, F4: ``23:59:60Z`` (ISO 8601, which the fhir source reads as :59) was "not ISO 8601"; epoch seconds
+    sent as text were refused with "expected seconds since the epoch"."""
+    with daemon.client(timeout=10) as client:
+        leap = client.call("monitor.post", {"items": [{"text": "Sales fell", "time": "2016-12-31T23:59:60Z"}]})
+        assert leap["predictions"][0]["label"]
+        with pytest.raises(InvalidArgument) as caught:
+            client.call("monitor.post", {"items": [{"text": "Sales fell", "time": str(int(time.time()))}]})
+    assert caught.value.field == "body.items[0].time"
+    assert "expected seconds as a JSON number, not text" in caught.value.message, caught.value.message
+
+
 def test_a_time_in_milliseconds_is_refused_saying_so(daemon):
     """A JavaScript client's ``Date.now()`` is milliseconds: the refusal says how it reads."""
     with daemon.client(timeout=10) as client, pytest.raises(InvalidArgument) as caught:

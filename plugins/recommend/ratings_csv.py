@@ -34,6 +34,7 @@ from heirloom_plugins.textfiles import (
     one_character,
     repeats_header,
 )
+from heirloom_plugins.timelines import iso_moment
 
 log = logging.getLogger("heirloom.recommend")
 
@@ -352,10 +353,11 @@ def _time(cell: str | None, column: str, where: str) -> float | int | None:
                 raise heirloom.HeirloomError(f"{where}: the {column!r} column is {text[:40]!r}: {guess}")
             return stamp
         try:
-            moment = datetime.fromisoformat(text)
+            moment = iso_moment(text)
         except ValueError:
             raise heirloom.HeirloomError(
-                f"{where}: the {column!r} column is {text!r}, not a Unix time or an ISO 8601 date"
+                f"{where}: the {column!r} column is {text!r}, not a Unix time or an ISO 8601 date or date-time "
+                "(2026-12-06, 2026-12-06T10:00:00Z)"
             ) from None
     stamp = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     return int(stamp) if stamp.is_integer() else stamp

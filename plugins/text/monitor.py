@@ -22,10 +22,11 @@ import bisect
 import difflib
 import logging
 import math
+import re
 import threading
 import time
 from collections import deque
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import attrs
@@ -41,12 +42,15 @@ from heirloom_plugins.model_needs import (
 )
 from heirloom_plugins.text.api import CLASSIFY_DOC
 from heirloom_plugins.textfiles import normal_setting
+from heirloom_plugins.timelines import iso_moment
 
 log = logging.getLogger("heirloom.text")
 
 #: Texts of matching items kept for an alert's examples (the newest ones).
 EXAMPLES = 3
 KEPT_TEXTS = 16
+#: What an ISO 8601 item time looks like, for the refusal of one that is none.
+ISO_EXAMPLE = "2026-12-06 or 2026-12-06T10:00:00Z"
 #: How far a time read as milliseconds may be from now to be said to be one (a JS ``Date.now()``).
 DAY_SECONDS = 86_400.0
 
@@ -62,10 +66,12 @@ def _timestamp(value: int | float | str | None, position: int, now: float, max_f
         moment = float(value)
     else:
         try:
-            parsed = datetime.fromisoformat(str(value))  # without a zone: UTC, as the data sources read it
+            parsed = iso_moment(str(value))  # without a zone: UTC, as the data sources read it
             moment = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
         except (ValueError, OverflowError):
-            message = f"{field}: expected seconds since the epoch or an ISO 8601 time, got {value!r}"
+            number = re.fullmatch(r"\s*[+-]?[0-9]+(\.[0-9]*)?\s*", str(value))  # "1796568322" (h405 F4)
+            said = "seconds as a JSON number, not text" if number else f"an ISO 8601 date or date-time ({ISO_EXAMPLE})"
+            message = f"{field}: expected {said} (or seconds since the epoch as a number), got {value!r}"
             raise heirloom.RequestError("INVALID_ARGUMENT", message, field) from None
     if not math.isfinite(moment):
         raise heirloom.RequestError("INVALID_ARGUMENT", f"{field}: {value!r} is not a finite number", field)
