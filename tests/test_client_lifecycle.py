@@ -143,6 +143,19 @@ def test_a_request_never_sent_names_the_deadline_the_caller_gave():
     assert re.search(r"could not reach tcp://\S+ within the deadline of 0.3 s \(is the daemon running", said), said
 
 
+def test_a_deadline_too_short_to_connect_says_so_not_that_a_healthy_daemon_may_be_down(daemon):
+    """h405 F2: a 1e-9 s timeout against a healthy daemon said "could not reach ... is the daemon running?"; a
+    connection cannot come up within it, and the error says to raise the timeout."""
+    from heirloom.wire.client import Client, NoReply
+
+    for _ in range(5):  # never connected, or connected with the deadline gone: each says to raise the timeout
+        with Client(daemon.address, timeout=1e-9) as client, pytest.raises(NoReply) as caught:
+            client.call("echo.echo", 1)
+        said = str(caught.value)
+        assert "raise the timeout" in said, said
+        assert not said.startswith("could not reach") or "shorter than a connection takes" in said, said
+
+
 def test_a_retry_that_gets_no_reply_names_the_callers_timeout():
     """A peer that answers the first attempt UNAVAILABLE (retryable) and then never again: the retry's
     no-reply error named what was left of the budget ('within the deadline of 0.2379 s' for a timeout of

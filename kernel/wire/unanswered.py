@@ -29,8 +29,18 @@ def no_reply(address: str, route: str, budget: float, silence: str, largest: int
 
 def unreached(address: str, budget: float, silence: str) -> str:
     """Why a request never sent (no connection came up in time) got no reply: it names the deadline the
-    caller gave, as ``no_reply`` does (a 0.0001 s timeout on a loaded machine meets this one first)."""
+    caller gave, as ``no_reply`` does (a 0.0001 s timeout on a loaded machine meets this one first). A deadline
+    shorter than a connection takes to come up says so: it sent the user to a healthy daemon (checker h405 F2)."""
+    if budget < TOO_SHORT_TO_CONNECT:
+        return (
+            f"could not reach {address} within the deadline of {_shown(budget)} s, shorter than a connection takes to "
+            "come up (about a millisecond on one host): raise the timeout"
+        )
     return f"could not reach {address} within the deadline of {_shown(budget)} s ({silence})"
+
+
+#: A deadline under which a request's connection may not come up at all, however healthy the daemon.
+TOO_SHORT_TO_CONNECT = 0.01
 
 
 def _shown(budget: float) -> str:
