@@ -147,7 +147,10 @@ def test_a_deadline_too_short_to_connect_says_so_not_that_a_healthy_daemon_may_b
     """h405 F2: a 1e-9 s timeout against a healthy daemon said "could not reach ... is the daemon running?"; a
     connection cannot come up within it, and the error says to raise the timeout."""
     from heirloom.wire.client import Client, NoReply
+    from heirloom.wire.unanswered import unreached
 
+    said = unreached("tcp://127.0.0.1:5555", 1e-9, "is the daemon running and reachable?")  # no connection came up
+    assert "1e-09 s, shorter than a connection takes" in said and "daemon running" not in said, said
     for _ in range(5):  # never connected, or connected with the deadline gone: each says to raise the timeout
         with Client(daemon.address, timeout=1e-9) as client, pytest.raises(NoReply) as caught:
             client.call("echo.echo", 1)
