@@ -1404,6 +1404,18 @@ def test_clients_refuse_a_timeout_or_retry_count_that_means_nothing(tmp_path):
         client.call("_health", timeout=-1)
 
 
+def test_a_timeout_too_short_for_any_reply_still_asks_health_for_a_second(tmp_path):
+    """v24 F1: ``--timeout 1e-6`` asked ``_health`` within the same microsecond, so a healthy daemon was said to be
+    perhaps down ("is the daemon running and reachable?"); the probe has its second, as the README says."""
+    daemon = Daemon(tmp_path)
+    daemon.wait_ready()
+    for _ in range(3):
+        called = run_heirloom("call", "--connect", daemon.address, "echo.echo", '"x"', "--timeout", "0.000001")
+        said = " ".join(called.stderr.split())
+        assert called.returncode in (0, 1) and "daemon running" not in said, said
+        assert called.returncode == 0 or "raise --timeout" in said or "raise the timeout" in said, said
+
+
 @pytest.mark.parametrize("workers", [(), ("--workers", "1")], ids=["one-process", "broker"])
 def test_a_route_slower_than_the_timeout_is_said_to_be_slow_not_the_daemon_unreachable(tmp_path, workers):
     """``heirloom call ... --timeout 2`` on a 4 s handler said `no reply ... (is the daemon running and
