@@ -748,7 +748,8 @@ class CsvFormat:
         said = ", ".join(f"{name} is {kind.upper()} text" for name, kind in kinds.items() if kind)
         if narrow:
             said += f" while {', '.join(narrow)} {'is' if len(narrow) == 1 else 'are'} not"
-        unset = " and unset 'encoding'" if codecs.lookup(self.encoding).name in ("utf-16", "utf-32") else ""
+        utf8 = codecs.lookup(self.encoding).name in ("utf-8", "utf-8-sig")  # else set: it would read them otherwise
+        unset = "" if utf8 else " and unset 'encoding'"  # utf-32-le too: the advice then misread UTF-8 (v24 F2)
         convert = "; ".join(f"iconv -f {kind} -t utf-8" for kind in wide)
         raise ValueError(
             f"{said}, and one 'encoding' ({self.encoding!r}) reads all of a source's files: convert the "

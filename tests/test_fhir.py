@@ -602,6 +602,12 @@ def test_a_patient_born_after_an_encounter_is_read_counted_and_said(tmp_path, ca
             tmp_path / "partial.json", bundle(PATIENT | {"birthDate": birth}, visit | {"period": {"start": start}})
         )
         assert stats_or_error(partial)["encounters_before_birth"]["patients"] == counted, (birth, start)
+    year = visit | {"id": "e0", "period": {"start": "2016"}}  # sorts first, and hid the one a week early (v24 F3)
+    week = write(
+        tmp_path / "week.json",
+        bundle(PATIENT | {"birthDate": "2016-06-12"}, year, visit | {"period": {"start": "2016-06-05T10:00:00Z"}}),
+    )
+    assert stats_or_error(week)["encounters_before_birth"]["patients"] == 1
 
 
 def test_a_patient_with_an_event_dated_after_today_is_read_counted_and_said(tmp_path, caplog):

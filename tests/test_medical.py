@@ -1867,15 +1867,18 @@ def test_the_published_input_schema_states_what_the_route_refuses(daemon, route)
         ("2016", "2015-12-31T23:00:00Z", False),  # a partial birth date
         ("2016-06-12", "2016-06", False),  # a month holding the birth day
         ("2016-06-12", "2016-05", True),
+        ("2016-06-12", ["2016", "2016-06-05T10:00:00Z"], True),  # a partial date first hid the later one (v24 F3)
     ],
 )
 def test_an_inline_record_is_before_birth_only_as_the_fhir_source_reads_it(daemon, birth, encounter, refused):
     """h405 F1: the routes compared the two as instants, refusing records the fhir source reads (and FHIR.md's own
     example); one rule (timelines.before_birth) serves both."""
-    record = {"birth_date": birth, "timeline": [{"kind": "encounter", "id": "E", "date": encounter}]}
+    dates = encounter if isinstance(encounter, list) else [encounter]
+    timeline = [{"kind": "encounter", "id": "E" * (n + 1), "date": date} for n, date in enumerate(dates)]
+    record = {"birth_date": birth, "timeline": timeline}
     with daemon.client(timeout=30) as client:
         if not refused:
-            assert client.call("diagnosis.predict", {"record": record})["encounter"] == "E"
+            assert client.call("diagnosis.predict", {"record": record})["encounter"] == "E" * len(dates)
             return
         with pytest.raises(heirloom.RemoteError) as caught:
             client.call("diagnosis.predict", {"record": record})

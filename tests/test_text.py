@@ -610,7 +610,7 @@ def test_a_utf_16_file_without_a_byte_order_mark_is_said_where_the_profile_is_ch
         list(csv_rows(tmp_path / "le.csv", ["text", "label"], encoding="utf-16"))
 
 
-@pytest.mark.parametrize("encoding", ["", "utf-16"])
+@pytest.mark.parametrize("encoding", ["", "utf-16", "utf-32-le"])  # any wide one set: unset it too (v24 F2)
 @pytest.mark.parametrize(
     ("wide", "codec"),
     [("utf-16", "utf-16"), ("utf-16-le", "utf-16le"), ("utf-32-le", "utf-32le"), ("utf-32-be", "utf-32be")],

@@ -504,10 +504,12 @@ def patient_record(patient: dict[str, Any], pid: str, file: str, split: str, eve
 def encounter_before_birth(record: PatientRecord) -> Event | None:
     """The first encounter dated before the patient's birthDate (``before_birth``), if any: one of the two dates
     is wrong, and every age computed from them is below zero there."""
-    first = next((e for e in record.timeline if e.kind == "encounter" and e.date), None)
-    if not record.birth_date or first is None or first.date is None:
+    if not record.birth_date:
         return None
-    return first if before_birth(record.birth_date, first.date) else None
+    dated = (
+        e for e in record.timeline if e.kind == "encounter" and e.date
+    )  # each: a partial date sorts first (v24 F3)
+    return next((e for e in dated if before_birth(record.birth_date, e.date)), None)
 
 
 def encounter_ending_before_start(record: PatientRecord) -> Event | None:

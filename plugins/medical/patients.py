@@ -198,8 +198,8 @@ class RecordInput:
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "codes", codes_by_kind(self.timeline, KINDS))
         object.__setattr__(self, "text", summary(self.gender, self.birth_date, self.deceased_date, self.timeline))
-        first = next((e for e in self.timeline if e.kind == "encounter" and e.date), None)
-        if self.birth_date and first is not None and first.date and before_birth(self.birth_date, first.date):
+        dated = [e for e in self.timeline if e.kind == "encounter" and e.date] if self.birth_date else []
+        if first := next((e for e in dated if before_birth(self.birth_date, e.date)), None):  # each (v24 F3)
             raise ValueError(f"'birth_date' {self.birth_date} is after encounter {first.id!r} on {first.date}")
 
 
