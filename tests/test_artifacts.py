@@ -1102,6 +1102,7 @@ TYPO = "models.m.serve: no version holds alias 'prodution'; did you mean 'produc
         # an abbreviation, as inherit's @prod says it (v17 F3: only the daemon's log said it)
         ("team", 'serve = "prod"', "models.m.serve: no version holds alias 'prod'; did you mean 'production'?"),
         ("team", 'serve = "PRODUCTION"', "models.m.serve: no version holds alias 'PRODUCTION'; did you mean 'produc"),
+        ("team", 'serve = "PRODUCTON"', "models.m.serve: no version holds alias 'PRODUCTON'; did you mean 'producti"),
         ("team", 'serve = "9"', "models.m.serve: no version 9 of team/m (the latest stored: 1, 2)"),
         ("team", 'serve = "2"', None),
         ("next", 'serve = "9"', None),  # nothing of next/m stored yet: serve will say

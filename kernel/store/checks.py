@@ -311,7 +311,8 @@ def _typo_of(name: str, choices: Iterable[str]) -> str:
     """``did_you_mean`` over the ``choices`` one typo from ``name`` ("" if none): a name further
     off (``medical/diagnosis`` beside ``medical-small/diagnosis``) may be one not trained or
     promoted yet, which a check must not refuse."""
-    return did_you_mean(name, [choice for choice in choices if one_typo(name, choice)])
+    folded = name.casefold()  # and in any case: "PRODUCTON" beside production (v24 F5)
+    return did_you_mean(name, [choice for choice in choices if one_typo(folded, choice.casefold())])
 
 
 def _stored_ref(ref: str | None) -> bool:
