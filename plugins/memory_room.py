@@ -18,8 +18,9 @@ MIB = 1 << 20
 def refuse_unless_room(needed: int, resources: Any, why: Callable[[int, str], str]) -> None:
     """ResourceExhaustedError saying ``why(room, source)`` when a fit needs ``needed`` bytes and less is available."""
     found = available(resources)
-    if found is not None and needed > found[0]:
-        raise heirloom.ResourceExhaustedError(why(*found))
+    if found is not None and needed > found[0]:  # a budget's figure: it may be raised (v24 F7)
+        raised = "; or raise resources.memory_budget_mb" if found[1].startswith("resources.memory_budget_mb") else ""
+        raise heirloom.ResourceExhaustedError(why(*found) + raised)
 
 
 def available(resources: Any) -> tuple[int, str] | None:

@@ -343,7 +343,7 @@ def test_a_leap_second_reads_and_seconds_sent_as_text_are_said_so(daemon):
         with pytest.raises(InvalidArgument) as caught:
             client.call("monitor.post", {"items": [{"text": "Sales fell", "time": str(int(time.time()))}]})
     assert caught.value.field == "body.items[0].time"
-    assert "expected seconds as a JSON number, not text" in caught.value.message, caught.value.message
+    assert "(seconds go as a JSON number, not text)" in caught.value.message, caught.value.message
 
 
 def test_a_time_in_milliseconds_is_refused_saying_so(daemon):

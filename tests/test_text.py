@@ -1542,6 +1542,7 @@ def test_a_fit_whose_weights_cannot_fit_is_refused_before_it_starts_naming_its_s
         r"text-classifier: [\d,]+ features x 600 labels on [\d,]+ texts need about [\d,]+ MiB to fit", said
     )
     assert "MiB is available (resources.memory_budget_mb = 600, of which this process holds" in said, said
+    assert said.endswith("; or raise resources.memory_budget_mb"), said  # v24 F7
     assert "Traceback" not in result.stderr
 
 

@@ -69,9 +69,10 @@ def _timestamp(value: int | float | str | None, position: int, now: float, max_f
             parsed = iso_moment(str(value))  # without a zone: UTC, as the data sources read it
             moment = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
         except (ValueError, OverflowError):
-            number = re.fullmatch(r"\s*[+-]?[0-9]+(\.[0-9]*)?\s*", str(value))  # "1796568322" (h405 F4)
-            said = "seconds as a JSON number, not text" if number else f"an ISO 8601 date or date-time ({ISO_EXAMPLE})"
-            message = f"{field}: expected {said} (or seconds since the epoch as a number), got {value!r}"
+            number = re.fullmatch(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*", str(value))  # h405 F4
+            said = " (seconds go as a JSON number, not text)" if number else ""
+            expected = f"seconds since the epoch (a number) or an ISO 8601 date or date-time ({ISO_EXAMPLE})"
+            message = f"{field}: expected {expected}{said}, got {value!r}"
             raise heirloom.RequestError("INVALID_ARGUMENT", message, field) from None
     if not math.isfinite(moment):
         raise heirloom.RequestError("INVALID_ARGUMENT", f"{field}: {value!r} is not a finite number", field)
