@@ -322,19 +322,12 @@ def _echo(text: str, stream: TextIO | None, nl: bool = True) -> None:
 
 
 def _writable(text: str, encoding: str | None) -> str:
-    """JSON ``text`` with each character ``encoding`` cannot write (PYTHONIOENCODING=ascii, a latin-1 locale) as
-    its ``\\u`` escape: stdout's backslashreplace would write ``\\xf1``, which is no JSON."""
+    """JSON ``text`` for a stdout of ``encoding``: on one that is not UTF-8 (PYTHONIOENCODING=ascii, a latin-1
+    locale) each character past ASCII as its ``\\u`` escape, so the bytes are UTF-8 as RFC 8259 asks: stdout's
+    backslashreplace wrote ``\\xf1``, no JSON, and latin-1's own ``é`` byte failed UTF-8 readers (h407 F5)."""
     if not encoding or codecs.lookup(encoding).name == "utf-8":
         return text
-
-    def escaped(found: re.Match[str]) -> str:
-        try:
-            found[0].encode(encoding)
-        except UnicodeEncodeError:
-            return json.dumps(found[0])[1:-1]
-        return found[0]
-
-    return _NOT_ASCII.sub(escaped, text)
+    return _NOT_ASCII.sub(lambda found: json.dumps(found[0])[1:-1], text)
 
 
 def print_json(data: Any) -> None:
