@@ -801,6 +801,24 @@ def heirloom_register_commands(cli):
 """
 
 
+def test_ctrl_c_while_help_is_written_exits_130_as_in_a_command(tmp_path):
+    """v24 F4: a stop while ``heirloom --help`` was written (click reads the command line and prints the help there,
+    before any command runs) said "Aborted!", exit 1. Here a plugin's command is interrupted as its help is read."""
+    write(
+        tmp_path / "heirloom_halting.py",
+        "import click\nimport heirloom\n\n\nclass Halting(click.Command):\n"
+        "    def get_short_help_str(self, limit=45):\n        raise KeyboardInterrupt\n\n\n"
+        "@heirloom.hookimpl\ndef heirloom_register_commands(cli):\n"
+        "    cli.add_command(Halting('halt', callback=lambda: None))\n",
+    )
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "heirloom_halting"}
+    helped = run_heirloom("--help", env=env)
+    assert helped.returncode == 130 and "Aborted!" not in helped.stderr, helped.stderr
+    assert helped.stderr.strip().endswith(
+        "interrupted: stopped at Ctrl-C; what was reported done is kept, nothing half-written is"
+    ), helped.stderr
+
+
 def test_a_plugins_commands_are_listed_every_time_and_a_failed_ones_named(tmp_path):
     """``plugins --json`` lists each plugin's commands on a fresh catalog too; a command under
     a built-in's name (never run) is a conflict; a command whose plugin fails to load says

@@ -122,6 +122,16 @@ class HeirloomGroup(click.Group):
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
         return _our_help(self, ctx)
 
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        """Ctrl-C or SIGTERM while the command line is read (``heirloom --help`` printing) exits as in a command:
+        click said "Aborted!", exit 1 (checker v24 F4)."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except KeyboardInterrupt as exc:
+            interrupted(exc)
+
     def invoke(self, ctx: click.Context) -> object:
         """Ctrl-C in a command without its own handling (train, call, eval): exit 130 as a
         shell expects of SIGINT, saying what holds, where click said only "Aborted!" (exit 1)."""
