@@ -35,7 +35,7 @@ def fhir_date(value: str) -> datetime:
 
 
 #: A leap second in an ISO 8601 time (``23:59:60``), which Python's datetime has not.
-LEAP_SECOND = re.compile(r"(T\d{2}:\d{2}:)60(?=[.,Z+-]|$)")
+LEAP_SECOND = re.compile(r"([T ]\d{2}(:?)\d{2}\2)60(?=[.,Z+-]|$)")  # extended, basic, or after a space (v24 F6)
 
 
 def iso_moment(text: str) -> datetime:
