@@ -48,6 +48,7 @@ def stored(tmp_path_factory):
     store = heirloom.ArtifactStore(root / "store")
     put(store, "money", "m", classification(MONEY))
     put(store, "ragged", "m", classification(["a", "b"], [[1, 0], [1]]))  # a plugin's malformed matrix
+    put(store, "short", "m", classification(["a", "b", "c"], [[1, 0], [0, 1]]))  # drawn as valid (h406 F2)
     put(store, "views", "m", classification([f"label {i}" for i in range(60)]))  # ~0.5 s to draw
     put(store, "wide", "m", classification([f"label number {i}" for i in range(150)]))
     parent = put(store, "root", "m", classification(["a", "b"]))
@@ -71,6 +72,8 @@ def test_labels_with_dollar_signs_are_drawn_as_text_and_a_failing_picture_costs_
     assert 'table class="per-class"' in body and 'table class="metrics"' in body
     said = r'<p class="note not-drawn confusion">Cannot draw the confusion matrix: ValueError: [^<]+</p>'
     assert re.search(said, body)
+    status, body = get(stored["url"] + "/models/short/m/1")  # 2 x 2 under 3 labels: no row drawn empty
+    assert status == 200 and re.search(said.replace("[^<]+", "its matrix is not 3 x 3[^<]+"), body), body[-2000:]
 
 
 def test_eval_html_draws_a_label_with_dollar_signs(tmp_path):
