@@ -56,6 +56,8 @@ def stored(tmp_path_factory):
     parent = None
     for _ in range(DEPTH):
         parent = put(store, "deep", "d", {"accuracy": 0.5}, parent=parent)
+    for n in range(60):  # each retrained from scratch: 60 roots in one generation
+        put(store, "daily", "d", {"accuracy": n / 100})
     with ui(root / "store", root / "ui.log") as url:
         yield {"root": root, "store": root / "store", "url": url}
     assert "Traceback" not in (root / "ui.log").read_text()
@@ -134,6 +136,16 @@ def test_a_lineage_of_1000_generations_shows_its_last_50(stored):
         drawn = re.findall(r'<g class="node[^"]*" data-ref="deep/d@([0-9]+)"', body)
         assert sorted(map(int, drawn)) == list(range(951, DEPTH + 1))
     assert get(stored["url"] + "/models/deep/d/3")[0] == 200
+
+
+def test_a_generation_of_many_versions_draws_its_newest_40_and_says_so(stored):
+    """h406 F1: 600 versions retrained from scratch drew a column 48,010 px tall above the versions table."""
+    status, body = get(stored["url"] + "/models/daily/d")
+    assert status == 200, body[-500:]
+    drawn = sorted(map(int, re.findall(r'<g class="node[^"]*" data-ref="daily/d@([0-9]+)"', body)))
+    assert drawn == list(range(21, 61)), drawn
+    assert "It draws the newest 40 versions of each generation: 20 older version(s) are not drawn" in body
+    assert body.count('href="/models/daily/d/') >= 60  # the versions table lists every one
 
 
 def test_a_long_ref_is_cut_in_its_lineage_node_and_whole_in_its_tooltip(stored):

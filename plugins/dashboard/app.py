@@ -34,6 +34,7 @@ from heirloom_plugins.dashboard.lineage import (
     NODE_HEIGHT,
     NODE_WIDTH,
     REF_CHARS,
+    VERSIONS_PER_GENERATION,
     Graph,
     chain_graph,
     cut,
@@ -132,13 +133,21 @@ class Dashboard:
 
     @staticmethod
     def lineage_note(graph: Graph) -> str | None:
-        """What a graph cut to its last ``GENERATIONS_DRAWN`` generations leaves out."""
-        if not graph.hidden_versions:
-            return None
-        return (
-            f"The graph shows the last {GENERATIONS_DRAWN} generations: the {graph.hidden_versions} version(s) of "
-            f"the {graph.hidden_generations} earliest generations are not drawn (each version's page names its parent)."
-        )
+        """What a graph cut to its last ``GENERATIONS_DRAWN`` generations, and to the newest
+        ``VERSIONS_PER_GENERATION`` versions of each, leaves out."""
+        said = []
+        if graph.hidden_versions:
+            said.append(
+                f"The graph shows the last {GENERATIONS_DRAWN} generations: the {graph.hidden_versions} version(s) of "
+                f"the {graph.hidden_generations} earliest generations are not drawn (each version's page names its "
+                "parent)."
+            )
+        if graph.crowded:
+            said.append(
+                f"It draws the newest {VERSIONS_PER_GENERATION} versions of each generation: {graph.crowded} older "
+                "version(s) are not drawn (the table below lists every version)."
+            )
+        return " ".join(said) or None
 
     # -- pages ---------------------------------------------------------------------------
     def index(self, request: Request) -> Response:

@@ -16,6 +16,9 @@ NODE_WIDTH, NODE_HEIGHT = 250, 58
 COLUMN_GAP, ROW_GAP, MARGIN = 70, 22, 16
 #: A graph deeper than this draws its last generations only (a 1,000-generation chain was 320,000 px wide).
 GENERATIONS_DRAWN = 50
+#: Versions of one generation drawn, the newest (and the page's own): 600 retrains from scratch, each a root,
+#: drew a column 48,010 px tall above the versions table (checker h406 F1).
+VERSIONS_PER_GENERATION = 40
 #: Characters of a ref, and of a node's second line, that fit in a node; longer ones are cut with "…"
 #: (the node's tooltip has them whole).
 REF_CHARS, LINE_CHARS = 30, 38
@@ -48,6 +51,7 @@ class Graph:
     focus: str | None
     hidden_versions: int = 0  # versions of the earliest generations, not drawn (GENERATIONS_DRAWN)
     hidden_generations: int = 0
+    crowded: int = 0  # older versions of a generation of more than VERSIONS_PER_GENERATION, not drawn
 
     @property
     def width(self) -> int:
@@ -115,6 +119,7 @@ def _layout(refs: Iterable[str], by_ref: dict[str, Any], focus: str | None) -> G
     )
     generations = _generations(nodes)
     hidden = _drop_earliest(nodes, generations)
+    crowded = _drop_oldest_of_crowds(nodes, generations, focus)
     edges = [(parent, child) for parent, child in edges if parent in nodes and child in nodes]
     rows: dict[int, int] = {}
     for ref in sorted(nodes, key=_sort_key):
@@ -122,7 +127,18 @@ def _layout(refs: Iterable[str], by_ref: dict[str, Any], focus: str | None) -> G
         node.generation = generations[ref]
         node.row = rows.get(node.generation, 0)
         rows[node.generation] = node.row + 1
-    return Graph(nodes, edges, focus, *hidden)
+    return Graph(nodes, edges, focus, *hidden, crowded)
+
+
+def _drop_oldest_of_crowds(nodes: dict[str, Node], generations: dict[str, int], focus: str | None) -> int:
+    """Keep the newest ``VERSIONS_PER_GENERATION`` versions of each generation (and ``focus``); how many go."""
+    by_generation: dict[int, list[str]] = {}
+    for ref in sorted(nodes, key=_sort_key):
+        by_generation.setdefault(generations[ref], []).append(ref)
+    gone = [ref for refs in by_generation.values() for ref in refs[:-VERSIONS_PER_GENERATION] if ref != focus]
+    for ref in gone:
+        del nodes[ref]
+    return len(gone)
 
 
 def _sort_key(ref: str) -> tuple[str, int]:
