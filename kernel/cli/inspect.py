@@ -228,7 +228,8 @@ def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
     Each error reads FILE: key.path: message. When the artifact store holds the versions
     the profile would serve, settings are also checked against them (a label-monitor's
     label must be one its model predicts), and so are inherit and serve values that look
-    mistyped (a version or alias a stored model lacks, a name one typo from a stored one),
+    mistyped (a version or alias a stored model lacks, a name one typo from a stored one in names of 5
+    characters or more; one that only adds to a stored name, team/m2 beside team/m, is another model),
     beside the profile's other problems, for each model table that validated. Where a table does not
     validate, the components that do are still checked (check_profile, check_parent, the
     state format an inherit names), so every problem is said at once.
