@@ -1416,6 +1416,18 @@ def test_a_timeout_too_short_for_any_reply_still_asks_health_for_a_second(tmp_pa
         assert called.returncode == 0 or "raise --timeout" in said or "raise the timeout" in said, said
 
 
+def test_a_tiny_timeout_to_no_daemon_says_health_got_no_reply_either():
+    """v25 F1: with no daemon, ``--timeout 1e-6`` said only that it was shorter than a connection takes, though the
+    second ``_health`` was given got no reply either: what to check is the daemon."""
+    from tests.helpers import free_tcp_address
+
+    address = free_tcp_address()
+    called = run_heirloom("call", "--connect", address, "echo.echo", '"x"', "--timeout", "0.000001")
+    said = " ".join(called.stderr.split())
+    assert called.returncode == 1, said
+    assert f"no reply from {address} within 1e-06 s, nor to _health within 1 s: is the daemon running" in said, said
+
+
 @pytest.mark.parametrize("workers", [(), ("--workers", "1")], ids=["one-process", "broker"])
 def test_a_route_slower_than_the_timeout_is_said_to_be_slow_not_the_daemon_unreachable(tmp_path, workers):
     """``heirloom call ... --timeout 2`` on a 4 s handler said `no reply ... (is the daemon running and

@@ -21,6 +21,7 @@ from heirloom.wire.auth import CurveClient, load_keypair, load_public
 from heirloom.wire.client import DEFAULT_ADDRESS, Client, NoReply, RemoteError
 from heirloom.wire.protocol import MAX_NESTING, Buffer, packb
 from heirloom.wire.sendable import unsendable
+from heirloom.wire.unanswered import silence_hint
 
 
 def _jsonable(value: Any) -> Any:
@@ -108,7 +109,7 @@ def call_command(
         try:
             reply = client.request(route, payload, idempotency_key=idempotency_key)
         except NoReply as exc:  # our own wait ran out: a slow route, or a daemon stuck or gone?
-            fail(f"{exc.code}: {_slow_route(client, route, timeout) or exc.message}")
+            fail(f"{exc.code}: {_slow_route(client, route, timeout, silence_hint(curve)) or exc.message}")
         except RemoteError as exc:
             named = exc.field and not exc.message.startswith(exc.field)  # most messages lead with their field
             fail(f"{exc.code}: {exc.message}" + (f" (field: {exc.field})" if named else ""))
@@ -126,16 +127,17 @@ def call_command(
 PROBES = ("_health", "_ready")
 
 
-def _slow_route(client: Client, route: str, timeout: float) -> str | None:
+def _slow_route(client: Client, route: str, timeout: float, silence: str) -> str | None:
     """When ROUTE gave no reply within ``timeout``: that the daemon answers ``_health`` (asked for at most
-    a second), so the route is what is slow, or None when the daemon is silent too (or ROUTE is a probe)."""
+    a second), so the route is what is slow, or that it is silent too (``silence``: what to check); None for a
+    probe, whose ``timeout`` is its whole budget."""
     if route in PROBES:
         return None
     began = time.perf_counter()
     try:
         client.request("_health", timeout=1.0)  # a second, whatever --timeout was: 1e-9 made a healthy daemon silent
-    except RemoteError:
-        return None
+    except RemoteError:  # silent too: a timeout too short to connect said only to raise it (v25 F1)
+        return f"no reply from {client.address} within {timeout:g} s, nor to _health within 1 s: {silence}"
     answered = f"the daemon at {client.address} answers (_health in {(time.perf_counter() - began) * 1000:.0f} ms)"
     return f"{route} did not reply within {timeout:g} s, but {answered}: the route is slower than that; raise --timeout"
 
