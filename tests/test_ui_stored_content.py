@@ -58,6 +58,11 @@ def stored(tmp_path_factory):
         parent = put(store, "deep", "d", {"accuracy": 0.5}, parent=parent)
     for n in range(60):  # each retrained from scratch: 60 roots in one generation
         put(store, "daily", "d", {"accuracy": n / 100})
+    mixed = put(store, "mix", "own", {"accuracy": 0.5})  # 45 children of other models first, then its own 5
+    for n in range(45):
+        put(store, "zz", f"kid{n}", {"accuracy": 0.5}, parent=mixed)
+    for _ in range(5):
+        put(store, "mix", "own", {"accuracy": 0.5}, parent=mixed)
     with ui(root / "store", root / "ui.log") as url:
         yield {"root": root, "store": root / "store", "url": url}
     assert "Traceback" not in (root / "ui.log").read_text()
@@ -144,8 +149,19 @@ def test_a_generation_of_many_versions_draws_its_newest_40_and_says_so(stored):
     assert status == 200, body[-500:]
     drawn = sorted(map(int, re.findall(r'<g class="node[^"]*" data-ref="daily/d@([0-9]+)"', body)))
     assert drawn == list(range(21, 61)), drawn
-    assert "It draws the newest 40 versions of each generation: 20 older version(s) are not drawn" in body
+    said = "It draws the newest 40 versions of each generation, this model's first, and their parents: 20 other"
+    assert said in html.unescape(body)
     assert body.count('href="/models/daily/d/') >= 60  # the versions table lists every one
+
+
+def test_a_crowded_generation_keeps_the_models_own_versions(stored):
+    """v25 F2: by name, the newest 40 of a generation kept 40 older children of other models (zz/...) and dropped
+    the model's own 5 newest versions from its own graph."""
+    status, body = get(stored["url"] + "/models/mix/own")
+    assert status == 200, body[-500:]
+    own = sorted(map(int, re.findall(r'<g class="node[^"]*" data-ref="mix/own@([0-9]+)"', body)))
+    assert own == [1, 2, 3, 4, 5, 6], own
+    assert len(re.findall(r'<g class="node[^"]*" data-ref="zz/', body)) == 35  # 40 in the generation, its own first
 
 
 def test_a_long_ref_is_cut_in_its_lineage_node_and_whole_in_its_tooltip(stored):

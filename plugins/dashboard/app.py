@@ -144,8 +144,8 @@ class Dashboard:
             )
         if graph.crowded:
             said.append(
-                f"It draws the newest {VERSIONS_PER_GENERATION} versions of each generation: {graph.crowded} older "
-                "version(s) are not drawn (the table below lists every version)."
+                f"It draws the newest {VERSIONS_PER_GENERATION} versions of each generation, this model's first, and "
+                f"their parents: {graph.crowded} other version(s) are not drawn (the table below lists this model's)."
             )
         return " ".join(said) or None
 

@@ -84,7 +84,7 @@ def model_graph(artifacts: list[Any], project: str, model: str, focus: str | Non
         if artifact.parent is not None:
             children.setdefault(artifact.parent, []).append(artifact.ref)
     own = [a.ref for a in artifacts if a.project == project and a.model == model]
-    return _layout(_ancestors(own, by_ref) | _descendants(own, children), by_ref, focus)
+    return _layout(_ancestors(own, by_ref) | _descendants(own, children), by_ref, focus, {*own, focus or ""})
 
 
 def _ancestors(refs: list[str], by_ref: dict[str, Any]) -> set[str]:
@@ -110,7 +110,7 @@ def _descendants(refs: list[str], children: dict[str, list[str]]) -> set[str]:
     return found
 
 
-def _layout(refs: Iterable[str], by_ref: dict[str, Any], focus: str | None) -> Graph:
+def _layout(refs: Iterable[str], by_ref: dict[str, Any], focus: str | None, own: set[str]) -> Graph:
     nodes = {ref: Node(ref, by_ref.get(ref)) for ref in refs}
     edges = sorted(
         (node.artifact.parent, ref)
@@ -119,7 +119,7 @@ def _layout(refs: Iterable[str], by_ref: dict[str, Any], focus: str | None) -> G
     )
     generations = _generations(nodes)
     hidden = _drop_earliest(nodes, generations)
-    crowded = _drop_oldest_of_crowds(nodes, generations, focus)
+    crowded = _drop_oldest_of_crowds(nodes, generations, own)
     edges = [(parent, child) for parent, child in edges if parent in nodes and child in nodes]
     rows: dict[int, int] = {}
     for ref in sorted(nodes, key=_sort_key):
@@ -130,15 +130,31 @@ def _layout(refs: Iterable[str], by_ref: dict[str, Any], focus: str | None) -> G
     return Graph(nodes, edges, focus, *hidden, crowded)
 
 
-def _drop_oldest_of_crowds(nodes: dict[str, Node], generations: dict[str, int], focus: str | None) -> int:
-    """Keep the newest ``VERSIONS_PER_GENERATION`` versions of each generation (and ``focus``); how many go."""
+def _drop_oldest_of_crowds(nodes: dict[str, Node], generations: dict[str, int], own: set[str]) -> int:
+    """Keep the newest ``VERSIONS_PER_GENERATION`` versions of each generation, the page's own (``own``) first, and
+    each parent of a kept version, so no drawn chain breaks; how many go. By name, it dropped a model's own newest
+    versions beside older ones of other models (checker v25 F2)."""
     by_generation: dict[int, list[str]] = {}
-    for ref in sorted(nodes, key=_sort_key):
+    for ref in nodes:
         by_generation.setdefault(generations[ref], []).append(ref)
-    gone = [ref for refs in by_generation.values() for ref in refs[:-VERSIONS_PER_GENERATION] if ref != focus]
+    kept: set[str] = set()
+    for refs in by_generation.values():
+        ranked = sorted(refs, key=lambda ref: (ref in own, _created(nodes[ref]), _sort_key(ref)), reverse=True)
+        kept.update(ranked[:VERSIONS_PER_GENERATION])
+    for generation in sorted(by_generation, reverse=True):  # a parent's generation is below its child's
+        for ref in by_generation[generation]:
+            artifact = nodes[ref].artifact
+            if ref in kept and artifact is not None and artifact.parent in nodes:
+                kept.add(artifact.parent)
+    gone = [ref for ref in nodes if ref not in kept]
     for ref in gone:
         del nodes[ref]
     return len(gone)
+
+
+def _created(node: Node) -> str:
+    """When the version was stored (ISO 8601, UTC: it sorts as text); "" for a parent the store lacks."""
+    return str(getattr(node.artifact, "created_at", "") or "")
 
 
 def _sort_key(ref: str) -> tuple[str, int]:
@@ -152,7 +168,7 @@ def chain_graph(chain: list[Any], focus: str) -> Graph:
     last = chain[-1]
     if last.parent is not None:
         refs.add(last.parent)  # recorded, but not in this store
-    return _layout(refs, {a.ref: a for a in chain}, focus)
+    return _layout(refs, {a.ref: a for a in chain}, focus, refs)
 
 
 def _generations(nodes: dict[str, Node]) -> dict[str, int]:
