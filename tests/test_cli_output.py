@@ -124,6 +124,23 @@ def test_a_stdout_that_cannot_encode_a_record_shows_it_escaped(team, encoding):
     assert f"fingerprint {'f1' * 32}" in counted.splitlines()  # whole, in a pipe 80 wide: cut with '…' (F10)
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "cp1252"])
+def test_json_on_a_stdout_of_a_wide_encoding_is_utf_8_bytes(team, encoding):
+    """v25 F3: under PYTHONIOENCODING=utf-16 ``--json`` wrote UTF-16 (a mark, NUL bytes), which no JSON reader
+    takes; it writes ASCII bytes, each character past ASCII as its escape, whatever stdout's encoding."""
+    profile, env = team
+    result = subprocess.run(
+        [*HEIRLOOM, "data", "stats", profile, "rows", "--json"],
+        env={**os.environ, **env, "PYTHONIOENCODING": encoding},
+        capture_output=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.isascii(), result.stdout[:80]
+    assert json.loads(result.stdout.decode())["se\u00f1al \u2192"] == 3
+
+
 @pytest.mark.parametrize(
     "args",
     [["train", "{profile}", "--json"], ["train", "{profile}"], ["data", "stats", "{profile}", "rows", "--json"]],

@@ -301,7 +301,16 @@ def echo_json(text: str) -> None:
     context = click.get_current_context(silent=True)
     meta = context.meta if context is not None else {}
     stdout: TextIO | None = meta.get(JSON_STDOUT_KEY, sys.stdout)
-    _echo(_writable(text, getattr(stdout, "encoding", None)), stdout)
+    encoding = getattr(stdout, "encoding", None)
+    if encoding and codecs.lookup(encoding).name not in ("utf-8", "ascii") and hasattr(stdout, "buffer"):
+        try:  # PYTHONIOENCODING=utf-16 wrote UTF-16 bytes (a mark, NULs) no JSON reader takes (v25 F3): ASCII bytes
+            stdout.flush()
+            stdout.buffer.write(_writable(text, encoding).encode("ascii") + b"\n")
+            stdout.buffer.flush()
+        except OSError as exc:
+            raise OutputFailed(exc, stdout) from exc
+        return
+    _echo(_writable(text, encoding), stdout)
 
 
 def echo(text: str, *, nl: bool = True) -> None:
