@@ -115,7 +115,7 @@ def confusion_png(confusion: dict[str, Any]) -> bytes:
     labels, matrix = list(confusion["labels"]), confusion["matrix"]
     count = len(labels)
     if len(matrix) != count or any(not isinstance(row, list) or len(row) != count for row in matrix):
-        raise ValueError(f"its matrix is not {count} x {count}, one row and column per label (h406 F2: drawn as valid)")
+        raise ValueError(f"its matrix is not {count} x {count}, one row and column per label")  # drawn: h406 F2
     families = _label_fonts(labels)
     ticks = [_shortened(str(label)) for label in labels]
     shares = [[cell / (sum(row) or 1) for cell in row] for row in matrix]
