@@ -184,6 +184,11 @@ def test_call_cli_speaks_curve(secure, keys):
                            "--curve-secret", str(keys / "strangers" / "mallory.key_secret"),
                            "--curve-server", str(keys / "server" / "server.key"))  # fmt: skip
     assert refused.returncode == 1 and refused.stderr.startswith("UNAUTHENTICATED")
+    tiny = run_heirloom("call", "echo.echo", '"hi"', "--connect", secure.address, "--timeout", "0.000000001",
+                        "--curve-secret", str(keys / "strangers" / "mallory.key_secret"),
+                        "--curve-server", str(keys / "server" / "server.key"))  # fmt: skip
+    said = " ".join(tiny.stderr.split())  # the refusal, not "no reply ... nor to _health" (v26 F1)
+    assert tiny.returncode == 1 and "UNAUTHENTICATED" in said and "nor to _health" not in said, said
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

@@ -150,7 +150,7 @@ def test_a_generation_of_many_versions_draws_its_newest_40_and_says_so(stored):
     assert status == 200, body[-500:]
     drawn = sorted(map(int, re.findall(r'<g class="node[^"]*" data-ref="daily/d@([0-9]+)"', body)))
     assert drawn == list(range(21, 61)), drawn
-    said = "It draws the newest 40 versions of each generation, this model's first, and their parents: 20 other"
+    said = "It draws the newest 40 versions of each generation, this model's first, and their parents: 20 more are"
     assert said in html.unescape(body)
     assert body.count('href="/models/daily/d/') >= 60  # the versions table lists every one
 

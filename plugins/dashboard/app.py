@@ -145,7 +145,7 @@ class Dashboard:
         if graph.crowded:
             said.append(
                 f"It draws the newest {VERSIONS_PER_GENERATION} versions of each generation, this model's first, and "
-                f"their parents: {graph.crowded} other version(s) are not drawn (the table below lists this model's)."
+                f"their parents: {graph.crowded} more are not drawn (the table below lists this model's versions)."
             )
         return " ".join(said) or None
 
