@@ -60,8 +60,8 @@ def canonical_json(value: Any, what: str) -> bytes:
 #: How deep the search for what JSON cannot hold looks (a value that holds itself nests for
 #: ever); json itself stores deeper metadata, which nothing needs.
 MAX_METADATA_NESTING = 400
-#: The digits of the longest integer every Python process reads (``sys.int_info.default_max_str_digits``).
-READABLE_DIGITS = 4300
+#: The digits of the longest integer every Python process reads, whatever bound a plugin set in its own.
+READABLE_DIGITS = sys.int_info.default_max_str_digits
 
 
 def _unstorable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:

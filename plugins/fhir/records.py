@@ -18,7 +18,13 @@ from heirloom_plugins.code_systems import code_mistake, display_mistake, short_s
 from heirloom_plugins.fhir.fields import first, number, obj, objects, text
 from heirloom_plugins.fhir.parse import found
 from heirloom_plugins.fhir.references import reference_of
-from heirloom_plugins.timelines import before_birth, codes_by_kind, ends_before_start, fhir_date, fhir_moment, summary
+from heirloom_plugins.timelines import (
+    codes_by_kind,
+    ends_before_start,
+    fhir_date,
+    fhir_moment,
+    summary,
+)
 
 #: resourceType -> the timeline kind its events get (also the keys of ``codes``).
 KINDS = {
@@ -499,17 +505,6 @@ def patient_record(patient: dict[str, Any], pid: str, file: str, split: str, eve
         text=summary(gender, birth, deceased_date, timeline),
         codes=codes_by_kind(timeline, KINDS.values()),
     )
-
-
-def encounter_before_birth(record: PatientRecord) -> Event | None:
-    """The first encounter dated before the patient's birthDate (``before_birth``), if any: one of the two dates
-    is wrong, and every age computed from them is below zero there."""
-    if not record.birth_date:
-        return None
-    dated = (
-        e for e in record.timeline if e.kind == "encounter" and e.date
-    )  # each: a partial date sorts first (v24 F3)
-    return next((e for e in dated if before_birth(record.birth_date, e.date)), None)
 
 
 def encounter_ending_before_start(record: PatientRecord) -> Event | None:

@@ -42,7 +42,6 @@ from heirloom_plugins.fhir.records import (
     PatientRecord,
     Preferred,
     demographics,
-    encounter_before_birth,
     encounter_ending_before_start,
     event,
     event_after_today,
@@ -53,6 +52,7 @@ from heirloom_plugins.fhir.records import (
     withdrawn,
 )
 from heirloom_plugins.fhir.references import LINKS, Catalog, Known, Target, key, logical, reference_of, walk
+from heirloom_plugins.timelines import first_before_birth
 
 log = logging.getLogger("heirloom.fhir")
 
@@ -575,7 +575,7 @@ class Scan:
         name = path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
         record = patient_record(entry.resource, pid, name, self.side(pid) or "", events)
         where = f"{path}: {entry.label()}"
-        if (first := encounter_before_birth(record)) is not None:
+        if (first := first_before_birth(record.birth_date, record.timeline)) is not None:
             said = f"{where}: birthDate {record.birth_date} is after encounter {first.id!r} on {first.date}"
             self.tally.misdated(self.tally.before_birth, said, "ages there are below zero; check the two dates")
         if (late := event_after_today(record, self.today)) is not None:

@@ -21,7 +21,14 @@ from typing import Any, ClassVar
 import attrs
 
 from heirloom_plugins.code_systems import code_mistake, display_mistake
-from heirloom_plugins.timelines import before_birth, codes_by_kind, ends_before_start, fhir_date, fhir_moment, summary
+from heirloom_plugins.timelines import (
+    codes_by_kind,
+    ends_before_start,
+    fhir_date,
+    fhir_moment,
+    first_before_birth,
+    summary,
+)
 
 #: FHIR R4's administrative-gender codes: all the fhir source writes (a Patient with another is an error there).
 GENDERS = ("male", "female", "other", "unknown")
@@ -198,8 +205,7 @@ class RecordInput:
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "codes", codes_by_kind(self.timeline, KINDS))
         object.__setattr__(self, "text", summary(self.gender, self.birth_date, self.deceased_date, self.timeline))
-        dated = [e for e in self.timeline if e.kind == "encounter" and e.date] if self.birth_date else []
-        if first := next((e for e in dated if before_birth(self.birth_date, e.date)), None):  # each (v24 F3)
+        if first := first_before_birth(self.birth_date, self.timeline):
             raise ValueError(f"'birth_date' {self.birth_date} is after encounter {first.id!r} on {first.date}")
 
 

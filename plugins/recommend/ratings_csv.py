@@ -34,7 +34,7 @@ from heirloom_plugins.textfiles import (
     one_character,
     repeats_header,
 )
-from heirloom_plugins.timelines import iso_moment
+from heirloom_plugins.timelines import ISO_EXAMPLES, iso_moment
 
 log = logging.getLogger("heirloom.recommend")
 
@@ -357,7 +357,7 @@ def _time(cell: str | None, column: str, where: str) -> float | int | None:
         except ValueError:
             raise heirloom.HeirloomError(
                 f"{where}: the {column!r} column is {text!r}, not a Unix time or an ISO 8601 date or date-time "
-                "(2026-12-06, 2026-12-06T10:00:00Z)"
+                f"({ISO_EXAMPLES})"
             ) from None
     stamp = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     return int(stamp) if stamp.is_integer() else stamp

@@ -42,15 +42,13 @@ from heirloom_plugins.model_needs import (
 )
 from heirloom_plugins.text.api import CLASSIFY_DOC
 from heirloom_plugins.textfiles import normal_setting
-from heirloom_plugins.timelines import iso_moment
+from heirloom_plugins.timelines import ISO_EXAMPLES, iso_moment
 
 log = logging.getLogger("heirloom.text")
 
 #: Texts of matching items kept for an alert's examples (the newest ones).
 EXAMPLES = 3
 KEPT_TEXTS = 16
-#: What an ISO 8601 item time looks like, for the refusal of one that is none.
-ISO_EXAMPLE = "2026-12-06 or 2026-12-06T10:00:00Z"
 #: How far a time read as milliseconds may be from now to be said to be one (a JS ``Date.now()``).
 DAY_SECONDS = 86_400.0
 
@@ -71,7 +69,7 @@ def _timestamp(value: int | float | str | None, position: int, now: float, max_f
         except (ValueError, OverflowError):
             number = re.fullmatch(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*", str(value))  # h405 F4
             said = " (seconds go as a JSON number, not text)" if number else ""
-            expected = f"seconds since the epoch (a number) or an ISO 8601 date or date-time ({ISO_EXAMPLE})"
+            expected = f"seconds since the epoch (a number) or an ISO 8601 date or date-time ({ISO_EXAMPLES})"
             message = f"{field}: expected {expected}{said}, got {value!r}"
             raise heirloom.RequestError("INVALID_ARGUMENT", message, field) from None
     if not math.isfinite(moment):
