@@ -1135,6 +1135,35 @@ def test_a_data_sets_folder_made_by_hand_and_left_empty_names_the_data_set_to_fe
     assert not (tmp_path / "store").exists(), "refused before the store is made"
 
 
+def test_a_data_sets_file_half_copied_names_its_size_and_the_data_set_to_fetch(tmp_path, data_dir):
+    """v14 F5: an empty (cut-off) data-set file was refused for its content (``holds no record``, ``columns: none``)
+    and named no fetch; a whole file (its stated size) and a file outside the data sets are not named."""
+    data, env = tmp_path / "data", {"HEIRLOOM_DATA": str(tmp_path / "data"), "HEIRLOOM_HOME": str(tmp_path)}
+    (data / "financial-phrasebank").mkdir(parents=True)
+    (data / "financial-phrasebank" / "Sentences_50Agree.txt").write_bytes(b"")
+    (data / "banking77").mkdir()
+    (data / "banking77" / "train.csv").write_bytes(b"")
+    (data / "banking77" / "categories.json").write_bytes(b'["a"')
+    (data / "banking77" / "test.csv").write_bytes((data_dir / "banking77" / "test.csv").read_bytes())  # whole
+    fetch = "half-copied? `heirloom data fetch {}` (add --accept-license if asked)"
+    for command in ("profile check", "train"):
+        news = run_heirloom(*command.split(), "finance-sentiment", env=env)
+        assert news.returncode == 2 and "holds no record" in news.stderr, news.stderr
+        said = "sources.news: in financial-phrasebank/, Sentences_50Agree.txt is 0 bytes, not 666,509: "
+        assert said + fetch.format("financial-phrasebank") in news.stderr, news.stderr
+        intents = run_heirloom(*command.split(), "banking-intents", env=env)
+        assert intents.returncode == 2, intents.stderr
+        said = (
+            "sources.intents: in banking77/, categories.json is 4 bytes, not 2,036; train.csv is 0 bytes, not 839,073: "
+        )
+        assert said + fetch.format("banking77") in intents.stderr and "test.csv" not in intents.stderr.split(said)[1]
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "Sentences_50Agree.txt").write_bytes(b"")
+    outside = run_heirloom("profile", "check", "finance-sentiment", "--set", f"sources.news.path={own}", env=env)
+    assert outside.returncode == 2 and "holds no record" in outside.stderr and "half-copied" not in outside.stderr
+
+
 def test_train_refuses_only_what_the_models_it_trains_read(tmp_path):
     """v19 F4: train said an empty data-set folder of a source no trained model reads (exit 2), where it trained
     before; a problem of a source the model reads stays exit 2 (h366 F2)."""

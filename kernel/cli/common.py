@@ -276,7 +276,9 @@ def _exit_for(exc: HeirloomError, more: Callable[[ProfileError], list[Problem]] 
     """A ProfileError's problems (and those ``more`` finds then), exit 2; another error in one line: exit 2 for a
     plugin's (a name two register), else 1 (the default store's)."""
     if isinstance(exc, ProfileError):
-        report_profile_error(ProfileError([*exc.problems, *more(exc)]))
+        from heirloom.store.checks import cut_short_problems
+
+        report_profile_error(ProfileError([*exc.problems, *more(exc), *cut_short_problems(get_kernel(), exc)]))
     fail(f"error: {exc}", EXIT_INVALID if isinstance(exc, PluginError) else 1)
 
 

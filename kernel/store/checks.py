@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Collection, Iterable
+import re
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from heirloom.core.components import PATH_KEY, Api, references
+from heirloom.core.components import PATH_KEY, TABLES, Api, references
 from heirloom.core.errors import HeirloomError, Problem, ProfileError
 from heirloom.core.paths import data_root
+from heirloom.core.profile import SINGLE_COMPONENT_TABLES, key_parts
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import served_ref
 from heirloom.core.system import api_check
-from heirloom.links import fetch_hint
+from heirloom.links import cut_short, fetch_hint
 from heirloom.profile_toml import dotted
 from heirloom.store.artifacts import StoreMissing
 from heirloom.store.content import Damaged, format_refusal
@@ -125,9 +127,42 @@ def fetch_hinted(kernel: Kernel, spec: ComponentSpec, problem: Problem) -> Probl
     value = spec.config.get(field.name) if field and field.metadata.get(PATH_KEY) is not None else None
     if not isinstance(value, str) or "heirloom data fetch" in problem.message:
         return problem
-    kernel.plugins.ensure(hooks=["heirloom_register_datasets"])
-    hint = fetch_hint(Path(value), data_root(), lambda: kernel.plugins.named["datasets"])
+    hint = fetch_hint(Path(value), data_root(), registered(kernel))
     return attrs.evolve(problem, message=problem.message + hint) if hint else problem
+
+
+def cut_short_problems(kernel: Kernel, error: ProfileError) -> list[Problem]:
+    """One problem at each component the ``error`` names whose data lies in a public data set's folder where a file
+    is of another size than the set states: a file half-copied made its source's problem name the file's content
+    (``holds no record``, ``columns: none``) and no fetch, as a path not there does (v14 F5)."""
+    tables = getattr(error.partial, "raw", None)
+    found: dict[str, Problem] = {}
+    for problem in error.problems if tables is not None else []:
+        kind, key, table = _component_at(tables.data, problem.path)
+        providers = kernel.plugins.components[kind].get(table.get("use"), []) if kind else []
+        if key in found or len(providers) != 1:
+            continue
+        paths = [table.get(f.name) for f in attrs.fields(providers[0][1]) if f.metadata.get(PATH_KEY) is not None]
+        if hint := cut_short([Path(path) for path in paths if isinstance(path, str)], data_root(), registered(kernel)):
+            found[key] = Problem(problem.file, key, hint)
+    return list(found.values())
+
+
+def registered(kernel: Kernel) -> Callable[[], dict[str, list[tuple[str, Any]]]]:
+    """The data sets plugins register, imported when first asked: a path's problem only may name one to fetch."""
+    return lambda: kernel.plugins.ensure(hooks=["heirloom_register_datasets"]) or kernel.plugins.named["datasets"]
+
+
+def _component_at(data: dict[str, Any], path: str) -> tuple[str, str, dict[str, Any]]:
+    """``(kind, key, table)`` of the component whose table holds the key ``path``; kind "" when none does."""
+    try:
+        written, name, *_ = [*key_parts(re.sub(r"\[\d+\]", "", path)), ""]  # an item's: l2_search[1]
+    except ValueError:  # not a key: a problem of the whole file
+        return "", "", {}
+    kind = next((kind for kind, table in TABLES.items() if table == written), "")
+    single = written in SINGLE_COMPONENT_TABLES
+    table = data.get(written) if single else (data.get(written) or {}).get(name) if kind else None
+    return (kind, written if single else f"{written}.{name}", table) if isinstance(table, dict) else ("", "", {})
 
 
 def served_model_problems(profile: ResolvedProfile, opened: StoreOnce) -> list[Problem]:
