@@ -776,7 +776,8 @@ def test_near_misses_of_a_profile_say_the_form_that_works(tmp_path, kernel, monk
 
 def test_ways_of_writing_no_inherit_or_an_enabled_component_give_one_profile_digest(tmp_path, kernel):
     """``inherit = ""``, no inherit and ``--set ...inherit=null`` gave three digests (a version trained
-    with one did not match the others); so did an explicit ``enabled = true``."""
+    with one did not match the others); so did an explicit ``enabled = true``, and a type's default written out
+    (``epochs = 40``: a served version was refitted as for a changed setting, h412 F2)."""
     from heirloom.store.digest import profile_digest
 
     tables = '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n'
@@ -793,6 +794,12 @@ def test_ways_of_writing_no_inherit_or_an_enabled_component_give_one_profile_dig
     for resources in ("[resources]\nenabled = true\n", '[resources]\nuse = "local"\n', "[resources]\n"):
         assert profile_digest(kernel.resolve(str(write(path, tables + resources)))) == plain, resources
     assert profile_digest(kernel.resolve(str(write(path, tables + "[resources]\nthreads = 1\n")))) != plain
+    for spelled in ("epochs = 1\n", "rate = 0.1\ntags = []\n", "fail_start = false\n"):  # a type's defaults (h412 F2)
+        assert profile_digest(kernel.resolve(str(write(path, tables + spelled)))) == plain, spelled
+    assert profile_digest(kernel.resolve(str(write(path, tables + "[resources]\nthreads = 0\n")))) == plain
+    write(path, tables)
+    assert profile_digest(kernel.resolve(str(path), ["models.m.epochs=1"])) == plain
+    assert profile_digest(kernel.resolve(str(path), ["models.m.rate=0.2"])) != plain
 
 
 def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
