@@ -1761,6 +1761,23 @@ def test_checks_note_of_a_missing_store_writes_a_path_from_the_environment_as_th
     assert checked.stderr == "store: ${DATA_DIR_307}/x does not exist yet (train or serve creates it)\n"
 
 
+def test_a_components_own_check_and_start_error_write_a_path_from_the_environment_as_the_profile_did(tmp_path):
+    """h411 F1: the phrasebank source's own check (``'path' /secret/dir has no Sentences_50Agree.txt``) printed the
+    interpolated ``${DATA_DIR}`` value at profile check and train, and in the start error of data stats and eval."""
+    secret = tmp_path / "S3cretDir"
+    (secret / "financial-phrasebank").mkdir(parents=True)
+    write(
+        tmp_path / "sec.toml",
+        'extends = ["finance-sentiment"]\n[sources.news]\npath = "${DATA_DIR_411}/financial-phrasebank"\n',
+    )
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "DATA_DIR_411": str(secret)}
+    said = "sources.news.path: 'path' ${DATA_DIR_411}/financial-phrasebank has no Sentences_50Agree.txt"
+    for command in (["profile", "check", "sec.toml"], ["train", "sec.toml"], ["data", "stats", "sec.toml", "news"]):
+        result = run_heirloom(*command, cwd=tmp_path, env=env)
+        assert result.returncode in (1, 2) and said in result.stderr, (command, result.stderr)
+        assert "S3cret" not in result.stdout + result.stderr, command
+
+
 def test_check_writes_no_store_where_none_is_and_an_inherit_passes_there_as_one_not_stored(tmp_path, data_dir):
     """``profile check`` with ``[store] path`` at a folder that is not there (a typo) created an
     empty store there (index and blobs/); a check writes nothing: a note says there is no store

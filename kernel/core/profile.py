@@ -77,28 +77,27 @@ class RawProfile:
         return self.env_texts.get(value, value) if isinstance(value, str) and not self.revealed else value
 
     def hide_secrets(self, key: str, message: str) -> str:
-        """``message`` with the value at ``key`` written as the profile wrote it when it came from the environment
-        (a validation error quotes the value it refuses, and it may be a credential); a list's item (``x[0]``,
-        keyed by its list) quoted as its ``${VAR}`` (checker h325 F11: in a file's list or a ``--set`` list), and
-        any quoted text from the environment, at any depth, likewise (checker v5 F1)."""
+        """``message`` with the value at ``key`` (each under it, for a table: a component's start error, h411 F1)
+        written as the profile wrote it when it came from the environment (a validation error quotes the value it
+        refuses, and it may be a credential); a list's item (``x[0]``, keyed by its list) quoted as its ``${VAR}``
+        (checker h325 F11: in a file's list or a ``--set`` list), and any quoted text from the environment, at any
+        depth, likewise (checker v5 F1)."""
         if self.revealed:
             return message
         for value, text in sorted(self.env_texts.items(), key=lambda pair: -len(pair[0])):  # "ab" before "a"
             for quoted in {repr(value), toml_text(value), json.dumps(value), json.dumps(value, ensure_ascii=False)}:
                 message = message.replace(quoted, toml_text(text))
-        if (at := key if key in self.secrets else list_key(key)) not in self.secrets:
-            return message
-        node: Any = self.data
-        for part in key_parts(at):
-            node = node.get(part) if isinstance(node, dict) else None
-        text = node.text if isinstance(node, SetValue) else node
-        if isinstance(text, str) and text:
-            said = message.replace(repr(text), toml_text(written := self.secrets[at]))
-            message = re.sub(rf"(?<!\w){re.escape(text)}(?!\w)", lambda _: written, said)
-        for var in {match[1] for match in _VAR.finditer(self.secrets[at]) if match[1]}:
-            if value := os.environ.get(var):  # quoted, as an error quotes a value: "1" is no word to replace
-                for quoted in {repr(value), toml_text(value), json.dumps(value)}:
-                    message = message.replace(quoted, toml_text(f"${{{var}}}"))
+        for at in [at for at in self.secrets if at in (key, list_key(key)) or at.startswith(f"{key}.")]:
+            node: Any = self.data
+            for part in key_parts(at):
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(text := node.text if isinstance(node, SetValue) else node, str) and text:
+                said = message.replace(repr(text), toml_text(written := self.secrets[at]))
+                message = re.sub(rf"(?<!\w){re.escape(text)}(?!\w)", lambda _: written, said)
+            for var in {match[1] for match in _VAR.finditer(self.secrets[at]) if match[1]}:
+                if value := os.environ.get(var):  # quoted, as an error quotes a value: "1" is no word to replace
+                    for quoted in {repr(value), toml_text(value), json.dumps(value)}:
+                        message = message.replace(quoted, toml_text(f"${{{var}}}"))
         return message
 
 

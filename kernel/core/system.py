@@ -148,7 +148,8 @@ class System:
                 self._components.pop((spec.kind, spec.name), None)
                 log.debug("%s failed to start", spec.key, exc_info=exc)  # a plugin bug's traceback; the error says why
                 errors, self.state = self._stop_started(), "failed"
-                raise LifecycleError(f"{self.whose(spec)} failed to start: {described(exc)}", errors) from exc
+                said = self.profile.raw.hide_secrets(spec.key, described(exc))  # a plugin's words: h411 F1
+                raise LifecycleError(f"{self.whose(spec)} failed to start: {said}", errors) from exc
             self._started.append((spec, component))
             log.info("started %s (%s) in %.2fs", spec.key, spec.use, time.perf_counter() - began)
         if problems := self._served_model_problems():

@@ -152,7 +152,8 @@ def ask(profile: ResolvedProfile, spec: ComponentSpec, hook: str, *args: Any, sa
     problems = []
     for field, message in found:
         key = f"{spec.key}.{field}"
-        problems.append(Problem(profile.raw.provenance.get(key, profile.raw.file), key, f"{said}{message}"))
+        shown = profile.raw.hide_secrets(key, f"{said}{message}")  # a ${VAR}'s value as written (h411 F1)
+        problems.append(Problem(profile.raw.provenance.get(key, profile.raw.file), key, shown))
     return problems
 
 
