@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -414,6 +415,47 @@ def test_call_names_the_curve_option_whose_key_file_is_bad_not_connect(tmp_path,
         assert f"error: {option}: the Curve key {bad} has no public-key line" in result.stderr
 
 
+def test_refused_handshakes_write_nothing_to_a_debug_log(tmp_path, keys):
+    """h411 F4: under ``--log-level debug`` each refused Curve handshake wrote pyzmq's three ZAP lines, with no
+    limit: a flood of strangers filled the log that refusals are never written to."""
+    address, log = free_tcp_address(), tmp_path / "daemon.log"
+    server = ["--curve-secret", str(keys / "server" / "server.key_secret"), "--curve-clients", str(keys / "clients")]
+    command = [*HEIRLOOM, "--log-level", "debug", "serve", "minimal", "--bind", address, *server]
+    daemon = subprocess.Popen(command, stderr=log.open("w"), env={**os.environ, "HEIRLOOM_HOME": str(tmp_path)})
+    try:
+        with heirloom.Client(address, curve=_curve(keys, "clients/alice.key_secret"), timeout=30) as client:
+            client.call("_ready")
+        for _ in range(20):
+            with (
+                heirloom.Client(address, curve=_curve(keys, "strangers/mallory.key_secret"), timeout=2) as stranger,
+                pytest.raises(Unauthenticated),
+            ):
+                stranger.call("_health")
+        assert "DEBUG" in log.read_text() and "DENIED" not in log.read_text() and "ZAP" not in log.read_text()
+    finally:
+        daemon.terminate()
+        assert daemon.wait(30) == 0
+
+
+def test_a_damaged_secret_key_line_is_named_by_its_line_never_quoted(tmp_path, keys):
+    """h411 F3: a secret-key line with its quote left open, text after the value, or ``secret_key`` was said to be
+    no secret key at all, "pass the .key_secret file, not the .key": the wrong fix for a .key_secret file."""
+    good = (keys / "clients" / "alice.key_secret").read_text()
+    value = re.search(r'secret-key = "(.{40})"', good)[1]
+    server = str(keys / "server" / "server.key")
+    for damaged in (f'secret-key = "{value}', f'secret-key = "{value}" trailing', f'secret_key = "{value}"'):
+        bad = tmp_path / "bad.key_secret"
+        bad.write_text(good.replace(f'secret-key = "{value}"', damaged))
+        bad.chmod(0o600)
+        result = run_heirloom(
+            "call", "_health", "--connect", free_tcp_address(), "--curve-server", server, "--curve-secret", str(bad)
+        )
+        line = next(n for n, text in enumerate(bad.read_text().splitlines(), 1) if damaged in text)
+        said = f"the Curve key {bad}: line {line} is no secret-key line as ZPL writes one"
+        assert result.returncode == 2 and said in result.stderr, (damaged, result.stderr)
+        assert value[:20] not in result.stderr and value[20:] not in result.stderr
+
+
 def test_a_server_secret_key_others_can_read_is_served_with_a_warning_naming_it(tmp_path, keys):
     """A server's .key_secret of mode 644 was taken in silence (ssh refuses such a key; the daemon warns)."""
     secret = tmp_path / "open.key_secret"
@@ -445,6 +487,29 @@ def test_a_secret_key_another_user_owns_is_used_with_a_warning_naming_the_owner(
             "(mode 600): chown it to the user that runs heirloom and chmod 600 it"
         )
         assert daemon.log().count(said) == 1, daemon.log()
+    finally:
+        assert daemon.terminate() == 0
+
+
+def test_a_key_folder_or_key_others_may_change_is_read_with_a_warning_once(tmp_path, keys):
+    """h411 F2: ``--curve-clients`` and ``--curve-admins`` of mode 777 were read in silence: another local user
+    added their key to both and called ``_reload`` as an admin. The folder and such a key file are named, once,
+    though read again every re-read; a folder of mode 755 is not."""
+    clients, admins = tmp_path / "clients", tmp_path / "admins"
+    shutil.copytree(keys / "clients", clients)
+    admins.mkdir()
+    shutil.copy(keys / "clients" / "alice.key", admins / "alice.key")
+    clients.chmod(0o777)
+    (admins / "alice.key").chmod(0o666)
+    server = ("--curve-secret", str(keys / "server" / "server.key_secret"))
+    daemon = Daemon(tmp_path, *server, "--curve-clients", str(clients), "--curve-admins", str(admins))
+    try:
+        daemon.wait_ready(curve=_curve(keys, "clients/alice.key_secret"))
+        time.sleep(2.5)  # a re-read (every 2 s) says nothing more
+        folder = f"the Curve key folder {clients} may be changed by others than its owner (mode 777): chmod go-w it"
+        key = f"the Curve key {admins / 'alice.key'} may be changed by others than its owner (mode 666)"
+        assert daemon.log().count(folder + "; whoever may change it chooses who may call") == 1, daemon.log()
+        assert daemon.log().count(key) == 1 and f"folder {admins}" not in daemon.log(), daemon.log()
     finally:
         assert daemon.terminate() == 0
 

@@ -39,6 +39,10 @@ from heirloom.wire.protocol import PERMISSION_DENIED, RequestError
 from heirloom.wire.throttle import Every
 
 log = logging.getLogger("heirloom.wire.auth")
+#: pyzmq's ZAP handler, which logs three lines per handshake at debug level: kept at warning, or each refused
+#: handshake of a flood wrote them even under ``--log-level debug`` (checker h411 F4); refusals are never logged.
+_zap_log = log.getChild("zap")
+_zap_log.setLevel(logging.WARNING)
 
 
 #: The ZAP domain of a broker's worker endpoint: its handshakes are checked against worker keys.
@@ -94,6 +98,9 @@ KEY_FILE_LIMIT = 4096
 #: A key line as ZPL writes a value: in double quotes, single quotes or none (pyzmq's ``load_certificate``
 #: reads all three; a client in another language may write any).
 _KEY_LINE = re.compile(r"""^\s*(public|secret)-key\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"']+))\s*$""")
+#: A line meant as one (``secret_key =``, a quote left open, text after the value): said, where the file was said to
+#: hold no secret key at all, "pass the .key_secret file" (checker h411 F3).
+_MEANT_KEY_LINE = re.compile(r"^\s*(public|secret)[-_ ]?key\s*=", re.IGNORECASE)
 
 
 def read_key_file(path: Path) -> dict[str, bytes]:
@@ -114,8 +121,13 @@ def read_key_file(path: Path) -> dict[str, bytes]:
     if len(raw) > KEY_FILE_LIMIT:
         raise HeirloomError(f"the Curve key {path} is larger than {KEY_FILE_LIMIT} bytes: not a key file")
     keys: dict[str, bytes] = {}
-    for line in raw.decode("utf-8", "replace").splitlines():
-        match = _KEY_LINE.match(line)
+    for number, line in enumerate(raw.decode("utf-8", "replace").splitlines(), 1):
+        if (match := _KEY_LINE.match(line)) is None and (meant := _MEANT_KEY_LINE.match(line)):
+            kind = meant[1].lower()  # the line itself is never quoted: it may hold a secret
+            raise HeirloomError(
+                f"the Curve key {path}: line {number} is no {kind}-key line as ZPL writes one "
+                f'({kind}-key = "<40 Z85 characters>", quoted or not, nothing after it)'
+            )
         if match is None:
             continue
         kind, *quoted = match.groups()
@@ -189,6 +201,7 @@ def _key_ids(directory: Path | None, *, strict: bool, warned: set[str] | None = 
     if not directory.is_dir():
         raise HeirloomError(f"{directory} is not a folder of public .key files")
     keys, inside = set(), directory.resolve()
+    _say_open_to_writers(f"the Curve key folder {directory}", directory, warned)
     for path in sorted(directory.glob("*.key")):
         try:
             if path.is_symlink() and not path.resolve().is_relative_to(inside):
@@ -197,6 +210,7 @@ def _key_ids(directory: Path | None, *, strict: bool, warned: set[str] | None = 
                     "authorises the files in it (copy the key in)"
                 )
             keys.add(load_public(path).decode())
+            _say_open_to_writers(f"the Curve key {path}", path, warned)
         except HeirloomError as exc:
             if strict:
                 raise
@@ -205,6 +219,25 @@ def _key_ids(directory: Path | None, *, strict: bool, warned: set[str] | None = 
                 if warned is not None:
                     warned.add(str(exc))
     return frozenset(keys)
+
+
+def _say_open_to_writers(what: str, path: Path, warned: set[str] | None) -> None:
+    """Warn (once per message in ``warned``) that others than its owner may change a key folder or a public key
+    file in it, so choose who may call (an admin too): a folder of mode 777 let another local user add their key
+    and call ``_reload`` (checker h411 F2). Still read, as a secret key open to others is still used."""
+    found = path.stat()
+    mode = found.st_mode & 0o777
+    if (owner := foreign_owner(found.st_uid)) is not None:
+        why = f"belongs to another user, {owner}, who may change it (mode {mode:03o}): chown it to heirloom's user"
+    elif mode & 0o022:
+        why = f"may be changed by others than its owner (mode {mode:03o}): chmod go-w it"
+    else:
+        return
+    said = f"{what} {why}; whoever may change it chooses who may call"
+    if warned is None or said not in warned:
+        log.warning("%s", said)
+        if warned is not None:
+            warned.add(said)
 
 
 @attrs.define
@@ -240,14 +273,14 @@ class CurveServer:
         load_keypair(self.secret_file)  # warns when others may read it
         if not self.clients_dir.is_dir():
             raise HeirloomError(f"--curve-clients {self.clients_dir} is not a folder of public .key files")
-        self._clients = _key_ids(self.clients_dir, strict=True)
-        self._admins = _key_ids(self.admins_dir, strict=True)
-        self._workers = _key_ids(self.workers_dir, strict=True)
+        self._clients = _key_ids(self.clients_dir, strict=True, warned=self._warned)
+        self._admins = _key_ids(self.admins_dir, strict=True, warned=self._warned)
+        self._workers = _key_ids(self.workers_dir, strict=True, warned=self._warned)
 
     def serve(self, socket: zmq.Socket) -> None:
         """Make ``socket`` a Curve server; start the ZAP authenticator on first use."""
         if self._authenticator is None:
-            self._authenticator = ThreadAuthenticator(socket.context)
+            self._authenticator = ThreadAuthenticator(socket.context, log=_zap_log)
             self._authenticator.start()
             for domain in ("*", CLIENT_DOMAIN, WORKER_DOMAIN):
                 self._authenticator.configure_curve_callback(domain=domain, credentials_provider=self)
