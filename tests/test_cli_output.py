@@ -315,3 +315,42 @@ def test_a_mistyped_split_names_the_closest(data_dir):
     shown = run_heirloom("data", "show", "finance-sentiment", "news", "--split", "tset")
     said = "error: source 'news' has no split 'tset'; did you mean 'test'? (splits: train, validation, test)"
     assert shown.returncode == 2 and said in shown.stderr, shown.stderr
+
+
+@pytest.mark.parametrize("columns", ["0", "3"])
+def test_a_terminal_width_of_0_or_a_few_columns_still_prints_every_table(columns):
+    """h409 F1: ``COLUMNS=0`` (a script's ``$(tput cols)`` where no terminal is sized) printed every table and
+    report as nothing, exit 0, and 1 to 5 columns as empty cells: 0 reads as unset, a few as 40."""
+    shown = run_heirloom("profiles", env={"COLUMNS": columns})
+    assert shown.returncode == 0 and "finance-sentiment" in shown.stdout, shown.stdout
+    assert "finance-sentiment" in run_heirloom("profile", "show", "finance-sentiment", env={"COLUMNS": columns}).stdout
+
+
+def test_a_name_too_long_for_a_file_is_named_by_its_long_part_not_the_last():
+    """h409 F3: ``profile show <300 a's>/x`` said ``File name too long: x... (1 characters)``: the last part, short,
+    with a cut mark where nothing was cut; the long part is the one too long."""
+    long = "a" * 300
+    for command in (["profile", "show", f"{long}/x"], ["profile", "check", f"{long}/sub/y.toml"]):
+        refused = run_heirloom(*command)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr == f"error: File name too long: {'a' * 80}... (300 characters)\n", refused.stderr
+
+
+def test_a_reply_larger_than_a_pipe_whose_reader_leaves_exits_141_not_0(tmp_path):
+    """h409 F4: ``heirloom call`` of a 170 KB reply into ``head -c 1``: the pipe took 64 KiB, Python's buffered
+    write dropped the rest in silence and the call exited 0; a reader that reads on gets every byte."""
+    from tests.daemons import Daemon
+
+    daemon = Daemon(tmp_path)
+    try:
+        daemon.wait_ready()
+        call = [*HEIRLOOM, "call", "echo.echo", json.dumps(list(range(20000))), "--connect", daemon.address]
+        env = {**os.environ, "PYTHONPATH": pythonpath()}
+        left = subprocess.Popen(call, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        left.stdout.read(1)
+        left.stdout.close()
+        assert left.wait(60) == 141 and left.stderr.read() == b""
+        whole = subprocess.run(call, capture_output=True, env=env, timeout=60)
+        assert whole.returncode == 0 and json.loads(whole.stdout) == list(range(20000))
+    finally:
+        assert daemon.terminate() == 0

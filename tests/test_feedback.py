@@ -404,6 +404,24 @@ def test_feedback_list_shows_a_clients_escape_sequences_and_markup_without_obeyi
     assert "\u202e" not in table.stdout and "\\u202eden fo \\u2066reversed" in table.stdout
 
 
+def test_feedback_list_fits_an_80_column_terminal_with_every_label_whole(tmp_path, data_dir):
+    """h409 F2: at 80 columns the table was 96 wide and cut two new labels to one prefix (``card_pa…``); at 40
+    their column was gone. Each label and time is shown whole, folded in its column, within the terminal."""
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_DATA": str(data_dir), "TZ": "Asia/Tokyo"}
+    profile = write(tmp_path / "reviews.toml", PROFILE)
+    log = heirloom.FeedbackLog(tmp_path / "home" / "feedback" / "reviews" / "sentiment.jsonl")
+    log.add({"text": "I do not recognise this card payment from yesterday", "label": "card_payment_not_recognised"})
+    log.add({"text": "Why was I charged a fee for my card payment abroad", "label": "card_payment_fee_charged"})
+    log.close()
+    for columns in ("80", "100"):
+        table = run_heirloom("feedback", "list", str(profile), "sentiment", env={**env, "COLUMNS": columns})
+        lines = table.stdout.splitlines()
+        assert table.returncode == 0 and max(map(len, lines)) <= int(columns), table.stdout
+        cells = ["".join(line.split("│")[column].strip() for line in lines if "│" in line) for column in (3, 2)]
+        assert "card_payment_not_recognised" in cells[0] and "card_payment_fee_charged" in cells[0], table.stdout
+        assert "+09:00" in cells[1] and "…" not in table.stdout, table.stdout
+
+
 def test_a_vowel_sign_is_part_of_its_word_when_a_correction_is_compared_with_the_test_split():
     """An attack: the comparison read words as ``\\w`` runs, which leave combining marks out, so
     "मुझे कम चाहिए" (I need less) repeated "मुझे काम चाहिए" (I need work) and never trained."""

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.text import Text
 
 from heirloom.cli.logs import writes_json
@@ -79,7 +79,24 @@ class _ClosedStdout(io.TextIOBase):
 
 class PipedConsole(Console):
     """rich's Console, but a write that fails (a reader gone away, a full disk, a closed stdout) is
-    :class:`OutputFailed`: exit 141 for a pipe, as with ``--json``, where rich exits 1 ("it failed")."""
+    :class:`OutputFailed`: exit 141 for a pipe, as with ``--json``, where rich exits 1 ("it failed"); and
+    at least NARROWEST columns wide, ``COLUMNS=0`` read as unset, as a terminal of 0 columns is: rich printed
+    every table and report as nothing at 0 (exit 0, a train's report and ``stored`` line gone) and as empty
+    cells at 1 to 5 (a script's ``COLUMNS=$(tput cols)`` where no terminal is sized: checker h409 F1)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self._width == 0:
+            self._width = None
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        found = super().size
+        return ConsoleDimensions(max(found.width, NARROWEST), found.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
 
     @property  # type: ignore[override]
     def file(self) -> TextIO:
@@ -102,6 +119,8 @@ class PipedConsole(Console):
             raise OutputFailed(exc, self.file, "stderr" if self.stderr else "stdout") from exc
 
 
+#: Columns a table needs to show its cells: a narrower terminal wraps the lines it gets, not the cells.
+NARROWEST = 40
 #: No emoji codes: rich turned the line number of ``train.csv:100:`` into 💯 and a label ``:smile:`` into 😄.
 console = PipedConsole(soft_wrap=True, emoji=False)
 #: Unwrapped too: a message or progress line piped to a log stays one line to grep.
@@ -304,15 +323,26 @@ def echo_json(text: str) -> None:
     meta = context.meta if context is not None else {}
     stdout: TextIO | None = meta.get(JSON_STDOUT_KEY, sys.stdout)
     encoding = getattr(stdout, "encoding", None)
-    if encoding and codecs.lookup(encoding).name not in ("utf-8", "ascii") and hasattr(stdout, "buffer"):
-        try:  # PYTHONIOENCODING=utf-16 wrote UTF-16 bytes (a mark, NULs) no JSON reader takes (v25 F3): ASCII bytes
-            stdout.flush()
-            stdout.buffer.write(_writable(text, encoding).encode("ascii") + b"\n")
-            stdout.buffer.flush()
-        except OSError as exc:
-            raise OutputFailed(exc, stdout) from exc
-        return
-    _echo(_writable(text, encoding), stdout)
+    ascii_only = encoding and codecs.lookup(encoding).name not in ("utf-8", "ascii")
+    if (fd := _descriptor(stdout)) is None:
+        return _echo(_writable(text, encoding), stdout)
+    try:  # PYTHONIOENCODING=utf-16 wrote UTF-16 bytes (a mark, NULs) no JSON reader takes (v25 F3): ASCII bytes
+        stdout.flush()  # type: ignore[union-attr]
+        data = memoryview(_writable(text, encoding).encode("ascii" if ascii_only else "utf-8", "backslashreplace"))
+        while data:  # each byte or an OSError: a pipe whose reader left mid-write took 64 KiB of a larger reply,
+            data = data[os.write(fd, data) :]  # and Python's buffered write dropped the rest, exit 0 (h409 F4)
+        os.write(fd, b"\n")
+    except OSError as exc:
+        raise OutputFailed(exc, stdout) from exc
+    return None
+
+
+def _descriptor(stream: TextIO | None) -> int | None:
+    """The file descriptor ``stream`` writes to, or None for one without (a test's StringIO, a closed stdout)."""
+    try:
+        return stream.fileno() if stream is not None else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def echo(text: str, *, nl: bool = True) -> None:

@@ -108,11 +108,12 @@ def _one_log(profile: ResolvedProfile, api: str | None) -> tuple[str, Path]:
 
 
 def _when(record: dict[str, Any]) -> str:
-    """When it was recorded, local time with its UTC offset (one shown without was ambiguous)."""
+    """When it was recorded, local time with its UTC offset (one shown without was ambiguous), spaced."""
     stamp = record.get("time")
     if not isinstance(stamp, int | float):
         return "-"
-    return datetime.fromtimestamp(stamp).astimezone().isoformat(timespec="seconds")
+    shown = datetime.fromtimestamp(stamp).astimezone().isoformat(" ", timespec="seconds")
+    return f"{shown[:19]} {shown[19:]}"  # 2026-12-06 16:56:42 +00:00: a narrow column wraps it whole (h409 F2)
 
 
 def _shown(row: dict[str, Any]) -> str:
@@ -188,8 +189,8 @@ def feedback_list(
             click.echo(cut, err=True)
         return
     apis = len({row["api"] for row in rows}) > 1  # one api's column says nothing, and costs the text its room
-    columns = [Column("id", no_wrap=True), *(["api"] * apis), Column("time", no_wrap=True), "label", "status"]
-    table = Table(*columns, Column("text", min_width=24))
+    label, status = Column("label", overflow="fold", min_width=10), Column("status", no_wrap=True)  # whole (h409 F2)
+    table = Table(Column("id", no_wrap=True), *(["api"] * apis), "time", label, status, Column("text", overflow="fold"))
     for row in rows:
         text = _shown(row)
         cells = [row["id"], *([row["api"]] * apis), _when(row), row.get("label", ""), row["status"]]

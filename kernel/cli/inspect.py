@@ -149,7 +149,7 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
     unless --show-secrets. A profile that merges but does not validate is still shown,
     so the file that set a bad value can be found; its problems follow on stderr (exit 2).
     The digest is the profile_digest a version trained with it records (models show).
-    Components an ``enabled = false`` dropped are listed with the file that dropped them.
+    Components an `enabled = false` dropped are listed with the file that dropped them.
     """
     kernel = get_kernel()
     try:

@@ -32,7 +32,7 @@ from heirloom.cli.common import (
     say_error,
 )
 from heirloom.cli.logs import TextFormatter, configure, writes_json
-from heirloom.cli.options import too_long
+from heirloom.cli.options import too_long, too_long_part
 from heirloom.core.errors import HeirloomError, PluginError
 from heirloom.links import broken_path
 from heirloom.selection import unknown_plugins
@@ -324,6 +324,5 @@ def main() -> None:
         fail(f"error: {exc}")
     except OSError as exc:  # a full disk, a folder without permission: the path and the reason, not a traceback
         if exc.errno == errno.ENAMETOOLONG:  # a name no path can have (a profile name, a folder): a usage error
-            name = os.path.basename(str(exc.filename))  # what was typed, not the folder it was looked up in
-            fail(f"error: {too_long(name)}", 2)
+            fail(f"error: {too_long(too_long_part(str(exc.filename)))}", 2)
         fail(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))

@@ -122,9 +122,20 @@ class GivenPath(click.Path):
         return path
 
 
+#: Bytes a file name may have on the file systems heirloom runs on (ext4, xfs, btrfs, tmpfs...).
+NAME_MAX = 255
+
+
 def too_long(name: str) -> str:
     """A name too long for a file, cut as every error cuts it (300 letters printed whole filled the screen)."""
-    return f"{os.strerror(errno.ENAMETOOLONG)}: {name[:80]}... ({len(name)} characters)"
+    return f"{os.strerror(errno.ENAMETOOLONG)}: {name[:80]}{'...' * (len(name) > 80)} ({len(name)} characters)"
+
+
+def too_long_part(path: str) -> str:
+    """The part of ``path`` too long for a file name (the 300 letters of ``<300 a's>/x``, not ``x``: checker h409
+    F3), else the whole path (each part short, all together past the system's limit)."""
+    longest = max(Path(path).parts or [path], key=lambda part: len(os.fsencode(part)))
+    return longest if len(os.fsencode(longest)) > NAME_MAX else path
 
 
 #: What a name of one of the process's open descriptors resolves to through /proc.
@@ -158,7 +169,7 @@ def output_file(path: Path | None) -> Path | None:
         os.lstat(path)
     except OSError as exc:  # not there is what a new file is; a too long name (or folder name) is no file at all
         if exc.errno == errno.ENAMETOOLONG:
-            raise click.BadParameter(too_long(max(path.parts, key=len))) from None
+            raise click.BadParameter(too_long(too_long_part(str(path)))) from None
     if not path.parent.is_dir():
         problem = "is a file, not a folder" if path.parent.is_file() else "does not exist"
         raise click.BadParameter(f"{path}: the folder {path.parent} {problem}")
