@@ -1544,10 +1544,16 @@ def test_long_labels_that_differ_at_the_end_print_as_different_rows():
 
 
 def test_a_check_with_nothing_to_find_stays_out_of_the_macro_average():
+    """h410 F1: its row read 0.000 (0.0 in the JSON), a failure that is not there, and no note said it was left
+    out: its scores are null, shown ``-``, and a note under the table names it."""
     metrics = counts_metrics({"vitals": (4, 0, 0), "allergies": (0, 0, 0), "labs": (1, 1, 0)})
-    assert metrics["per_class"]["allergies"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert metrics["per_class"]["allergies"] == {"precision": None, "recall": None, "f1": None, "support": 0}
     assert metrics["macro_recall"] == 1.0 and metrics["macro_precision"] == 0.75  # (1 + 0.5) / 2, not / 3
     assert metrics["micro_precision"] == 5 / 6 and metrics["support"] == 5
+    assert metrics["weighted_precision"] == (4 * 1.0 + 1 * 0.5) / 5
+    lines = multilabel_text(metrics).splitlines()
+    assert next(line for line in lines if line.startswith("allergies")).split() == ["allergies", "-", "-", "-", "0"]
+    assert "- : nothing to find and nothing found (allergies): left out of the macro avg" in lines
 
 
 def test_reference_ranges_flag_values_outside_them():

@@ -72,10 +72,11 @@ def multilabel_metrics(
 def counts_metrics(counts: Mapping[str, tuple[int, int, int]]) -> dict[str, Any]:
     """Precision, recall and F1 of named checks from their ``(tp, fp, fn)``, in the shape of
     ``multilabel_metrics`` (one per-class row per check; micro, macro, weighted averages)."""
-    per_class = {}
+    per_class: dict[str, dict[str, Any]] = {}
     for name, (tp, fp, fn) in counts.items():
         precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-        per_class[name] = {"precision": precision, "recall": recall, "f1": _f1(precision, recall), "support": tp + fn}
+        scores = (precision, recall, _f1(precision, recall)) if tp + fp + fn else (None, None, None)  # idle: no 0.0
+        per_class[name] = {**dict(zip(("precision", "recall", "f1"), scores, strict=True)), "support": tp + fn}
     tp, fp, fn = (sum(c[i] for c in counts.values()) for i in range(3))
     total = tp + fn
     micro = {"precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn)}
@@ -86,7 +87,7 @@ def counts_metrics(counts: Mapping[str, tuple[int, int, int]]) -> dict[str, Any]
     active = [per_class[name] for name, (tp, fp, fn) in counts.items() if tp + fp + fn]
     for key in ("precision", "recall", "f1"):
         metrics[f"macro_{key}"] = _ratio(sum(c[key] for c in active), len(active))
-        metrics[f"weighted_{key}"] = _ratio(sum(c[key] * c["support"] for c in per_class.values()), total)
+        metrics[f"weighted_{key}"] = _ratio(sum(c[key] * c["support"] for c in active), total)
     metrics.update({"support": total, "summary": {**micro, "support": total, "tp": tp, "fp": fp, "fn": fn}})
     metrics["per_class"] = per_class
     return metrics
@@ -111,7 +112,8 @@ def multilabel_text(
     head = f"{'':<{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"
 
     def row(name: str, values: Mapping[str, Any], support: int) -> str:
-        cells = " ".join(f"{values[key]:>9.{digits}f}" for key in ("precision", "recall", "f1"))
+        scores = [values[key] for key in ("precision", "recall", "f1")]
+        cells = " ".join(f"{'-':>9}" if value is None else f"{value:>9.{digits}f}" for value in scores)
         return f"{_fitted(name, width):<{width}} {cells} {support:>9}"
 
     lines = [head, ""]
@@ -121,6 +123,8 @@ def multilabel_text(
         if f"{average}_f1" in metrics:
             values = {key: metrics[f"{average}_{key}"] for key in ("precision", "recall", "f1")}
             lines.append(row(f"{average} avg", values, metrics["support"]))
+    if idle := [name for name, values in rows if values["f1"] is None]:
+        lines += ["", f"- : nothing to find and nothing found ({', '.join(idle)}): left out of the macro avg"]
     if f"recall_at_{k}" in metrics:
         lines += [
             "",
