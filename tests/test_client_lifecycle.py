@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import re
 import signal
@@ -13,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 
-from heirloom.wire.client import ConnectionClosed, InvalidArgument, Reply, Unavailable
+from heirloom.wire.client import Client, ConnectionClosed, InvalidArgument, Reply, Unavailable
 from tests.daemons import Daemon
 
 
@@ -41,6 +42,26 @@ def test_close_resolves_every_future_still_queued_and_refuses_later_calls(daemon
         client.submit("echo.echo", 1)
     with pytest.raises(Unavailable, match="the client is closed"):
         client.call("_health")  # an idempotent call is not retried once the client is closed
+
+
+def test_a_client_dropped_unclosed_frees_its_thread_and_sockets_once_collected(daemon):
+    """h417 F3: a client dropped without close() kept its I/O thread, a connection and 11 descriptors for the life
+    of the process (a notebook cell re-run 92 times ran out of files); a call it left waiting fails as closed."""
+    gc.collect()
+    threads, descriptors = threading.active_count(), len(os.listdir("/proc/self/fd"))
+    for _ in range(30):
+        client = daemon.client(timeout=10)
+        assert client.call("echo.echo", 1) == 1
+    stranger = Client("tcp://127.0.0.1:9", timeout=10)  # never connects: its call waits in the backlog
+    waiting = stranger.submit("_health")
+    del client, stranger
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while threading.active_count() > threads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == threads and len(os.listdir("/proc/self/fd")) <= descriptors
+    with pytest.raises(ConnectionClosed):
+        waiting.result(timeout=5)
 
 
 def test_threads_in_call_return_once_the_client_closes(daemon):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import json
 import re
+import signal
+import threading
 import weakref
 
 import attrs
@@ -60,6 +62,19 @@ def test_failed_start_stops_what_already_started(tmp_path):
     said = "models.m (toy-model, plugin tests.toys) failed to start: RuntimeError: m refuses to start"  # whose, once
     assert str(caught.value) == said
     assert toys.EVENTS == ["start raw", "start clean", "stop clean", "stop raw"]
+    assert system.state == "failed"
+
+
+def test_a_ctrl_c_during_start_stops_what_already_started(tmp_path):
+    """h417 F1: a KeyboardInterrupt while a system started (a notebook's Ctrl-C) left the components already
+    started running, with no system returned to stop them: only an Exception stopped them."""
+    kernel = heirloom.Kernel(plugins=[toys])
+    system = kernel.system(profile(tmp_path, "start_seconds = 1.0"))
+    main = threading.main_thread().ident
+    threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT)).start()  # a real signal: the join wakes
+    with pytest.raises(KeyboardInterrupt):
+        system.start()
+    assert toys.EVENTS[:4] == ["start raw", "start clean", "stop clean", "stop raw"], toys.EVENTS
     assert system.state == "failed"
 
 

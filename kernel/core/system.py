@@ -144,10 +144,12 @@ class System:
                 self._components[(spec.kind, spec.name)] = component = self.start_component(spec)
                 if spec.kind == "model" and self.serving is not None:
                     self.serving.attach(spec, component)
-            except Exception as exc:
+            except BaseException as exc:
                 self._components.pop((spec.kind, spec.name), None)
+                errors, self.state = self._stop_started(), "failed"  # those started stop at a Ctrl-C too (h417 F1)
+                if not isinstance(exc, Exception):
+                    raise
                 log.debug("%s failed to start", spec.key, exc_info=exc)  # a plugin bug's traceback; the error says why
-                errors, self.state = self._stop_started(), "failed"
                 said = self.profile.raw.hide_secrets(spec.key, described(exc))  # a plugin's words: h411 F1
                 raise LifecycleError(f"{self.whose(spec)} failed to start: {said}", errors) from exc
             self._started.append((spec, component))

@@ -17,11 +17,11 @@ import queue
 import random
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
-from weakref import WeakSet
 
 import attrs
 import zmq
@@ -206,7 +206,7 @@ def client_closed() -> ConnectionClosed:
 
 
 class Client:
-    """A connection to a heirloom daemon. Thread-safe; close it (or use ``with``) when done."""
+    """A connection to a heirloom daemon. Thread-safe; close it (or use ``with``): one dropped is freed once gone."""
 
     def __init__(
         self,
@@ -259,7 +259,9 @@ class Client:
         self._deadlines: list[tuple[float, int]] = []
         self._auth_failure: str | None = None
         self._linked = linked_at_start(self.address)  # a connection is up to send on (heirloom.wire.dealer)
-        self._thread = threading.Thread(target=self._loop, name="heirloom-client", daemon=True)
+        sockets, queues = [self._socket, self._wake_pull, self._monitor], (self._outbox, self._backlog)
+        io = (weakref.ref(self), self._context, sockets, queues)
+        self._thread = threading.Thread(target=_io_thread, args=io, name="heirloom-client", daemon=True)
         self._thread.start()
 
     # -- calling -------------------------------------------------------------------------
@@ -338,27 +340,18 @@ class Client:
             self._wake_push.send(b"", zmq.NOBLOCK)
 
     # -- the I/O thread ------------------------------------------------------------------
-    def _loop(self) -> None:
-        pending: dict[int, _Pending] = {}
-        poller = zmq.Poller()
-        poller.register(self._socket, zmq.POLLIN)
-        poller.register(self._wake_pull, zmq.POLLIN)
-        poller.register(self._monitor, zmq.POLLIN)
-        while not self._closed.is_set():
-            soonest = self._deadlines[0][0] if self._deadlines else time.monotonic() + 0.1
-            wait_ms = 10 if self._backlog else min(100, int((soonest - time.monotonic()) * 1000) + 1)
-            events = dict(poller.poll(max(1, wait_ms)))
-            if self._monitor in events:
-                self._watch(pending)
-            if self._wake_pull in events or self._backlog:
-                self._send_outbox(pending)
-            if self._socket in events:
-                self._receive(pending)
-            self._expire(pending)
-        while not self._outbox.empty():  # queued before close() set _closed (submit queues under the wake lock)
-            self._backlog.append(self._outbox.get_nowait())
-        for entry in [*pending.values(), *(item[2] for item in self._backlog)]:
-            _settle(entry.future, client_closed())
+    def _turn(self, poller: zmq.Poller, pending: dict[int, _Pending]) -> None:
+        """One wait of the I/O thread (:func:`_io_thread`) and what it brought."""
+        soonest = self._deadlines[0][0] if self._deadlines else time.monotonic() + 0.1
+        wait_ms = 10 if self._backlog else min(100, int((soonest - time.monotonic()) * 1000) + 1)
+        events = dict(poller.poll(max(1, wait_ms)))
+        if self._monitor in events:
+            self._watch(pending)
+        if self._wake_pull in events or self._backlog:
+            self._send_outbox(pending)
+        if self._socket in events:
+            self._receive(pending)
+        self._expire(pending)
 
     def _send_outbox(self, pending: dict[int, _Pending]) -> None:
         while self._wake_pull.get(zmq.EVENTS) & zmq.POLLIN:  # each submit's wake-up: the outbox holds its request
@@ -466,6 +459,27 @@ class Client:
         self.close()
 
 
+def _io_thread(client: weakref.ref[Client], context: zmq.Context, sockets: list, queues: tuple[Any, deque]) -> None:
+    """A client's I/O thread: its turns, holding the client only during each, so a client dropped unclosed is
+    collected and its thread ends, releasing its sockets (a notebook cell that made one, re-run 92 times, ran out of
+    file descriptors: h417 F3); a closed one's ``close`` releases. Then each call still waiting fails as closed."""
+    outbox, backlog = queues
+    pending: dict[int, _Pending] = {}
+    poller = zmq.Poller()
+    for socket in sockets:
+        poller.register(socket, zmq.POLLIN)
+    while (held := client()) is not None and not held._closed.is_set():
+        held._turn(poller, pending)
+        del held
+    while not outbox.empty():
+        backlog.append(outbox.get_nowait())
+    for entry in [*pending.values(), *(item[2] for item in backlog)]:
+        _settle(entry.future, client_closed())
+    if held is None:
+        sockets[0].disable_monitor()
+        context.destroy(linger=0)
+
+
 def _settle(future: Future[Reply], outcome: Reply | RemoteError) -> None:
     """``outcome`` set on ``future``, a call's, unless its caller cancelled it (``Future.cancel``, an ``acall`` in
     ``asyncio.wait_for``): a cancel between the I/O thread's ``done()`` and its ``set_result`` raised
@@ -475,7 +489,7 @@ def _settle(future: Future[Reply], outcome: Reply | RemoteError) -> None:
 
 
 #: Live clients, whose wake locks a forked child replaces: one held by another thread at fork is never released.
-_LIVE: WeakSet[Client] = WeakSet()
+_LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
 def _after_fork() -> None:
