@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import errno
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -95,21 +96,24 @@ def fetch_hint(path: Path, root: Path, datasets: Callable[[], Iterable[str]], *,
 
 
 def cut_short(
-    paths: Iterable[Path], root: Path, datasets: Callable[[], Mapping[str, Sequence[tuple[Any, Any]]]]
+    paths: Iterable[Path], root: Path, datasets: Callable[[], Mapping[str, Sequence[tuple[Any, Any]]]], said: str
 ) -> str:
-    """``in banking77/, train.csv is 0 bytes, not 1,234: half-copied? `heirloom data fetch banking77` ...`` for each
-    of ``datasets`` (``name -> [(plugin, data set)]``) whose folder under the data ``root`` holds (or is) one of
-    ``paths`` and a file there of another size than the set states (v14 F5); "" when there is none."""
-    said: dict[str, list[str]] = {}
+    """``in banking77/, train.csv is 0 bytes, not 1,234 (cut short or changed?): `heirloom data fetch banking77` ...``
+    for each of ``datasets`` (``name -> [(plugin, data set)]``) whose folder under the data ``root`` holds (or is)
+    one of ``paths``, of the files there that what was ``said`` names and that are of another size than the set
+    states (v14 F5: a problem naming a file half-copied named no fetch; v27 F3: nor a file no problem names)."""
+    found: dict[str, list[str]] = {}
     for path in paths:
         name = next(iter(path.relative_to(root).parts), "") if path.is_relative_to(root) else ""
         entries = datasets().get(name, ()) if name else ()
         if len(entries) == 1 and hasattr(type(dataset := entries[0][1]), "cut_short"):
-            whys = said.setdefault(name, [])
-            whys += [why for why in dataset.cut_short(root / name, path) if why not in whys]
-    return "; ".join(
-        f"in {name}/, {'; '.join(whys)}: half-copied? {FETCH.format(name)}" for name, whys in said.items() if whys
-    )
+            whys = found.setdefault(name, [])
+            cut = dataset.cut_short(root / name, path).items()
+            whys += [
+                why for file, why in cut if why not in whys and re.search(rf"\b{re.escape(Path(file).name)}\b", said)
+            ]
+    fetch = "(cut short or changed?): " + FETCH
+    return "; ".join(f"in {name}/, {'; '.join(whys)} {fetch.format(name)}" for name, whys in found.items() if whys)
 
 
 def found_in(name: str, folders: Iterable[Path], near: Path | None, skip: Path | None) -> Path | None:

@@ -70,14 +70,15 @@ class Dataset:
         """Bytes of the files whose size is known."""
         return sum(file.size or 0 for file in self.files)
 
-    def cut_short(self, folder: Path, under: Path) -> list[str]:
-        """``train.csv is 0 bytes, not 1,234`` for each of its files in ``folder`` at or under ``under`` that lies
-        there at another size than it states (a copy cut off: a data problem named no fetch otherwise, v14 F5);
-        none for a file missing (said elsewhere), unsized or whole."""
-        sizes = {file: (folder / file.path).stat().st_size for file in self.files if self._holds(folder, under, file)}
-        return [
-            f"{file.path} is {size:,} bytes, not {file.size:,}" for file, size in sizes.items() if size != file.size
-        ]
+    def cut_short(self, folder: Path, under: Path) -> dict[str, str]:
+        """``{"train.csv": "train.csv is 0 bytes, not 1,234"}`` for each of its files in ``folder`` at or under
+        ``under`` that lies there at another size than it states (a copy cut off or changed: a data problem named no
+        fetch otherwise, v14 F5); none for a file missing (said elsewhere), unsized or whole."""
+        found = {}
+        for file in self.files:
+            if self._holds(folder, under, file) and (size := (folder / file.path).stat().st_size) != file.size:
+                found[file.path] = f"{file.path} is {size:,} bytes, not {file.size:,}"
+        return found
 
     @staticmethod
     def _holds(folder: Path, under: Path, file: DataFile) -> bool:

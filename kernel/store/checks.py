@@ -133,8 +133,8 @@ def fetch_hinted(kernel: Kernel, spec: ComponentSpec, problem: Problem) -> Probl
 
 def cut_short_problems(kernel: Kernel, error: ProfileError) -> list[Problem]:
     """One problem at each component the ``error`` names whose data lies in a public data set's folder where a file
-    is of another size than the set states: a file half-copied made its source's problem name the file's content
-    (``holds no record``, ``columns: none``) and no fetch, as a path not there does (v14 F5)."""
+    a problem of it names is of another size than the set states: a file half-copied made its source's problem name
+    the file's content (``holds no record``, ``columns: none``) and no fetch, as a path not there does (v14 F5)."""
     tables = getattr(error.partial, "raw", None)
     found: dict[str, Problem] = {}
     for problem in error.problems if tables is not None else []:
@@ -143,7 +143,8 @@ def cut_short_problems(kernel: Kernel, error: ProfileError) -> list[Problem]:
         if key in found or len(providers) != 1:
             continue
         paths = [table.get(f.name) for f in attrs.fields(providers[0][1]) if f.metadata.get(PATH_KEY) is not None]
-        if hint := cut_short([Path(path) for path in paths if isinstance(path, str)], data_root(), registered(kernel)):
+        files = [Path(path) for path in paths if isinstance(path, str)]
+        if hint := cut_short(files, data_root(), registered(kernel), problem.message):
             found[key] = Problem(problem.file, key, hint)
     return list(found.values())
 

@@ -65,8 +65,8 @@ def _defaults(cls: type) -> dict[str, Any]:
         default = field.default
         if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
             default = attrs.NOTHING if default.takes_self else default.factory()
-        if field.init and default is not attrs.NOTHING:
-            found[field.name] = default
+        if field.init and default is not attrs.NOTHING:  # a tuple is written as TOML's list (char_ngrams: v27 F2)
+            found[field.name] = list(default) if isinstance(default, tuple) else default
     return found
 
 
