@@ -731,7 +731,8 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
     assert status == 200 and "/v1/routes/sentiment.feedback" in page
     assert page.startswith("<!doctype html><html lang='en'>")  # the page's language (checker 267: WCAG 3.1.1)
     # each form's default is a body its operation takes (the predict form sent {"text": null, "texts": null}: a 400)
-    forms = dict(re.findall(r'data-path="([^"]+)"[^>]*><textarea rows="4" name="body">([^<]*)</textarea>', page))
+    labelled = r'<label for="[^"]+-body">request body \(JSON\)</label><textarea id="[^"]+-body" rows="4" name="body">'
+    forms = dict(re.findall(rf'data-path="([^"]+)"[^>]*>{labelled}([^<]*)</textarea>', page))
     # (the feedback form sent "label": "example", a 400: its schema now gives the served model's labels as examples)
     examples = document["paths"]["/v1/routes/sentiment.feedback"]["post"]["requestBody"]["content"]["application/json"]
     assert sorted(examples["schema"]["properties"]["label"]["examples"]) == ["negative", "neutral", "positive"]
@@ -746,11 +747,17 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
     # a path's {version} is a field of its form, filled with the served version (the form sent '{version}': a 404)
     field = r'<label>version <input data-param="version" required value="([^"]*)"></label> '
     path = "/v2/models/sentiment/versions/{version}/infer"
-    versioned = re.search(rf'data-path="{re.escape(path)}"[^>]*>{field}<textarea rows="4" name="body">([^<]*)<', page)
+    versioned = re.search(rf'data-path="{re.escape(path)}"[^>]*>{field}{labelled}([^<]*)<', page)
     assert versioned and versioned[1] == "1", page[page.find(path) :][:500]
     status, _, body = http(gateway.url + path.format(version=versioned[1]), raw=html.unescape(versioned[2]).encode())
     assert status == 200 and body["model_version"] == "1", body
     assert "<link rel='icon' href='data:,'>" in page  # a browser asks for no /favicon.ico (a 404 on every load)
+    # h416 F1, F5: each body has a label, each button names its operation, a reply is announced, headings in order,
+    # a phone lays the page out at its own width
+    assert page.count("<textarea") == page.count('<label for="') == len(forms) + 1
+    assert '<button aria-label="Send POST /v1/routes/sentiment.predict">Send</button>' in page
+    assert page.count('role="status" aria-live="polite"') == page.count("<form ") and "<h3" not in page
+    assert "<main>" in page and "<meta name='viewport' content='width=device-width, initial-scale=1'>" in page
     assert headers["X-Content-Type-Options"] == "nosniff"  # on every reply: pages, JSON, errors
     assert http(gateway.url + "/v2/nothing")[1]["X-Content-Type-Options"] == "nosniff"
     assert http(gateway.url + "/v1/routes/sentiment.predict", {"text": "up"})[1]["X-Content-Type-Options"] == "nosniff"
@@ -1257,10 +1264,11 @@ def test_hook_heirloom_register_consoles(bare):
     _, gateway = bare
     status, _, page = http(gateway.url + "/console")
     assert status == 200 and "/console/echo" in page and "Echo" in page
+    assert "<thead><tr><th>api</th><th>console</th>" in page and "content='width=device-width" in page  # h416 F5, F7
     status, _, page = http(gateway.url + "/console/echo?say=hi%3Cb%3E")
     assert status == 200 and "{&#x27;said&#x27;: &#x27;hi&lt;b&gt;&#x27;}" in page
     status, _, page = http(gateway.url + "/console/t")
-    assert status == 404 and "No console for &#x27;t&#x27; on this daemon." in page, page
+    assert status == 404 and "<h1>No console</h1><p class='error'>No console for &#x27;t&#x27; on this daemon." in page
     # the name is shown as the JSON errors quote it: ESC and U+202E (which reversed the line) escaped
     status, _, page = http(gateway.url + "/console/%1b%5b2J%e2%80%aetxt%3Cb%3E")
     assert status == 404 and "No console for &#x27;\\x1b[2J\\u202etxt&lt;b&gt;&#x27; on this" in page, page

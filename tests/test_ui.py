@@ -181,6 +181,11 @@ def test_the_lineage_of_a_three_generation_model_renders_with_its_report(dashboa
         ("news/sentiment@1", "news-desk/sentiment@2"),
     ]
     assert page.locator("table.versions tbody tr").count() == 2
+    words = page.locator("details.lineage-text li").all_text_contents()  # the arrows in words (h416 F2)
+    assert (
+        "news/sentiment@1: inherits from news-core/sentiment@1; inherited by news-desk/sentiment@1, "
+        "news-desk/sentiment@2" in words
+    ), words
 
     page.locator("svg.lineage g.node[data-ref='news-desk/sentiment@2'] a").click()
     page.wait_for_url("**/models/news-desk/sentiment/2")

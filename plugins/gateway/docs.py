@@ -75,8 +75,10 @@ def docs_page(document: dict[str, Any]) -> str:
         for method, operation in operations.items():
             body = ((operation.get("requestBody") or {}).get("content") or {}).get("application/json", {})
             schema = body.get("schema", {})
+            ident = escape(operation["operationId"])
             textarea = (
-                f'<textarea rows="4" name="body">{escape(_default(body))}</textarea>'
+                f'<label for="{ident}-body">request body (JSON)</label>'
+                f'<textarea id="{ident}-body" rows="4" name="body">{escape(_default(body))}</textarea>'
                 f"<details><summary>body schema</summary><pre>{escape(json.dumps(schema, indent=1))}</pre></details>"
                 if method == "post"
                 else ""
@@ -87,21 +89,23 @@ def docs_page(document: dict[str, Any]) -> str:
                 for p in operation.get("parameters", [])
                 if p["in"] == "path"
             )
+            named = f"{method.upper()} {escape(path)}"  # the button's name says which operation it sends (h416 F1)
             sections.append(
-                f'<section id="{escape(operation["operationId"])}"><h3><code class="method">{method.upper()}</code> '
-                f"<code>{escape(path)}</code></h3><p>{escape(operation.get('summary', ''))}</p>"
+                f'<section id="{ident}"><h2><code class="method">{method.upper()}</code> '
+                f"<code>{escape(path)}</code></h2><p>{escape(operation.get('summary', ''))}</p>"
                 f"<p>{escape(operation.get('description', ''))}</p>"
                 f'<form data-method="{method.upper()}" data-path="{escape(path)}" '
-                f'onsubmit="send(this); return false;">{fields}{textarea}<button>Send</button>'
-                f'<pre class="reply"></pre></form></section>'
+                f'onsubmit="send(this); return false;">{fields}{textarea}'
+                f'<button aria-label="Send {named}">Send</button><pre class="reply" role="status" aria-live="polite" '
+                f'aria-label="reply to {named}"></pre></form></section>'
             )
     info = document["info"]
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(info['title'])}</title>"
-        "<link rel='icon' href='data:,'>"  # no icon: a browser asks for no /favicon.ico
-        f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>"
+        "<link rel='icon' href='data:,'><meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body><main>"
         f"<h1>{escape(info['title'])} {escape(info['version'])}</h1><p>{escape(info['description'])} "
         f'The machine-readable document: <a href="/openapi.json">/openapi.json</a>. A path\'s '
         f"<code>{{...}}</code> is sent as its field says.</p>"
-        f'<label>Bearer token <input id="token" type="password"></label>{"".join(sections)}</body></html>'
+        f'<label>Bearer token <input id="token" type="password"></label>{"".join(sections)}</main></body></html>'
     )

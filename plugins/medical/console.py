@@ -202,7 +202,7 @@ def _ranked(route: str, answer: dict[str, Any]) -> str:
         + "</tr>"
         for item in codes
     )
-    head = "<th>name</th><th>code</th><th>probability</th><th></th><th>selected</th>" + (
+    head = "<th>name</th><th>code</th><th>probability</th><th>bar</th><th>selected</th>" + (
         "<th>answers</th>" if with_answers else ""
     )
     title = escape(route)
