@@ -35,6 +35,15 @@ def _device(instance: Any, attribute: attrs.Attribute, value: str) -> None:
         raise ValueError(f"'{attribute.name}' must be auto, cpu, cuda or cuda:N, got {value!r}")
 
 
+def _import_whole(module: str) -> None:
+    """Import ``module`` on a helper thread: a Ctrl-C during a first import of seconds (a notebook's interrupted
+    start) stops the wait, not the import, which a KeyboardInterrupt inside torch's left half done, so the next
+    start failed ('partially initialized module') or crashed the process (checker h417 F2)."""
+    importer = threading.Thread(target=importlib.import_module, args=(module,), name=f"import {module}", daemon=True)
+    importer.start()
+    importer.join()
+
+
 def _device_present(instance: Any, attribute: attrs.Attribute, value: str) -> None:
     """``profile check`` refuses a CUDA device torch cannot see (checked only where torch is
     installed: a machine that only checks profiles need not have it)."""
@@ -145,7 +154,8 @@ class LocalResources(heirloom.Resources):
 
     def prepare(self, name: str, component: heirloom.Component) -> None:
         if component.uses_torch and not self._torch_configured:
-            import torch  # only systems with torch components pay for it
+            _import_whole("torch")  # only systems with torch components pay for it
+            import torch
 
             torch.set_num_threads(self.effective_threads())
             self._torch_configured = True

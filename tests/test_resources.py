@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from concurrent.futures import wait
 
@@ -780,3 +781,31 @@ def test_a_resource_managers_absent_device_fails_the_models_start_naming_the_man
     assert trained.returncode == 1 and "Traceback" not in told, told
     assert f"{MANAGER}: {said}" in told
     assert "reading the train split" not in told  # refused at the model's start, before its data was read
+
+
+#: A notebook cell that starts a torch system, interrupted early (Ctrl-C) and run again.
+INTERRUPTED_START = """
+import os, signal, sys, threading, time
+import heirloom
+kernel = heirloom.Kernel()
+threading.Timer(float(sys.argv[1]), lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+try:
+    with kernel.system("finance-sentiment"):
+        pass
+except KeyboardInterrupt:
+    pass
+time.sleep(0.3)
+with kernel.system("finance-sentiment"):
+    print("started again")
+"""
+
+
+@pytest.mark.parametrize("delay", [0.5, 0.9])
+def test_a_start_interrupted_while_it_imports_torch_starts_when_run_again(tmp_path, data_dir, delay):
+    """h417 F2: a Ctrl-C during the first import of torch (in the resource manager's prepare, on the caller's
+    thread) left torch half imported: the next start failed ('partially initialized module') or crashed the
+    process. The import runs on a helper thread, which a Ctrl-C does not stop."""
+    env = {**os.environ, "HEIRLOOM_HOME": str(tmp_path), "HEIRLOOM_DATA": str(data_dir)}
+    run = subprocess.run([sys.executable, "-c", INTERRUPTED_START, str(delay)], capture_output=True, text=True,
+                         env=env, timeout=120)  # fmt: skip
+    assert run.returncode == 0 and run.stdout.strip() == "started again", run.stderr[-2000:]
