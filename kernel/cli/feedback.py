@@ -190,7 +190,8 @@ def feedback_list(
         return
     apis = len({row["api"] for row in rows}) > 1  # one api's column says nothing, and costs the text its room
     label, status = Column("label", overflow="fold", min_width=10), Column("status", no_wrap=True)  # whole (h409 F2)
-    table = Table(Column("id", no_wrap=True), *(["api"] * apis), "time", label, status, Column("text", overflow="fold"))
+    api, time = Column("api", overflow="fold"), Column("time", overflow="fold")  # cut, two apis read alike (v27 F4)
+    table = Table(Column("id", no_wrap=True), *([api] * apis), time, label, status, Column("text", overflow="fold"))
     for row in rows:
         text = _shown(row)
         cells = [row["id"], *([row["api"]] * apis), _when(row), row.get("label", ""), row["status"]]
