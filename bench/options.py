@@ -11,16 +11,45 @@ import argparse
 import atexit
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import heirloom
 
 #: The shared data sets beside the repository's folder (``../shared/data``).
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+#: Seconds a bench waits for one reply before it says its server died or hangs (it waited for ever: h414 F2).
+REPLY_TIMEOUT = 60
+
+
+def no_reply(server: str) -> NoReturn:
+    """Exit 1 naming the server that stopped answering (the caller's ``finally`` stops the others)."""
+    sys.exit(f"{Path(sys.argv[0]).name}: error: no reply from {server} in {REPLY_TIMEOUT} s: it died or hangs")
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, ``timeout``, a cancelled CI job) ends a bench as Ctrl-C does: its ``finally`` stops the
+    servers it started and ``atexit`` removes its folders, which outlived it under init (checker h414 F1)."""
+    raise SystemExit(128 + signum)
+
+
+def _interrupted(kind: type[BaseException], value: BaseException, trace: object) -> None:
+    """A Ctrl-C says one line, not the traceback of wherever the measurement was (the exit stays 130)."""
+    if issubclass(kind, KeyboardInterrupt):
+        print(f"{Path(sys.argv[0]).name}: interrupted", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, value, trace)  # type: ignore[arg-type]
+
+
+signal.signal(signal.SIGTERM, _terminated)
+sys.excepthook = _interrupted
 
 
 def add_data_option(parser: argparse.ArgumentParser) -> None:

@@ -47,7 +47,9 @@ from pathlib import Path
 import msgpack
 import zmq
 from options import (
+    REPLY_TIMEOUT,
     default_data,
+    no_reply,
     not_ready,
     positive_float,
     positive_int,
@@ -69,7 +71,8 @@ BATCHED, UNBATCHED = "(d) predict, adaptive batching", "(d) predict, batching = 
 HEAVY, HEAVY_WORKERS = "(e) predict 64 texts, unbatched", "(e) predict 64 texts, unbatched --workers 2"
 
 RAW_SERVER = textwrap.dedent("""
-    import sys, msgpack, zmq
+    import signal, sys, msgpack, zmq
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a Ctrl-C to the terminal's group: no traceback of its own
     from zmq.backend import zmq_poll
     from heirloom.wire.transport import drain, receiver, sender
 
@@ -151,7 +154,9 @@ class ZmqLoad:
 
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVTIMEO, REPLY_TIMEOUT * 1000)  # a server that died is said, not waited for
         self.sock.connect(address)
+        self.address = address
         self.heirloom = heirloom
         self.bodies = [msgpack.packb(body) for body in (bodies or [PAYLOAD])]
         self.body = self.bodies[0]
@@ -159,7 +164,10 @@ class ZmqLoad:
         self._send, self._recv_frame = sender(self.sock), Socket.recv.__get__(self.sock)
 
     def _recv(self) -> list[bytes]:
-        frame = self._recv_frame(0, False)
+        try:
+            frame = self._recv_frame(0, False)
+        except zmq.Again:
+            no_reply(self.address)
         frames = [frame.bytes]
         while frame.more:
             frame = self._recv_frame(0, False)
@@ -222,7 +230,10 @@ class HttpLoad:
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(self.request)
-        head = await reader.readuntil(b"\r\n\r\n")
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REPLY_TIMEOUT)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            no_reply(f"http://127.0.0.1:{self.port}")
         length = int(
             next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
         )
