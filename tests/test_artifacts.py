@@ -2217,6 +2217,26 @@ def test_inheriting_the_served_version_with_nothing_new_stores_nothing(store, tm
     assert [artifact.ref for artifact in store.list("team", "m")] == ["team/m@1", "team/m@2"]
 
 
+def test_a_served_version_of_other_settings_is_refitted_once_saying_why(store, tmp_path):
+    """h418 F1, F2: under ``inherit = "served"`` with ``serve = "production"``, a served version trained with other
+    settings (an upgrade's digest rule, or a setting changed) was refitted in silence, and again at every train until
+    promoted (a drifting model stored a new version each time): the refit says why, and a later train finds it."""
+    text = f'project = "team"\n{TOY_TABLES}inherit = "served"\nserve = "production"\ndrift = true\n'
+    profile = write(tmp_path / "team.toml", text)
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert "stored team/m@1" in run_heirloom("train", str(profile), env=env).stdout
+    assert run_heirloom("models", "promote", "team/m@1", "production", env=env).returncode == 0
+    changed = run_heirloom("train", str(profile), "--set", "models.m.rate=0.2", env=env)
+    assert "stored team/m@2" in changed.stdout, changed.stdout + changed.stderr
+    assert re.search(r"settings other than those team/m@1 was trained with \(profile digest \w{12} -> \w{12}\): "
+                     "refitted", said(changed)), said(changed)  # fmt: skip
+    for _ in range(2):
+        again = run_heirloom("train", str(profile), "--set", "models.m.rate=0.2", env=env)
+        assert "unchanged: identical to team/m@2" in again.stdout, again.stdout + again.stderr
+        assert "the same data and settings as team/m@2, refitted from the served team/m@1: not refitted" in said(again)
+    assert [artifact.ref for artifact in store.list("team", "m")] == ["team/m@1", "team/m@2"]
+
+
 def test_an_unchanged_retrain_refits_a_served_version_stored_in_an_older_state_format(store, tmp_path):
     """After an upgrade whose model type writes a newer state format (the recommender's keeps its
     validation pairs), ``inherit = "served"`` with nothing new said "not refitted" and served the

@@ -196,16 +196,28 @@ def _scored(fingerprints: dict[str, str], source: str) -> dict[str, str]:
     return {key: value for key, value in fingerprints.items() if key != source}
 
 
-def _nothing_new(
-    parent: Artifact | None, spec: ComponentSpec, profile: ResolvedProfile, fingerprint: str, source: str
-) -> bool:
-    """Whether ``parent`` (the version the model serves) came from this very profile and data:
-    refitting it on what it has seen would store a copy of itself with drifted weights."""
-    return (
-        parent is not None
-        and parent.model_type == spec.use
-        and parent.profile_digest == profile_digest(profile)
-        and parent.data_fingerprints.get(source) == fingerprint
+def _same_as(
+    store: ArtifactStore,
+    parent: Artifact | None,
+    spec: ComponentSpec,
+    profile: ResolvedProfile,
+    fingerprint: str,
+    source: str,
+) -> Artifact | None:
+    """``parent`` (the version the model serves) when it came from this very profile and data: refitting it on what
+    it has seen would store a copy of itself with drifted weights; else a version refitted from it so, which a refit
+    would give again (the served one, of other settings, was refitted at every train until promoted: h418 F2)."""
+    if parent is None or parent.model_type != spec.use:
+        return None
+    made_here = [parent, *(a for a in store.list(parent.project, parent.model) if a.parent == parent.ref)]
+    digest, fitting = profile_digest(profile), spec.use
+    return next(
+        (
+            a
+            for a in made_here
+            if a.profile_digest == digest and a.model_type == fitting and a.data_fingerprints.get(source) == fingerprint
+        ),
+        None,
     )
 
 
@@ -272,11 +284,17 @@ def train(
         own = parent is not None and (parent.project, parent.model) == (profile.project, spec.name)
         since = parent if own else next(reversed(store.list(profile.project, spec.name)), None)
         _say_if_the_data_changed(spec, source_name, fingerprint, since, progress)
-        unchanged = spec.keys.inherit == SERVED and _nothing_new(parent, spec, profile, fingerprint, source_name)
-        if unchanged and (older := _older_format(store, parent, spec)):
+        found = (
+            _same_as(store, parent, spec, profile, fingerprint, source_name) if spec.keys.inherit == SERVED else None
+        )
+        unchanged = found is not None
+        if unchanged and found is parent and (older := _older_format(store, parent, spec)):
             said = f"stored in state format {older}, and {spec.use} writes {spec.cls.state_format}: refitted"
             progress.log(f"{spec.key}: the same data and settings as {parent.ref}, but {said}")
             unchanged = False
+        elif found is None and own and spec.keys.inherit == SERVED and parent.profile_digest != profile_digest(profile):
+            digests = f"profile digest {parent.profile_digest[:12]} -> {profile_digest(profile)[:12]}"
+            progress.log(f"{spec.key}: settings other than those {parent.ref} was trained with ({digests}): refitted")
         task = functools.partial(fit_state, profile.raw, spec.name, parent_state)
         manager = next(s for s in system.specs if s.kind == "resources")
         try:  # the fit runs inside it: the traceback says whether the manager's code or the model's raised
@@ -288,8 +306,9 @@ def train(
             raise PluginBug(f"fitting {spec.key} in the run_fit() of {system.whose(manager)}") from exc
         with watched_memory(resources, f"training {spec.key}"):
             if unchanged:  # a warm start would only move the weights on data they have seen
-                progress.log(f"{spec.key}: the same data and settings as {parent.ref}, which it serves: not refitted")
-                model.load(parent_state)
+                served_by = "which it serves" if found is parent else f"refitted from the served {parent.ref}"
+                progress.log(f"{spec.key}: the same data and settings as {found.ref}, {served_by}: not refitted")
+                model.load(parent_state if found is parent else store.load(found, reads=spec.cls.state_format))
             elif fitted is None:
                 with naming_a_foreign_parent(spec, parent), _naming_the_model(spec, source_name):
                     fit(model, source, source_name, parent_state, progress)
@@ -312,8 +331,8 @@ def train(
         metrics = dict(by_split[TEST].report.metrics)
         if VALIDATION in by_split:
             metrics[VALIDATION] = by_split[VALIDATION].report.metrics
-        if unchanged:
-            return kept(Trained(parent, by_split[TEST].report, tuple(evaluations), reused=True))
+        if found is not None and unchanged:
+            return kept(Trained(found, by_split[TEST].report, tuple(evaluations), reused=True))
         fingerprints = {source_name: fingerprint}
         fingerprints.update({evaluation_key(source_name, e.split): e.fingerprint for e in evaluations})
         state = model.state()
