@@ -1797,12 +1797,15 @@ def test_a_short_environment_value_is_not_hidden_as_a_common_word_of_a_component
     ``P=the``: under a table a value is hidden where it is quoted, or bare when long or a path; at its own key,
     bare always (the error is about it)."""
     tables = '[sources.s]\nuse = "toy-source"\npath = "${LONG_V27}"\n[models.m]\nuse = "toy-model"\ndata = "s"\n'
-    path = write(tmp_path / "p.toml", tables + 'note = "${P_V27}"\n')
-    os.environ.update(P_V27="the", LONG_V27=str(tmp_path))
+    path = write(tmp_path / "p.toml", tables + 'note = "${P_V27}"\n[models.n]\nuse = "toy-model"\ndata = "s"\n'
+                 'note = "${W_V28}"\n')  # fmt: skip
+    os.environ.update(P_V27="the", LONG_V27=str(tmp_path), W_V28="sentiment")
     try:
         raw = kernel.resolve(str(path)).raw
     finally:
-        del os.environ["P_V27"], os.environ["LONG_V27"]
+        del os.environ["P_V27"], os.environ["LONG_V27"], os.environ["W_V28"]
+    said = raw.hide_secrets("models.n", "cannot open /home/feedback/sentiment.jsonl for sentiment.")  # v28 F1: no
+    assert said == "cannot open /home/feedback/sentiment.jsonl for ${W_V28}.", said  # word of a path is hidden
     said = raw.hide_secrets("models.m", "cannot open the log: the note 'the'")
     assert said == "cannot open the log: the note '${P_V27}'", said
     assert raw.hide_secrets("sources.s", f"no file in {tmp_path}/x") == "no file in ${LONG_V27}/x"

@@ -93,10 +93,9 @@ class RawProfile:
                 node = node.get(part) if isinstance(node, dict) else None
             if isinstance(text := node.text if isinstance(node, SetValue) else node, str) and text:
                 said = message.replace(repr(text), toml_text(written := self.secrets[at]))
-                bare = (
-                    at in (key, list_key(key)) or len(text) >= 8 or "/" in text
-                )  # under a table: no common word (v27)
-                message = re.sub(rf"(?<!\w){re.escape(text)}(?!\w)", lambda _: written, said) if bare else said
+                bare = at in (key, list_key(key)) or len(text) >= 8 or "/" in text  # v27 F1: no common word
+                edge = r"(?![\w-]|[/.]\w)" if "/" not in text else r"(?![\w.-])"  # in no path but as its start (v28)
+                message = re.sub(rf"(?<![\w/.-]){re.escape(text)}{edge}", lambda _: written, said) if bare else said
             for var in {match[1] for match in _VAR.finditer(self.secrets[at]) if match[1]}:
                 if value := os.environ.get(var):  # quoted, as an error quotes a value: "1" is no word to replace
                     for quoted in {repr(value), toml_text(value), json.dumps(value)}:
