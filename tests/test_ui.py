@@ -186,6 +186,7 @@ def test_the_lineage_of_a_three_generation_model_renders_with_its_report(dashboa
         "news/sentiment@1: inherits from news-core/sentiment@1; inherited by news-desk/sentiment@1, "
         "news-desk/sentiment@2" in words
     ), words
+    assert words[0].startswith("news-core/sentiment@1:"), words  # by generation, as drawn (v28 F4)
 
     page.locator("svg.lineage g.node[data-ref='news-desk/sentiment@2'] a").click()
     page.wait_for_url("**/models/news-desk/sentiment/2")
