@@ -2052,6 +2052,11 @@ def test_a_daemon_serving_nothing_answers_why_its_first_promoted_version_was_ref
     try:
         daemon.wait_logged("m serves nothing yet")
         with daemon.client(timeout=10, retries=0) as client:
+            for _ in range(100):  # its routes mount just after the line is logged (a loaded machine saw "starting")
+                with contextlib.suppress(Unavailable):
+                    client.call("_routes")
+                    break
+                time.sleep(0.1)
             with pytest.raises(Unavailable, match="has no alias 'production'"):
                 client.call("t.predict", 1)
             assert run_heirloom("models", "promote", "team/m@1", "production", env=env).returncode == 0

@@ -188,7 +188,7 @@ def test_every_feedback_command_names_an_api_whose_feedback_log_is_broken_and_re
     log.close()
     broken = "error: apis.u (toy-api, plugin tests.toys): feedback_log() "
     raised, left = f"{broken}raised KeyError: 'feedback_dir'", "(a plugin bug?); its feedback is left out"
-    listed = run_heirloom("feedback", "list", path, env=TOYS)
+    listed = run_heirloom("feedback", "list", path, env={**TOYS, "COLUMNS": "200"})  # its text on one line
     assert (listed.returncode, listed.stderr.strip()) == (0, f"{raised} {left}")
     assert ident in listed.stdout and '{"temperature": 30.5}' in listed.stdout, listed.stdout
     exported = run_heirloom("feedback", "export", path, "--set", "apis.u.feedback=int", env=TOYS)

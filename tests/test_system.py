@@ -70,10 +70,14 @@ def test_a_ctrl_c_during_start_stops_what_already_started(tmp_path):
     started running, with no system returned to stop them: only an Exception stopped them."""
     kernel = heirloom.Kernel(plugins=[toys])
     system = kernel.system(profile(tmp_path, "start_seconds = 1.0"))
-    main = threading.main_thread().ident
-    threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT)).start()  # a real signal: the join wakes
-    with pytest.raises(KeyboardInterrupt):
-        system.start()
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # an xdist worker ignores SIGINT
+    try:
+        main = threading.main_thread().ident
+        threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT)).start()  # a real signal: the join wakes
+        with pytest.raises(KeyboardInterrupt):
+            system.start()
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert toys.EVENTS[:4] == ["start raw", "start clean", "stop clean", "stop raw"], toys.EVENTS
     assert system.state == "failed"
 
