@@ -98,3 +98,15 @@ def _value(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{dotted([k])} = {_value(v)}" for k, v in value.items() if v is not None) + "}"
     raise TypeError(f"cannot write {type(value).__name__} {value!r} into a profile")
+
+
+def hidden(message: str, value: str, written: str) -> str:
+    """``message`` with ``value`` as ``written``: where quoted (a validation error quotes what it refuses), and bare
+    only when long or a path, at a path's end and in no other word or path: ``is not ${TC} column`` (h419 F2, v27 F1,
+    v28 F1) gave a short value away and rewrote another path."""
+    for quoted in {repr(value), toml_text(value), json.dumps(value), json.dumps(value, ensure_ascii=False)}:
+        message = message.replace(quoted, toml_text(written))
+    if len(value) < 8 and "/" not in value:
+        return message
+    edges = (r"(?<![\w.-])", r"(?![\w.-])") if "/" in value else (r"(?<![\w/.-])", r"(?![\w-]|[/.]\w)")
+    return re.sub(rf"{edges[0]}{re.escape(value)}{edges[1]}", lambda _: written, message)

@@ -1794,8 +1794,8 @@ def test_a_components_own_check_and_start_error_write_a_path_from_the_environmen
 
 def test_a_short_environment_value_is_not_hidden_as_a_common_word_of_a_components_error(tmp_path, kernel):
     """v27 F1: hiding every secret under a component's table (its start error) wrote ``cannot open ${P} log`` for
-    ``P=the``: under a table a value is hidden where it is quoted, or bare when long or a path; at its own key,
-    bare always (the error is about it)."""
+    ``P=the``: a value is hidden where it is quoted, or bare when long or a path, in no other word or path; at its
+    own key too (``is not ${TC} column`` for TC=a: h419 F2)."""
     tables = '[sources.s]\nuse = "toy-source"\npath = "${LONG_V27}"\n[models.m]\nuse = "toy-model"\ndata = "s"\n'
     path = write(tmp_path / "p.toml", tables + 'note = "${P_V27}"\n[models.n]\nuse = "toy-model"\ndata = "s"\n'
                  'note = "${W_V28}"\n')  # fmt: skip
@@ -1809,7 +1809,24 @@ def test_a_short_environment_value_is_not_hidden_as_a_common_word_of_a_component
     said = raw.hide_secrets("models.m", "cannot open the log: the note 'the'")
     assert said == "cannot open the log: the note '${P_V27}'", said
     assert raw.hide_secrets("sources.s", f"no file in {tmp_path}/x") == "no file in ${LONG_V27}/x"
-    assert raw.hide_secrets("models.m.note", "the note the") == "${P_V27} note ${P_V27}"
+    assert raw.hide_secrets("models.m.note", "the note 'the'") == "the note '${P_V27}'"  # quoted only (h419 F2)
+
+
+def test_values_from_the_environment_stay_as_written_in_paths_projects_and_errors_of_two_alike(tmp_path):
+    """h419 F1, F6, F8: a relative path from ${VAR} that is not there printed resolved in full; a project from one was
+    masked in the table and printed in the header and in --json; of two variables of one value, an error named the
+    other key's."""
+    write(tmp_path / "train.csv", "text,label\nhello,pos\nbad,neg\n")
+    write(tmp_path / "p.toml", 'project = "${PJ_419}"\n[resources]\ndevice = "${DEVICE_419}"\n[sources.s]\n'
+          'use = "csv"\ntrain = "${TRAIN_419}"\nlabel_column = "${LABEL_419}"\n')  # fmt: skip
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "PJ_419": "secretproj42", "TRAIN_419": "tok-secret/train.csv"}
+    env |= {"DEVICE_419": "gpu0", "LABEL_419": "gpu0"}
+    checked = run_heirloom("profile", "check", "p.toml", cwd=tmp_path, env=env)
+    assert checked.returncode == 2 and "sources.s.train: path does not exist: ${TRAIN_419}" in checked.stderr
+    assert "'device' must be auto, cpu, cuda or cuda:N, got '${DEVICE_419}'" in checked.stderr, checked.stderr
+    assert "tok-secret" not in checked.stderr and "secretproj42" not in checked.stderr
+    shown = run_heirloom("profile", "show", "p.toml", "--json", cwd=tmp_path, env={**env, "TRAIN_419": "train.csv"})
+    assert json.loads(shown.stdout)["project"] == "********" and "secretproj42" not in shown.stdout + shown.stderr
 
 
 def test_check_writes_no_store_where_none_is_and_an_inherit_passes_there_as_one_not_stored(tmp_path, data_dir):

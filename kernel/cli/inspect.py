@@ -163,6 +163,7 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
     except ProfileError as exc:
         project, digest, problems = str(raw.data.get("project") or raw.name), None, exc
     data = _masked(raw.data, set() if show_secrets else raw.secrets)
+    project = data.get("project", project) if "project" in raw.secrets else project  # masked beside it too (h419 F6)
     provenance = dict(raw.provenance)
     if "resources.use" not in provenance and isinstance(data.setdefault("resources", {}), dict):
         data["resources"].setdefault("use", DEFAULT_RESOURCES)  # what runs when no file names a manager

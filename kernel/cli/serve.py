@@ -163,8 +163,8 @@ def serve_command(
             worker_bind=worker_bind,
             metrics=MetricsAddress(metrics_host or "127.0.0.1", metrics_port) if metrics_port is not None else None,
         )
-    except HeirloomError as exc:
-        fail(f"error: {exc}", EXIT_INVALID if isinstance(exc, Unworkable) else 1)
+    except HeirloomError as exc:  # a bind from ${VAR} as the profile wrote it (h419 F4)
+        fail(f"error: {resolved.raw.hide_secrets('', str(exc))}", EXIT_INVALID if isinstance(exc, Unworkable) else 1)
     exit_process(code)
 
 

@@ -332,8 +332,8 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
         fail(f"error: {exc}", 2)
     except ProfileError as exc:  # a parent its model cannot warm-start from (store/parents.py), before the data
         report_profile_error(exc)
-    except HeirloomError as exc:
-        fail(f"error: {exc}")
+    except HeirloomError as exc:  # a data file's path from ${VAR} as the profile wrote it (h419 F5)
+        fail(f"error: {resolved.raw.hide_secrets('', str(exc))}")
     except SystemExit as exc:  # a plugin's sys.exit(0) must not read as a model trained and stored
         fail(f"error: training stopped: plugin code called sys.exit({exc.code!r}); nothing more was stored")
     except PluginBug as exc:  # a source's or the resource manager's bug, not the model's
@@ -428,7 +428,7 @@ def eval_command(
     except RefError as exc:  # a model or component name that names nothing
         fail(f"error: {exc}", 2)
     except HeirloomError as exc:
-        fail(f"error: {exc}")
+        fail(f"error: {resolved.raw.hide_secrets('', str(exc))}")
     except PluginBug as exc:  # a source's or the resource manager's bug, not the model's
         fail_unexpectedly(exc.args[0], exc.__cause__ or exc)
     except Exception as exc:  # noqa: BLE001 - a bug: its traceback, and which component it stopped

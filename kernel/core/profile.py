@@ -10,7 +10,6 @@ A file is bounded before it is parsed (:mod:`heirloom.toml_bounds`); merging is 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import tomllib
@@ -25,7 +24,7 @@ from heirloom.core.errors import PluginError, Problem, ProfileError
 from heirloom.core.paths import data_root
 from heirloom.files import NotRegularFile
 from heirloom.links import broken_link, broken_profile, found_in
-from heirloom.profile_toml import BARE_KEY, as_written, dotted, list_key, toml_text
+from heirloom.profile_toml import BARE_KEY, as_written, dotted, hidden, list_key
 from heirloom.set_value import HOLDS_NUL, SetValue
 from heirloom.suggest import dotted_name_hint, extends_hint, no_such_component, undefined, whole_value_hint
 from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, TwiceInToml, read_bounded
@@ -77,29 +76,22 @@ class RawProfile:
         return self.env_texts.get(value, value) if isinstance(value, str) and not self.revealed else value
 
     def hide_secrets(self, key: str, message: str) -> str:
-        """``message`` with the value at ``key`` (each under it, for a table: a component's start error, h411 F1)
-        written as the profile wrote it when it came from the environment (a validation error quotes the value it
-        refuses, and it may be a credential); a list's item (``x[0]``, keyed by its list) quoted as its ``${VAR}``
-        (checker h325 F11: in a file's list or a ``--set`` list), and any quoted text from the environment, at any
-        depth, likewise (checker v5 F1)."""
+        """``message`` with each value from the environment written as the profile wrote it (``${VAR}``): the values at
+        ``key`` first (each under it, for a table: h411 F1; a list's items: h325 F11), then any (v5 F1); see hidden."""
         if self.revealed:
             return message
-        for value, text in sorted(self.env_texts.items(), key=lambda pair: -len(pair[0])):  # "ab" before "a"
-            for quoted in {repr(value), toml_text(value), json.dumps(value), json.dumps(value, ensure_ascii=False)}:
-                message = message.replace(quoted, toml_text(text))
         for at in [at for at in self.secrets if at in (key, list_key(key)) or at.startswith(f"{key}.")]:
             node: Any = self.data
             for part in key_parts(at):
                 node = node.get(part) if isinstance(node, dict) else None
-            if isinstance(text := node.text if isinstance(node, SetValue) else node, str) and text:
-                said = message.replace(repr(text), toml_text(written := self.secrets[at]))
-                bare = at in (key, list_key(key)) or len(text) >= 8 or "/" in text  # v27 F1: no common word
-                edge = r"(?![\w-]|[/.]\w)" if "/" not in text else r"(?![\w.-])"  # in no path but as its start (v28)
-                message = re.sub(rf"(?<![\w/.-]){re.escape(text)}{edge}", lambda _: written, said) if bare else said
+            if isinstance(text := node.text if isinstance(node, SetValue) else node, str | int | float) and text != "":
+                shown = str(text).lower() if isinstance(text, bool) else str(text)  # --set threads=${T}: h419 F3
+                message = hidden(message, shown, self.secrets[at])  # at its own key first (the right one: h419 F8)
             for var in {match[1] for match in _VAR.finditer(self.secrets[at]) if match[1]}:
                 if value := os.environ.get(var):  # quoted, as an error quotes a value: "1" is no word to replace
-                    for quoted in {repr(value), toml_text(value), json.dumps(value)}:
-                        message = message.replace(quoted, toml_text(f"${{{var}}}"))
+                    message = hidden(message, value, f"${{{var}}}")
+        for value, text in sorted(self.env_texts.items(), key=lambda pair: -len(pair[0])):  # "ab" before "a"
+            message = hidden(message, value, text)
         return message
 
 

@@ -276,8 +276,9 @@ class Validator:
             if unusable:  # the component checks a name its checks cannot raise on, so every other problem is said
                 self.problem(where, unusable)
                 stand_ins[field.name] = os.path.join(base, "(an unusable name)")  # v13 F2
-            elif must_exist and not exists:
-                said = missing_path(value, base / value, path, data_root(), self._datasets)
+            elif must_exist and not exists:  # a path from the environment as written, resolved or not (h419 F1)
+                shown = Path(self.raw.secrets[where]) if where in self.raw.secrets and not self.raw.revealed else path
+                said = missing_path(value, base / value, shown, data_root(), self._datasets)
                 self.problem(where, said + " (the default of its type)" * default)
         return stand_ins
 
