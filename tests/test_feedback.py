@@ -420,6 +420,10 @@ def test_feedback_list_fits_an_80_column_terminal_with_every_label_whole(tmp_pat
         cells = ["".join(line.split("│")[column].strip() for line in lines if "│" in line) for column in (3, 2)]
         assert "card_payment_not_recognised" in cells[0] and "card_payment_fee_charged" in cells[0], table.stdout
         assert "+09:00" in cells[1] and "…" not in table.stdout, table.stdout
+    narrow = run_heirloom("feedback", "list", str(profile), "sentiment", env={**env, "COLUMNS": "40"}).stdout
+    lines = narrow.splitlines()  # v29 F1: under 70 columns the table's columns had no room: a record a block
+    assert "label: card_payment_not_recognised" in lines and "time: " in narrow, narrow
+    assert "text: I do not recognise this card payment from yesterday" in lines and lines[-1] == "2 record(s)", narrow
 
 
 def test_a_vowel_sign_is_part_of_its_word_when_a_correction_is_compared_with_the_test_split():

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 from rich.table import Column, Table
+from rich.text import Text
 
 from heirloom.cli.common import (
     EXIT_INVALID,
@@ -105,6 +106,10 @@ def _one_log(profile: ResolvedProfile, api: str | None) -> tuple[str, Path]:
     if len(logs) > 1:
         fail(f"error: several apis record feedback ({', '.join(logs)}); name one with --api", EXIT_INVALID)
     return next(iter(logs.items()))
+
+
+#: Columns below which a record is printed as lines, not a table's row.
+ROOMY = 70
 
 
 def _when(record: dict[str, Any]) -> str:
@@ -196,7 +201,13 @@ def feedback_list(
         text = _shown(row)
         cells = [row["id"], *([row["api"]] * apis), _when(row), row.get("label", ""), row["status"]]
         table.add_row(*map(inert, cells), inert(text if len(text) <= 80 else text[:77] + "..."))
-    console.print(table)
+    if console.width < ROOMY:  # its columns had no room: empty, headers and all, under 70 (v29 F1): a record a block
+        for cells in zip(*(column.cells for column in table.columns), strict=True):
+            names = (column.header for column in table.columns)
+            console.print(*(Text(f"{name}: ").append(cell) for name, cell in zip(names, cells, strict=True)), sep="\n")
+            console.print()
+    else:
+        console.print(table)
     if cut:  # "50 record(s)" read as all the log held (checker 282 F3); on stderr, out of the report (h342 F6)
         click.echo(cut, err=True)
     else:
