@@ -36,7 +36,9 @@ def no_reply(server: str) -> NoReturn:
 
 def _terminated(signum: int, frame: object) -> None:
     """SIGTERM (``kill``, ``timeout``, a cancelled CI job) ends a bench as Ctrl-C does: its ``finally`` stops the
-    servers it started and ``atexit`` removes its folders, which outlived it under init (checker h414 F1)."""
+    servers it started and ``atexit`` removes its folders, which outlived it under init (checker h414 F1); a
+    second one waits for that (it stopped the stopping: v29 F3)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(128 + signum)
 
 
