@@ -197,28 +197,17 @@ def _scored(fingerprints: dict[str, str], source: str) -> dict[str, str]:
 
 
 def _same_as(
-    store: ArtifactStore,
-    parent: Artifact | None,
-    spec: ComponentSpec,
-    profile: ResolvedProfile,
-    fingerprint: str,
-    source: str,
+    store: ArtifactStore, parent: Artifact | None, use: str, digest: str, data: tuple[str, str]
 ) -> Artifact | None:
-    """``parent`` (the version the model serves) when it came from this very profile and data: refitting it on what
-    it has seen would store a copy of itself with drifted weights; else a version refitted from it so, which a refit
-    would give again (the served one, of other settings, was refitted at every train until promoted: h418 F2)."""
-    if parent is None or parent.model_type != spec.use:
+    """``parent`` (the version the model serves) when it came from this very profile (``digest``) and ``data``
+    (``(source, fingerprint)``): refitting it on what it has seen would store a copy of itself with drifted weights;
+    else a version refitted from it so, which a refit would give again (the served one, of other settings, was
+    refitted at every train until promoted: h418 F2)."""
+    if parent is None or parent.model_type != use:
         return None
     made_here = [parent, *(a for a in store.list(parent.project, parent.model) if a.parent == parent.ref)]
-    digest, fitting = profile_digest(profile), spec.use
-    return next(
-        (
-            a
-            for a in made_here
-            if a.profile_digest == digest and a.model_type == fitting and a.data_fingerprints.get(source) == fingerprint
-        ),
-        None,
-    )
+    same = (a for a in made_here if a.profile_digest == digest and a.model_type == use)
+    return next((a for a in same if a.data_fingerprints.get(data[0]) == data[1]), None)
 
 
 def _older_format(store: ArtifactStore, parent: Artifact, spec: ComponentSpec) -> int | None:
@@ -284,16 +273,15 @@ def train(
         own = parent is not None and (parent.project, parent.model) == (profile.project, spec.name)
         since = parent if own else next(reversed(store.list(profile.project, spec.name)), None)
         _say_if_the_data_changed(spec, source_name, fingerprint, since, progress)
-        found = (
-            _same_as(store, parent, spec, profile, fingerprint, source_name) if spec.keys.inherit == SERVED else None
-        )
+        digest_now, served_parent = profile_digest(profile), spec.keys.inherit == SERVED
+        found = _same_as(store, parent, spec.use, digest_now, (source_name, fingerprint)) if served_parent else None
         unchanged = found is not None
         if unchanged and found is parent and (older := _older_format(store, parent, spec)):
             said = f"stored in state format {older}, and {spec.use} writes {spec.cls.state_format}: refitted"
             progress.log(f"{spec.key}: the same data and settings as {parent.ref}, but {said}")
             unchanged = False
-        elif found is None and own and spec.keys.inherit == SERVED and parent.profile_digest != profile_digest(profile):
-            digests = f"profile digest {parent.profile_digest[:12]} -> {profile_digest(profile)[:12]}"
+        elif found is None and own and served_parent and parent.profile_digest != digest_now:
+            digests = f"profile digest {parent.profile_digest[:12]} -> {digest_now[:12]}"
             progress.log(f"{spec.key}: settings other than those {parent.ref} was trained with ({digests}): refitted")
         task = functools.partial(fit_state, profile.raw, spec.name, parent_state)
         manager = next(s for s in system.specs if s.kind == "resources")
@@ -357,7 +345,7 @@ def train(
             state,
             model_type=spec.use,
             parent=parent,
-            profile_digest=profile_digest(profile),
+            profile_digest=digest_now,
             data_fingerprints=fingerprints,
             metrics=metrics,
             plugin_versions=_plugin_versions(kernel, [("model", spec.use), ("source", source_spec.use)]),
