@@ -108,5 +108,5 @@ def hidden(message: str, value: str, written: str) -> str:
         message = message.replace(quoted, toml_text(written))
     if len(value) < 8 and "/" not in value:
         return message
-    edges = (r"(?<![\w.-])", r"(?![\w.-])") if "/" in value else (r"(?<![\w/.-])", r"(?![\w-]|[/.]\w)")
+    edges = (r"(?<![\w.-])", r"(?![\w.-])") if "/" in value else (r"(?<![\w/.-])", r"(?![\w-]|\.\w)")  # PJ/m@1
     return re.sub(rf"{edges[0]}{re.escape(value)}{edges[1]}", lambda _: written, message)

@@ -1204,8 +1204,7 @@ def test_a_bind_address_naming_no_interface_of_this_host_is_a_usage_error(worker
     for address in (f"tcp://nosuchhost.invalid:{port}", f"tcp://192.0.2.1:{port}"):  # 192.0.2.1: TEST-NET-1
         result = run_heirloom("serve", "minimal", "--bind", address, *workers, timeout=60)
         assert result.returncode == 2, result.stderr
-        host = address.removeprefix("tcp://").rpartition(":")[0]
-        assert f"error: cannot bind {address}: {host} names no interface of this host" in result.stderr
+        assert f"error: cannot bind {address}: its host names no interface of this host" in result.stderr
         assert "listening on" not in result.stderr, result.stderr
 
 

@@ -35,7 +35,7 @@ from heirloom.cli.common import (
 )
 from heirloom.cli.options import PROFILE, SECONDS, a_path, set_option
 from heirloom.core.components import Source
-from heirloom.core.errors import HeirloomError
+from heirloom.core.errors import HeirloomError, PluginError, ProfileError
 from heirloom.core.paths import data_root
 from heirloom.core.schema import did_you_mean
 from heirloom.datasets import DataError, DataFile, Dataset, Progress, problems
@@ -74,8 +74,10 @@ def started_source(profile: str, name: str, overrides: tuple[str, ...] = ()) -> 
     with kernel.system(resolved, only={("source", name)}) as system:
         try:
             yield system.component(name, "source")
-        except (HeirloomError, SystemExit, BrokenPipeError):  # the pipe: `data show ... | head` has what it wanted
-            raise
+        except (ProfileError, PluginError, SystemExit, BrokenPipeError):  # the pipe: `data show ... | head` has what
+            raise  # it wanted
+        except HeirloomError as exc:  # a data file's path from ${VAR} as the profile wrote it (checker v30 F1)
+            fail(f"error: {resolved.raw.hide_secrets('', str(exc))}")
         except Exception as exc:  # noqa: BLE001 - a source's bug: its traceback, then a line naming the source
             fail_unexpectedly(f"reading {whose(kernel, 'source', f'sources.{name}', use)}", exc)
 

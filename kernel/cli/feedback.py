@@ -109,7 +109,7 @@ def _one_log(profile: ResolvedProfile, api: str | None) -> tuple[str, Path]:
 
 
 #: Columns below which a record is printed as lines, not a table's row.
-ROOMY = 70
+ROOMY = 80  # several apis' table was wider than the terminal up to 77 (v30 F5)
 
 
 def _when(record: dict[str, Any]) -> str:

@@ -129,7 +129,7 @@ def serve_command(
     binds_from = "--bind" if binds else "[server] bind"  # checked before anything starts
     for option, address in [*((binds_from, address) for address in settings.bind), ("--worker-bind", worker_bind)]:
         if address and (problem := ipc_bind_problem(address)) is not None:
-            fail(f"error: {option} {address}: {problem}", 2)
+            fail(f"error: {resolved.raw.hide_secrets('', f'{option} {address}: {problem}')}", 2)
     from heirloom.wire.local_workers import too_many_workers
 
     if too_many := too_many_workers(settings.workers):  # a value that cannot work here: exit 2, as a typo's

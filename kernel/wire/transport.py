@@ -68,9 +68,8 @@ def attach(socket: zmq.Socket, address: str, *, bind: bool) -> None:
         socket.bind(address) if bind else socket.connect(address)
     except zmq.ZMQError as exc:
         if bind and exc.errno in _NO_INTERFACE:
-            host = address.partition("://")[2].rpartition(":")[0]
             raise Unworkable(
-                f"cannot bind {address}: {host} names no interface of this host (bind takes an interface's "
+                f"cannot bind {address}: its host names no interface of this host (bind takes an interface's "
                 "address or name, or * for every interface)"
             ) from None
         if bind and (problem := ipc_bind_problem(address)) is not None:
@@ -92,13 +91,13 @@ def ipc_bind_problem(address: str) -> str | None:
         return "no path: write ipc:///path/to/socket"
     if (size := len(os.fsencode(path))) > zmq.IPC_PATH_MAX_LEN:
         return f"the path is {size} bytes, longer than a unix socket's path may be ({zmq.IPC_PATH_MAX_LEN})"
-    if os.path.isdir(path):
-        return f"{path} is a directory; name a socket file in it"
+    if os.path.isdir(path):  # each said of the address it follows, not its path again (from ${VAR}: checker v30 F2)
+        return "it is a directory; name a socket file in it"
     folder = os.path.dirname(path) or "."
     if not os.path.isdir(folder):
-        return f"the folder {folder} does not exist" if not os.path.exists(folder) else f"{folder} is not a folder"
+        return "its folder does not exist" if not os.path.exists(folder) else "its folder is not a folder"
     if _listening(path):
-        return f"another process listens on {path} (a running daemon?); stop it first, or bind another path"
+        return "another process listens on it (a running daemon?); stop it first, or bind another path"
     return None
 
 
