@@ -401,3 +401,33 @@ def test_the_shipped_catalog_pins_the_bytes_of_the_shared_data(data_dir):
     for name, count in SHIPPED.items():
         line = f"{name}: {count} files in {data_dir / name}: {count} already there (sha256 checked)"
         assert line in checked.stdout, checked.stdout
+
+
+def test_files_of_one_url_are_each_placed_and_a_bad_member_stops_no_other(tmp_path):
+    """h420 F1, F2, F3: two files of one plain URL saved the first only and said both downloaded; a zip member
+    failing its sha256 left the members after it unextracted, unsaid; a folder that cannot be written stopped the
+    whole data set. Each file is placed or named, and the others go on."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "notes.txt").write_bytes(NOTES)
+    (mirror / "toy.zip").write_bytes(zipped({"a.csv": TABLE, "b.txt": README, "c.txt": NOTES}))
+    plain, archive = (mirror / "notes.txt").as_uri(), (mirror / "toy.zip").as_uri()
+    files = [
+        heirloom.DataFile("notes.txt", plain, sha(NOTES), len(NOTES)),
+        heirloom.DataFile("copy/notes.txt", plain, sha(NOTES), len(NOTES)),
+        heirloom.DataFile("a.csv", archive, "0" * 64, len(TABLE), member="a.csv"),  # its sha256 is wrong
+        heirloom.DataFile("b.txt", archive, sha(README), len(README), member="b.txt"),
+        heirloom.DataFile("c.txt", archive, sha(NOTES), len(NOTES), member="c.txt"),
+    ]
+    done = fetching.fetch("mirror", heirloom.Dataset("a mirror", "CC0", files), tmp_path / "data")
+    folder = tmp_path / "data" / "mirror"
+    assert sorted(done.downloaded) == ["b.txt", "c.txt", "copy/notes.txt", "notes.txt"], done
+    assert (folder / "copy" / "notes.txt").read_bytes() == NOTES and (folder / "c.txt").read_bytes() == NOTES
+    assert len(done.failed) == 1 and "(a.csv): sha256" in done.failed[0] and [f.path for f in done.missing] == ["a.csv"]
+    (folder / "copy" / "notes.txt").unlink()
+    (folder / "copy").rmdir()
+    (folder / "copy").symlink_to(tmp_path / "nowhere")  # a folder no file can go in: that file named, the rest go on
+    again = fetching.fetch("mirror", heirloom.Dataset("a mirror", "CC0", files), tmp_path / "data")
+    said = f"{folder / 'copy'} links to {tmp_path / 'nowhere'}, which does not exist: remove it, then fetch again"
+    assert said in again.failed, again.failed
+    assert "copy/notes.txt" not in again.downloaded and "a.csv" in [f.path for f in again.missing]

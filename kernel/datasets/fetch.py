@@ -28,6 +28,7 @@ import attrs
 from heirloom.core.version import VERSION
 from heirloom.datasets import DataError, DataFile, Dataset, Progress, problems
 from heirloom.files import fsync_dir, irregular
+from heirloom.links import broken_path
 
 CHUNK = 1 << 20
 #: A file whose size its data set does not state stops here (a server that never ends its
@@ -87,12 +88,14 @@ def fetch(
                     if files[0].member is None:
                         with _download(url, progress, f"{name}/{files[0].path}", timeout, files[0].size) as body:
                             _place(body, files[0], folder / files[0].path, url)
+                        done.downloaded.append(files[0].path)
                     else:
                         archive = PurePosixPath(urllib.parse.urlsplit(url).path).name
-                        _extract(url, files, folder, progress, f"{name}: {archive}", timeout)
-                    done.downloaded.extend(file.path for file in files)
+                        _extract(url, files, folder, progress, f"{name}: {archive}", timeout, done)
                 except DataError as exc:
                     done.failed.append(str(exc))
+                except OSError as exc:  # this file's folder: read-only, full, a broken link: the others go on (h420 F3)
+                    done.failed.append(_write_problem(exc, folder / files[0].path))
     except OSError as exc:  # the data root: read-only, full, not a folder
         raise DataError(_write_problem(exc, root)) from None
     finally:
@@ -137,11 +140,12 @@ def file_sha256(path: Path) -> str:
 
 
 def _by_url(files: list[DataFile]) -> list[tuple[str, list[DataFile]]]:
-    """Files grouped by URL: an archive is downloaded once for all its members."""
-    grouped: dict[str, list[DataFile]] = {}
+    """Files grouped by URL: an archive is downloaded once for all its members; a file that is its URL alone, each
+    (two of one URL saved the first only, and said both downloaded: checker h420 F1)."""
+    grouped: dict[tuple[str, str | None], list[DataFile]] = {}
     for file in files:
-        grouped.setdefault(file.url, []).append(file)
-    return list(grouped.items())
+        grouped.setdefault((file.url, file.path if file.member is None else None), []).append(file)
+    return [(url, group) for (url, _), group in grouped.items()]
 
 
 @contextlib.contextmanager
@@ -179,14 +183,17 @@ def _remove_empty(folder: Path) -> None:
 
 def _write_problem(exc: OSError, root: Path) -> str:
     where = exc.filename or root
+    if why := broken_path(Path(where)):  # a bare "File exists" (checker h420 F5)
+        return f"{where} {why}: remove it, then fetch again"
     hint = " (--to DIR puts the data elsewhere)" if exc.errno in (errno.EACCES, errno.EROFS, errno.ENOSPC) else ""
     return f"{where}: {exc.strerror or exc}{hint}"
 
 
 def _extract(
-    url: str, files: list[DataFile], folder: Path, progress: Progress | None, label: str, timeout: float
+    url: str, files: list[DataFile], folder: Path, progress: Progress | None, label: str, timeout: float, done: Fetched
 ) -> None:
-    """Download the zip at ``url`` once (an unnamed temp file beside the data) and place each member."""
+    """Download the zip at ``url`` once (an unnamed temp file beside the data) and place each member, noting each in
+    ``done``: one that fails is named and the others still placed (the first failure stopped the rest: h420 F2)."""
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=folder, prefix=".heirloom-archive-") as archive:
         with _download(url, progress, label, timeout, None) as body:
@@ -199,17 +206,25 @@ def _extract(
         with members:
             for file in files:
                 try:
-                    info = members.getinfo(str(file.member))
-                except KeyError:
-                    raise DataError(f"{url}: the archive has no member {file.member!r}") from None
-                wrong = info.file_size != file.size if file.size is not None else info.file_size > MAX_UNSIZED_BYTES
-                if wrong:  # zipfile reads a member up to its stated size: checked before a byte is written
-                    raise DataError(f"{url}: {file.member} is {info.file_size} bytes; {_expected(file.size)}")
-                try:
-                    with members.open(info) as body:
-                        _place(body, file, folder / file.path, f"{url} ({file.member})")
-                except zipfile.BadZipFile as exc:
-                    raise DataError(f"{url}: {file.member} is damaged ({exc})") from None
+                    _extract_one(members, url, file, folder)
+                    done.downloaded.append(file.path)
+                except DataError as exc:
+                    done.failed.append(str(exc))
+
+
+def _extract_one(members: zipfile.ZipFile, url: str, file: DataFile, folder: Path) -> None:
+    try:
+        info = members.getinfo(str(file.member))
+    except KeyError:
+        raise DataError(f"{url}: the archive has no member {file.member!r}") from None
+    wrong = info.file_size != file.size if file.size is not None else info.file_size > MAX_UNSIZED_BYTES
+    if wrong:  # zipfile reads a member up to its stated size: checked before a byte is written
+        raise DataError(f"{url}: {file.member} is {info.file_size} bytes; {_expected(file.size)}")
+    try:
+        with members.open(info) as body:
+            _place(body, file, folder / file.path, f"{url} ({file.member})")
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"{url}: {file.member} is damaged ({exc})") from None
 
 
 def _expected(size: int | None) -> str:
@@ -272,7 +287,7 @@ class _Counted:
             raise DataError(f"{self._url}: the download broke off after {self._read} bytes ({exc})") from None
         self._read += len(chunk)
         if self._read > self._limit:
-            raise DataError(f"{self._url}: more than {self._read - len(chunk)} bytes; {_expected(self._size)}")
+            raise DataError(f"{self._url}: over {self._limit} bytes ({self._read} read); {_expected(self._size)}")
         started, since = self._window[0], self._window[1] + len(chunk)
         if (elapsed := time.monotonic() - started) >= self._timeout:
             if since < MIN_RATE * elapsed:
