@@ -925,6 +925,21 @@ def test_an_allergy_coded_by_rxnorm_ingredient_alone_is_read_with_the_formulary_
     assert mapped["allergy_unread_encounters"] == mapped["allergy_violations"] == 0 < mapped["allergy_blocked"]
 
 
+def test_heirloom_medical_drug_refuses_a_blank_allergy_and_says_one_given_twice_once(tmp_path):
+    """h421 F2, F3: ``--allergy ""`` was said read while every drug was withheld for it; an allergy given twice was
+    said twice under each drug. A 60,000-brand formulary is read in seconds (h421 F1: minutes, quadratic): its
+    phrases are looked up, not each compared with every part."""
+    blank = run_heirloom("medical", "drug", "Amoxicillin 250 MG", "--allergy", " ")
+    assert blank.returncode == 2 and "an allergy is a name or a code, not blank" in blank.stderr, blank.stderr
+    twice = run_heirloom("medical", "drug", "Amoxicillin 250 MG", "--allergy", "penicillin", "--allergy", "penicillin")
+    assert twice.returncode == 0 and twice.stdout.count("'penicillin': rules it out") == 1, twice.stdout
+    brands = "".join(f'"Zq{i:05d} Multi Word Brand" = ["amoxicillin"]\n' for i in range(60000))
+    formulary = write(tmp_path / "big.toml", f"[brands]\n{brands}")
+    read = run_heirloom("medical", "drug", "Zq00042 Multi Word Brand 10 MG", "--allergy", "penicillin",
+                        "--formulary", str(formulary), timeout=120)  # fmt: skip
+    assert read.returncode == 0 and "read as: amoxicillin" in read.stdout, read.stdout + read.stderr
+
+
 def test_heirloom_medical_drug_reads_an_allergy_given_by_its_code_as_a_record_coded_without_a_display(tmp_path):
     """``--allergy`` took a display only: a pharmacy could not check what a code its records carry rules out."""
     drugs = ("Penicillin V Potassium 500 MG Oral Tablet", "Cefuroxime 250 MG Oral Tablet")

@@ -115,6 +115,9 @@ def drug_command(drugs: tuple[str, ...], allergies: tuple[str, ...], formulary: 
     Example: heirloom medical drug "Zyvox 600 MG" "Hospamox 500 MG Oral Capsule"
     --allergy "Allergy to penicillin" --formulary our-formulary.toml
     """
+    if any(not allergy.strip() for allergy in allergies):  # it was said read, and withheld every drug (h421 F2)
+        raise click.BadParameter("an allergy is a name or a code, not blank", param_hint="'--allergy'")
+    allergies = tuple(dict.fromkeys(allergies))  # one given twice was said twice under each drug (h421 F3)
     try:
         tables = read_formulary(None if formulary is None else str(formulary))
     except heirloom.HeirloomError as exc:  # input it cannot work with: exit 2, as profile check refuses the file

@@ -343,6 +343,15 @@ def _names_a_substance(word: str) -> bool:
     return len(word) >= WORD_SUBSTANCE_LENGTH and word not in NO_SUBSTANCE_WORDS
 
 
+def _phrase_index(names: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """``Formulary.phrases``: the names of several words by their words, as ``_WORDS`` splits them."""
+    index: dict[str, list[str]] = {}
+    for name in names:
+        if " " in (phrase := _WORDS.sub(" ", name)):
+            index.setdefault(phrase, []).append(name)
+    return {phrase: tuple(found) for phrase, found in index.items()}
+
+
 @attrs.frozen(eq=False)  # hashed by identity: the caches below key on it, one object per formulary
 class Formulary:
     """The names drugs and allergies are read with: the brands and ingredients the filter knows,
@@ -366,6 +375,9 @@ class Formulary:
     known_names: frozenset[str] = attrs.field(init=False)
     #: The words of the known drugs an allergy's typo is read as (``_corrected``): "penicilin" is penicillin.
     typo_names: frozenset[str] = attrs.field(init=False)
+    #: Each class and brand of several words, by its words space-joined (``_phrases`` looks a part's runs of words
+    #: up: it read every name for each part, so a 60,000-brand formulary took minutes: checker h421 F1).
+    phrases: Mapping[str, tuple[str, ...]] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         members = {member for members in CLASSES.values() for member in members}
@@ -376,6 +388,7 @@ class Formulary:
             "ingredient_words": frozenset(w for name in named for w in _WORDS.split(name) if _names_a_substance(w)),
             "known_names": frozenset(_drug_name(name) for name in [*named, *self.brands]),
             "typo_names": frozenset(w for name in known for w in _WORDS.split(name) if _names_a_substance(w)),
+            "phrases": _phrase_index([*CLASSES, *self.brands]),
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -489,14 +502,14 @@ def allergy_parts(display: str | None) -> list[str]:
 def _phrases(named: str, formulary: Formulary) -> tuple[str, ...]:
     """The classes and brands of several words a part names, hyphens or not, as written or
     in the singular ("non steroidal anti inflammatory drugs", "ortho tri cyclen lo", "beta
-    lactams", "anti-inflammatories")."""
+    lactams", "anti-inflammatories"): each run of its words looked up in ``formulary.phrases``."""
     words = [word for word in _WORDS.split(named) if word]
-    spaced = (f" {' '.join(words)} ", f" {' '.join(_forms(word)[-1] for word in words)} ")
-    return tuple(
-        name
-        for name in (*CLASSES, *formulary.brands)
-        if " " in (phrase := _WORDS.sub(" ", name)) and any(f" {phrase} " in text for text in spaced)
-    )
+    found: list[str] = []
+    for forms in (words, [_forms(word)[-1] for word in words]):
+        for start in range(len(forms) - 1):
+            for end in range(start + 2, len(forms) + 1):
+                found += formulary.phrases.get(" ".join(forms[start:end]), ())
+    return tuple(dict.fromkeys(found))
 
 
 def _part_substances(named: str, formulary: Formulary) -> set[str]:
