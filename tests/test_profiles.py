@@ -1829,6 +1829,28 @@ def test_values_from_the_environment_stay_as_written_in_paths_projects_and_error
     assert json.loads(shown.stdout)["project"] == "********" and "secretproj42" not in shown.stdout + shown.stderr
 
 
+def test_data_commands_and_eval_write_a_path_or_project_from_the_environment_as_the_profile_did(tmp_path):
+    """v30 F1, F3: data stats and data show printed a csv path from ${VAR} in their data error (train hid it), and
+    eval printed a project from one in ``secretproj42/m has no trained version``."""
+    (tmp_path / "tok-SECRET42").mkdir()
+    write(tmp_path / "tok-SECRET42" / "bad.csv", 'text,label\nhello,pos\n"",neg\nok,pos\nbad,neg\n')
+    write(tmp_path / "m.toml", 'project = "${PJ_V30}"\n[sources.s]\nuse = "csv"\ntrain = "${TRAIN_V30}"\n'
+          '[models.m]\nuse = "text-classifier"\ndata = "s"\n')  # fmt: skip
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "PJ_V30": "secretproj42", "TRAIN_V30": "tok-SECRET42/bad.csv"}
+    write(tmp_path / "good.csv", "text,label\nhello,pos\nbad,neg\nok,pos\nworse,neg\n")
+    other = {**env, "PJ_V30": "other", "TRAIN_V30": "good.csv"}  # a store, of another project
+    assert run_heirloom("train", "m.toml", "--set", "models.m.epochs=1", cwd=tmp_path, env=other).returncode == 0
+    for command in (
+        ["data", "stats", "m.toml", "s"],
+        ["data", "show", "m.toml", "s", "--limit", "0"],
+        ["eval", "m.toml"],
+    ):
+        result = run_heirloom(*command, cwd=tmp_path, env=env)
+        assert result.returncode == 1 and "SECRET42" not in result.stderr + result.stdout, (command, result.stderr)
+        assert "secretproj42" not in result.stderr + result.stdout, (command, result.stderr)
+    assert "${PJ_V30}/m has no trained version" in run_heirloom("eval", "m.toml", cwd=tmp_path, env=env).stderr
+
+
 def test_check_writes_no_store_where_none_is_and_an_inherit_passes_there_as_one_not_stored(tmp_path, data_dir):
     """``profile check`` with ``[store] path`` at a folder that is not there (a typo) created an
     empty store there (index and blobs/); a check writes nothing: a note says there is no store
