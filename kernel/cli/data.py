@@ -38,7 +38,7 @@ from heirloom.core.components import Source
 from heirloom.core.errors import HeirloomError, PluginError, ProfileError
 from heirloom.core.paths import data_root
 from heirloom.core.schema import did_you_mean
-from heirloom.datasets import DataError, DataFile, Dataset, Progress, problems
+from heirloom.datasets import DataError, DataFile, Dataset, Progress, present, problems
 from heirloom.datasets.fetch import fetch
 from heirloom.profile_toml import dotted
 from heirloom.splits import unknown_splits
@@ -194,11 +194,6 @@ def usable(name: str, entries: list[tuple[Any, str]]) -> Dataset | str:
     dataset, label = entries[0]
     wrong = problems(name, dataset)
     return f"plugin {label} registers a bad data set: {'; '.join(wrong)}" if wrong else dataset
-
-
-def present(path: Path, size: int | None) -> bool:
-    """Whether ``path`` is a file of the expected size (cheap; ``fetch`` checks the hash)."""
-    return path.is_file() and (size is None or path.stat().st_size == size)
 
 
 def files(count: int) -> str:

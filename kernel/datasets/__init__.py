@@ -74,16 +74,12 @@ class Dataset:
         """``{"train.csv": "train.csv is 0 bytes, not 1,234"}`` for each of its files in ``folder`` at or under
         ``under`` that lies there at another size than it states (a copy cut off or changed: a data problem named no
         fetch otherwise, v14 F5); none for a file missing (said elsewhere), unsized or whole."""
-        found = {}
-        for file in self.files:
-            if self._holds(folder, under, file) and (size := (folder / file.path).stat().st_size) != file.size:
-                found[file.path] = f"{file.path} is {size:,} bytes, not {file.size:,}"
-        return found
-
-    @staticmethod
-    def _holds(folder: Path, under: Path, file: DataFile) -> bool:
-        at = folder / file.path
-        return file.size is not None and (at == under or under in at.parents) and at.is_file()
+        there = [(file, folder / file.path) for file in self.files]
+        return {
+            file.path: f"{file.path} is {at.stat().st_size:,} bytes, not {file.size:,}"
+            for file, at in there
+            if (at == under or under in at.parents) and at.is_file() and not present(at, file.size)
+        }
 
     @classmethod
     def from_manifest(cls, text: str) -> Dataset:
@@ -92,6 +88,11 @@ class Dataset:
         data: dict[str, Any] = json.loads(text)
         files = tuple(DataFile(**file) for file in data.pop("files"))
         return cls(files=files, **data)
+
+
+def present(path: Path, size: int | None) -> bool:
+    """Whether ``path`` is a file of the expected size (cheap; ``fetch`` checks the hash)."""
+    return path.is_file() and (size is None or path.stat().st_size == size)
 
 
 def problems(name: str, dataset: Any) -> list[str]:

@@ -151,7 +151,12 @@ def cut_short_problems(kernel: Kernel, error: ProfileError) -> list[Problem]:
 
 def registered(kernel: Kernel) -> Callable[[], dict[str, list[tuple[str, Any]]]]:
     """The data sets plugins register, imported when first asked: a path's problem only may name one to fetch."""
-    return lambda: kernel.plugins.ensure(hooks=["heirloom_register_datasets"]) or kernel.plugins.named["datasets"]
+
+    def datasets() -> dict[str, list[tuple[str, Any]]]:
+        kernel.plugins.ensure(hooks=["heirloom_register_datasets"])
+        return kernel.plugins.named["datasets"]
+
+    return datasets
 
 
 def _component_at(data: dict[str, Any], path: str) -> tuple[str, str, dict[str, Any]]:
