@@ -171,7 +171,11 @@ def feedback_group() -> None:
 def feedback_list(
     profile: str, api: str | None, show_all: bool, limit: int, as_json: bool, overrides: tuple[str, ...]
 ) -> None:
-    """The feedback records of PROFILE's API (default: every api that records feedback)."""
+    """The feedback records of PROFILE's API (default: every api that records feedback).
+
+    A table of id, api (when several), time, label, status and text; on a terminal under
+    80 columns, each record as lines (id: ..., text: ...) instead, nothing cut.
+    """
     resolved = _resolve(profile, overrides)
     rows, logs = [], feedback_logs(resolved, api)
     for name, path in logs.items():
