@@ -34,6 +34,18 @@ def fhir_date(value: str) -> datetime:
     return datetime.strptime(value, ("%Y", "%Y-%m", "%Y-%m-%d")[value.count("-")])
 
 
+def no_such_day(value: Any) -> str | None:
+    """Why ``value``, written in FHIR's date or dateTime form, is still no moment: no such day or time exists
+    (``2019-02-30``, ``T25:00``), which "not a FHIR date" misnamed (checker h421 F4); None otherwise."""
+    if not isinstance(value, str) or not (FHIR_DATE.fullmatch(value) or FHIR_DATE_TIME.fullmatch(value)):
+        return None
+    try:
+        fhir_moment(value) if "T" in value else fhir_date(value)
+    except ValueError:
+        return f"{value!r} has the form of a FHIR date but no such day or time exists"
+    return None
+
+
 #: What an ISO 8601 date or date-time looks like, for the refusal of a time that is none.
 ISO_EXAMPLES = "2026-12-06 or 2026-12-06T10:00:00Z"
 #: A leap second in an ISO 8601 time (``23:59:60``), which Python's datetime has not.

@@ -319,6 +319,15 @@ def test_an_inline_record_takes_the_dates_the_fhir_source_takes(tmp_path, start,
             EventInput(kind="encounter", id="e", date=start)
 
 
+@pytest.mark.parametrize("date", ["2019-02-30", "2019-13", "2019-06-13T24:30:00Z"])
+def test_an_inline_date_of_the_right_form_but_no_such_day_is_said_to_be_none(date):
+    """h421 F4: '2019-02-30' was said to be no FHIR date (YYYY-MM-DD), which is its very form."""
+    from heirloom_plugins.medical.patients import EventInput
+
+    with pytest.raises(ValueError, match=f"'date': '{date}' has the form of a FHIR date but no such day or time"):
+        EventInput(kind="encounter", id="e", date=date)
+
+
 def test_an_inline_encounter_ending_in_a_leap_second_without_a_zone_is_read():
     """v16 F1: the end-before-start check read it with fromisoformat, and the route failed 'second must be in
     0..59', naming no field."""

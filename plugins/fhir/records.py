@@ -23,6 +23,7 @@ from heirloom_plugins.timelines import (
     ends_before_start,
     fhir_date,
     fhir_moment,
+    no_such_day,
     summary,
 )
 
@@ -130,6 +131,8 @@ def instant(value: Any, field: str = "date") -> str | None:
             return value
         moment = fhir_moment(value)  # FHIR's pattern, not every ISO form
     except (TypeError, ValueError):
+        if impossible := no_such_day(value):
+            raise ValueError(f"{field}: {impossible}") from None
         shown = repr(value[:40]) if isinstance(value, str) else found(value)  # JSON's words for what is no text
         raise ValueError(f"{field}: {shown} is not {DATE_FORMS}") from None
     if moment.tzinfo is not None:

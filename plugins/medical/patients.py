@@ -27,6 +27,7 @@ from heirloom_plugins.timelines import (
     fhir_date,
     fhir_moment,
     first_before_birth,
+    no_such_day,
     summary,
 )
 
@@ -82,6 +83,8 @@ def _date(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
     try:
         day(value)
     except ValueError:
+        if impossible := no_such_day(value):
+            raise ValueError(f"'{attribute.name}': {impossible}") from None
         raise ValueError(
             f"'{attribute.name}' must be a FHIR date or dateTime (2019, 2019-06, 2019-06-13, 2019-06-13T10:00:00Z) "
             f"in the years 0001-9999 in UTC, got {value!r}"
