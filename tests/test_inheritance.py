@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -103,7 +104,7 @@ reload_interval = 0.2
     switch = versions.index("finance/sentiment@2")
     assert len(versions) > switch + 10 and "finance/sentiment@1" in versions[:switch]
     assert daemon.terminate() == 0
-    assert "now serving finance/sentiment@2 (was finance/sentiment@1)" in daemon.log()
+    assert re.search(r"now serving finance/sentiment@2, digest [0-9a-f]{12} \(was finance/sentiment@1\)", daemon.log())
 
 
 def test_acknowledged_feedback_survives_kill_9_and_feeds_the_next_train(env, tmp_path):

@@ -745,7 +745,8 @@ def test_near_misses_of_a_profile_say_the_form_that_works(tmp_path, kernel, monk
     path = write(tmp_path / "p.toml", tables + 'epochs = "${EP}"\n')
     with pytest.raises(heirloom.ProfileError) as caught:
         kernel.resolve(str(path))
-    said = "expected int, got str '${EP}' (${VAR} interpolates text: write the number in TOML, or set it with --set)"
+    hint = "(${VAR} interpolates text: write the number or true/false in TOML, or use --set)"
+    said = f"expected int, got str '${{EP}}' {hint}"
     assert [str(p) for p in caught.value.problems] == [f'{path}: models."sent.v2".epochs: {said}']
     write(path, tables)
     with pytest.raises(heirloom.ProfileError) as caught:

@@ -101,7 +101,7 @@ class Validator:
 
     def problem(self, key: str, message: str) -> None:
         if key.split("[")[0] in self.raw.secrets and ", got str " in message:  # epochs = "${EP}" is text in TOML
-            message += " (${VAR} interpolates text: write the number in TOML, or set it with --set)"
+            message += " (${VAR} interpolates text: write the number or true/false in TOML, or use --set)"
         if message == "required key missing" and (why := self.raw.replaced.get(key.rpartition(".")[0])):
             message += f" ({why})"
         self.problems.append(Problem(self.file_of(key), key, self.raw.hide_secrets(key, message)))

@@ -132,7 +132,7 @@ class ModelServing:
                 log.error("%s: %s", self.whose(spec), said)  # whose load it was, its plugin too (checker h356 F4)
                 self._retired += [(name, model)] if model is not None else []  # stopped at the next refresh: 5 refused
                 continue  # swaps of a 100 MB model kept 5 copies until the daemon stopped
-            log.info("now serving %s (was %s)", artifact.ref, handle.version or "nothing")
+            log.info("now serving %s, digest %.12s (was %s)", artifact.ref, artifact.digest, handle.version or "none")
             self._retired.append((name, handle.swap(model, artifact.ref)))
             self.digests[name] = artifact.digest
             self.errors.pop(name, None)
