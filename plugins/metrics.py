@@ -18,6 +18,8 @@ from heirloom.reports import absent_labels
 
 #: Above this many labels the text shows the most frequent confusions, not the matrix.
 MATRIX_TEXT_LIMIT = 15
+#: Labels longer than this (terminal columns) number the matrix's columns: a 135-column label made each that wide.
+MATRIX_LABEL_WIDTH = 16
 TOP_CONFUSIONS = 10
 
 
@@ -165,12 +167,17 @@ def _confusion_text(confusion: dict[str, Any]) -> list[str]:
         found = [f"  {count:>5}  {true} -> {guess}" for count, true, guess in mistakes if count]
         heading = f"most frequent confusions (true -> predicted; full matrix in the metrics, {len(labels)} labels):"
         return [heading, *found] if found else [f"no confusions ({len(labels)} labels: every record right)"]
-    width = max(5, *(cell_len(label) for label in labels), *(len(str(v)) for row in matrix for v in row))
-    lines = ["confusion matrix (rows: true, columns: predicted):"]
-    lines.append(f"{'':>{width}} " + " ".join(_right(label, width) for label in labels))
+    numbered = max(cell_len(label) for label in labels) > MATRIX_LABEL_WIDTH  # one long label widened each column
+    heads = [f"#{number}" for number in range(1, len(labels) + 1)] if numbered else labels
+    rows = [f"{label} {head}" for label, head in zip(labels, heads, strict=True)] if numbered else labels
+    width = max(5, *(cell_len(head) for head in heads), *(len(str(v)) for row in matrix for v in row))
+    row_width = max(width, *(cell_len(row) for row in rows))
+    numbers = "; columns numbered as the rows" if numbered else ""
+    lines = [f"confusion matrix (rows: true, columns: predicted{numbers}):"]
+    lines.append(f"{'':>{row_width}} " + " ".join(_right(head, width) for head in heads))
     lines += [
-        f"{_right(label, width)} " + " ".join(f"{v:>{width}}" for v in row)
-        for label, row in zip(labels, matrix, strict=True)
+        f"{_right(label, row_width)} " + " ".join(f"{v:>{width}}" for v in row)
+        for label, row in zip(rows, matrix, strict=True)
     ]
     return lines
 

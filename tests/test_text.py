@@ -1556,6 +1556,18 @@ def test_the_report_lines_up_labels_that_take_two_columns_a_character():
     assert len({cell_len(line) for line in lines[-4:]}) == 1, lines[-4:]  # the confusion matrix, its header too
 
 
+def test_one_long_label_numbers_the_matrix_columns_rather_than_widening_each():
+    """h409 F6: one 135-column label of five padded every matrix column to 135 columns (815 a line)."""
+    long = ("refund requested for a parcel that never arrived " * 3).strip()
+    truth, guesses = ["neg", "pos", "neu", long, "neg"], ["neg", "neg", "neu", long, "pos"]
+    text = classification_text(classification_metrics(truth, guesses))
+    matrix = text[text.index("confusion matrix") :].splitlines()
+    assert matrix[0] == "confusion matrix (rows: true, columns: predicted; columns numbered as the rows):"
+    assert matrix[1].split() == ["#1", "#2", "#3", "#4"] and matrix[2].split() == ["neg", "#1", "1", "0", "1", "0"]
+    assert matrix[-1].endswith(f"{long} #4     0     0     0     1")  # the label whole, as PLUGINS.md says
+    assert len({len(line) for line in matrix[1:]}) == 1 and len(matrix[1]) < len(long) + 30
+
+
 def test_a_report_of_many_labels_without_a_mistake_says_so_rather_than_an_empty_heading():
     """60 labels, every record right: "most frequent confusions (...):" with nothing under it."""
     labels = [f"label{n}" for n in range(60)]
