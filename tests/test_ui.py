@@ -260,6 +260,8 @@ def test_live_route_stats_come_from_the_connected_daemon(dashboard, daemon, page
     assert int(row.locator("td.count").inner_text()) >= 3
     assert "news-desk/sentiment@2" in page.locator("table.served").inner_text()
     assert page.locator("meta[http-equiv='refresh']").get_attribute("content") == "5"
+    page.keyboard.press("Tab")  # h416 F4: the pause link was the 4th Tab stop, behind a reload every 5 s
+    assert page.evaluate("document.activeElement.className") == "pause"
     page.click("a.pause")  # a reader of the table can stop the reloads (checker 267: WCAG 2.2.1), and resume them
     assert page.url.endswith("/live?refresh=0") and page.locator("meta[http-equiv='refresh']").count() == 0
     assert int(page.locator("tr[data-route='sentiment.predict'] td.count").inner_text()) >= 3
