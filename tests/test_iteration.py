@@ -195,6 +195,7 @@ def test_after_new_data_the_gate_rescores_both_versions_on_the_records_of_now(en
 
     stored = run_heirloom("models", "promote", "notes/sentiment@2", "production", "--if-better", "accuracy", env=env)
     assert stored.returncode == 3 and "scored on different validation data" in stored.stderr
+    assert stored.stderr.rstrip().endswith("--rescore PROFILE scores both again on the profile's data as it is now")
     gate = ["--if-better", "accuracy", "--rescore", str(profile)]
     rescored = heirloom_ok("models", "promote", "notes/sentiment@2", "production", *gate, env=env)
     figures = re.search(r"data now (\d\.\d{4}) -> (\d\.\d{4})\)", rescored.stdout)  # 4 places, as train shows

@@ -231,8 +231,8 @@ def check_better(
         details = "; ".join(f"{name}: {ours.get(name, 'absent')} vs {theirs.get(name, 'absent')}" for name in differing)
         raise PromotionRefused(
             f"metrics are not comparable: {candidate.ref} and {holder.ref} were scored on different {split} data "
-            f"({details}){whole}"
-        )
+            f"({details}){whole}; --rescore PROFILE scores both again on the profile's data as it is now"
+        )  # the way on was in --help and ITERATION.md alone (checker h424)
     left_out_note(scores(candidate, split) or {}, candidate.ref, scores(holder, split) or {}, holder.ref)
     if not beats(new, old, lower_is_better=lower_is_better):
         raise PromotionRefused(
