@@ -215,7 +215,44 @@ def test_a_keyed_repeat_in_flight_is_due_when_its_first_is_not_by_its_own_budget
         del forwarded[tag]
     forwarded[b"later"] = None
     deadlines.add(300.0, 2, b"later", other)  # the key is no longer in flight: its own budget
-    assert deadlines.due(300.1) == [b"later"]
+    assert deadlines.due(300.2) == [b"later"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_keyed_repeat_whose_budget_ran_out_before_a_worker_read_it_waits_for_its_first(tmp_path, workers):
+    """h427 F1: behind a broker, a repeat of a key in flight with a 1e-9 ms budget reached its worker with
+    what was left, below zero, and the worker refused it for the deadline before it looked at the key:
+    DEADLINE_EXCEEDED while its first ran on to OK. PROTOCOL.md's order is the key (4), then the deadline
+    (6); one process, whose 0 ms budget is already spent too, waits for the first as well."""
+    daemon = Daemon(tmp_path, *(["--workers", str(workers)] if workers else []))
+    try:
+        daemon.wait_ready()
+        sock = _dealer(daemon)
+        sock.send_multipart(request_frames("first", "t.slow", {"ms": 800}, idempotency_key="K"))
+        time.sleep(0.2)  # the first runs
+        budget = 1e-9 if workers else 0  # a broker refuses 0 itself, before any key (PROTOCOL.md)
+        sock.send_multipart(request_frames("repeat", "t.slow", {"ms": 800}, deadline_ms=budget, idempotency_key="K"))
+        replies = {header["id"]: (header["status"], body) for header, body in (_reply(sock), _reply(sock))}
+        assert replies == {"first": ("OK", {"slept_ms": 800}), "repeat": ("OK", {"slept_ms": 800})}, replies
+        header, body = _reply(sock, request_frames("late", "t.slow", {"ms": 800}, deadline_ms=0))  # no key: refused
+        assert (header["status"], body["message"]) == (
+            "DEADLINE_EXCEEDED",
+            "the deadline had passed when the request arrived",
+        )
+        sock.close()
+    finally:
+        assert daemon.terminate() == 0
+
+
+def test_the_broker_gives_a_worker_a_tenth_of_a_second_past_a_tiny_deadline_to_answer():
+    """h427 F2: a grace as long as a 1e-9 ms budget made the broker answer for the worker at once, 'it may still
+    run the request', where the worker would have answered a remembered key's reply; at most the heartbeat."""
+    forwarded: dict[bytes, Any] = {b"tiny": None, b"long": None}
+    deadlines = Deadlines(forwarded, longest_grace=1.0)
+    deadlines.add(100.0, 1e-9, b"tiny")
+    deadlines.add(100.0, 5_000, b"long")
+    assert deadlines.due(100.099) == [] and deadlines.due(100.1001) == [b"tiny"]
+    assert deadlines.due(105.999) == [] and deadlines.due(106.0001) == [b"long"]  # 5 s and the 1 s heartbeat
 
 
 def test_a_keyed_repeat_sent_after_the_broker_timed_its_first_out_waits_by_its_own_budget(tmp_path):

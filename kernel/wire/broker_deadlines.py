@@ -18,6 +18,10 @@ import attrs
 
 from heirloom.wire.protocol import packb
 
+#: The shortest grace, in seconds, a worker has to answer past a deadline: a budget of 1e-9 ms was answered by
+#: the broker before its worker could say more (a key's remembered reply, or that it never ran; checker h427 F2).
+SHORTEST_GRACE = 0.1
+
 #: Heap entries of answered requests kept before the heap is rebuilt without them (as many
 #: again as are in flight, and this many more): a client sending many quick requests with
 #: hour-long budgets must not grow the broker.
@@ -59,7 +63,8 @@ class Deadlines:
 
     def add(self, received: float, budget_ms: float | None, tag: bytes, key: Any = None) -> None:
         """Request ``tag`` (just forwarded), ``received`` at ``perf_counter`` time with ``budget_ms``,
-        is due an answer by its deadline plus its grace: as long again, at most ``longest_grace`` s.
+        is due an answer by its deadline plus its grace: as long again, at least SHORTEST_GRACE and at
+        most ``longest_grace`` s.
         A repeat of idempotency ``key`` (client, route, key) while it is in flight is due when the
         first is or by its own budget, the later (its worker answers it with the first's reply:
         docs/PROTOCOL.md, Idempotency keys), and a first without a deadline gives it none: a repeat
@@ -67,7 +72,7 @@ class Deadlines:
         due = None
         if budget_ms is not None:
             budget = budget_ms / 1000
-            due = received + budget + min(budget, self._longest_grace)
+            due = received + budget + min(max(budget, SHORTEST_GRACE), self._longest_grace)
         if key is not None:
             self._keyed[tag] = key
             if (running := self._running.get(key)) is not None:

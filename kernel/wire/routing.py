@@ -325,9 +325,7 @@ def decode_call(
         raise too_large(endpoint.name, size, len(rest), route.max_payload)
     call = Call(envelope, request_id, endpoint, received)
     call.size = size
-    if budget is not None:
-        if budget <= 0:
-            raise passed_on_arrival()
+    if budget is not None:  # one of zero or less is refused after the idempotency key (server.py; h427 F1)
         call.deadline = received + budget / 1000
     try:
         body = unpack_body(rest[0])

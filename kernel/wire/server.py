@@ -53,7 +53,7 @@ from heirloom.wire.protocol import (
     unpackb,
 )
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
-from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, draining_error, refused
+from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, draining_error, passed_on_arrival, refused
 from heirloom.wire.strays import Strays, workers_go
 from heirloom.wire.transport import RECEIVE_HWM, RETRY_MS, TRACK_BYTES, attach, drain, sweep
 
@@ -175,8 +175,7 @@ class Server:
 
     @property
     def mounted(self) -> bool:
-        """Whether the started system's routes are being served (``ready`` also needs every
-        model to have a version and the daemon not to be draining)."""
+        """Whether the started system's routes are served (``ready`` also needs each model's version, no drain)."""
         return self._installed
 
     def ready(self) -> bool:
@@ -346,6 +345,8 @@ class Server:
                 call.digest = body_digest(frames[head + 1 :], header)
                 if self._replayed(call):
                     return
+            if budget is not None and budget <= 0:  # after the key: a repeat waits for its first (PROTOCOL.md)
+                raise passed_on_arrival()
             if endpoint.inline:
                 if (why := manager_calls.admit(self.admission.resources)) is not None:
                     raise refused(why, endpoint.stats)
