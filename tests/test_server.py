@@ -1233,8 +1233,13 @@ def test_an_ipc_path_no_socket_can_have_is_a_usage_error_naming_the_option_and_w
     path past a socket's 107 bytes ("File name too long") was libzmq's word, exit 1."""
     sockets = tmp_path / "sockets"  # not tmp_path, which holds the home conftest makes
     (sockets / "folder").mkdir(parents=True)
+    (sockets / "notes.txt").write_text("my precious data")  # libzmq deleted it, exit 0 (checker h426 F1)
+    (sockets / "link.sock").symlink_to(sockets / "notes.txt")
     long = f"{sockets}/{'a' * 120}.sock"
+    kept = "(only a socket file nothing listens on is replaced); move it, or bind another path"
     cases = [
+        (f"{sockets}/notes.txt", f"a file that is no socket is there {kept}"),
+        (f"{sockets}/link.sock", f"a symbolic link is there {kept}"),
         (f"{sockets}/folder", "it is a directory; name a socket file in it"),
         (f"{sockets}/missing/d.sock", "its folder does not exist"),
         (long, f"the path is {len(long)} bytes, longer than a unix socket's path may be (107)"),
@@ -1245,7 +1250,8 @@ def test_an_ipc_path_no_socket_can_have_is_a_usage_error_naming_the_option_and_w
         result = run_heirloom("serve", "minimal", *extra, option, f"ipc://{path}", timeout=60)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert f"error: {option} ipc://{path}: {why}" in " ".join(result.stderr.split())
-    assert sorted(path.name for path in sockets.iterdir()) == ["folder"]
+    assert sorted(path.name for path in sockets.iterdir()) == ["folder", "link.sock", "notes.txt"]
+    assert (sockets / "notes.txt").read_text() == "my precious data" and (sockets / "link.sock").is_symlink()
 
 
 def test_an_ipc_path_a_live_daemon_listens_on_is_refused_and_a_stale_one_is_replaced(tmp_path):

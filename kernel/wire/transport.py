@@ -64,6 +64,8 @@ def attach(socket: zmq.Socket, address: str, *, bind: bool) -> None:
     """``socket.bind(address)`` (else ``connect``), with ZeroMQ's refusal (a port in use, a
     malformed address, an unknown interface, an ipc:// path no socket can have) as an error
     naming the address. The socket file of an ipc:// bind is removed when the process exits."""
+    if bind and address.startswith("ipc://") and (problem := ipc_bind_problem(address)) is not None:
+        raise Unworkable(f"cannot bind {address}: {problem}")  # libzmq replaces any file there (checker h426 F1)
     try:
         socket.bind(address) if bind else socket.connect(address)
     except zmq.ZMQError as exc:
@@ -82,8 +84,9 @@ def attach(socket: zmq.Socket, address: str, *, bind: bool) -> None:
 def ipc_bind_problem(address: str) -> str | None:
     """Why no socket can be bound at the ipc:// ``address``, or None: libzmq said "Address already
     in use" of a folder, "No such file or directory" of a missing one, and took over the path of
-    a live daemon without a word (it removes the file and binds anew: that daemon is then unreachable).
-    A socket file nothing listens on (left by a process that died) is fine to replace."""
+    a live daemon without a word (it removes the file and binds anew: that daemon is then unreachable),
+    and so a regular file or link. A socket file nothing listens on (left by a process that died) is
+    fine to replace."""
     path = address.removeprefix("ipc://")
     if path == address or path == "*" or path.startswith("@"):  # not ipc://, a temp name, Linux's abstract names
         return None
@@ -98,6 +101,10 @@ def ipc_bind_problem(address: str) -> str | None:
         return "its folder does not exist" if not os.path.exists(folder) else "its folder is not a folder"
     if _listening(path):
         return "another process listens on it (a running daemon?); stop it first, or bind another path"
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISLNK(mode := os.lstat(path).st_mode) or not stat.S_ISSOCK(mode):  # libzmq would delete it
+            what = "a symbolic link" if stat.S_ISLNK(mode) else "a file that is no socket"
+            return f"{what} is there (only a socket file nothing listens on is replaced); move it, or bind another path"
     return None
 
 
