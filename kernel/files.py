@@ -10,6 +10,7 @@ import hashlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,21 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def replaces_read_file(path: Path, files: Iterable[str | Path], folders: Iterable[Path]) -> str | None:
+    """Why writing ``path`` would replace what a command reads: it is one of ``files``, or lies in one of
+    ``folders`` (the store); None otherwise. ``eval --html`` over the store's index and an export over the
+    log it read replaced them whole, exit 0 (checker h426 F2). A link at ``path`` is not followed: writes
+    rename over it (``write_atomic``)."""
+    target = path.parent.resolve() / path.name
+    for file in files:
+        if target == Path(file).resolve():
+            return f"it is {file}, which this command reads"
+    for folder in folders:
+        if target.is_relative_to(folder.resolve()):
+            return f"it is inside the store {folder}"
+    return None
 
 
 def read_regular(path: str | Path) -> bytes:

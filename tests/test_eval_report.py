@@ -159,6 +159,19 @@ def test_html_to_a_dash_is_refused_not_written_to_a_file_named_dash(trained, tmp
     assert not (tmp_path / "-").exists()
 
 
+def test_html_over_the_store_or_the_profile_it_reads_is_refused(trained, tmp_path):
+    """h426 F2: ``--html $HEIRLOOM_HOME/store/index.sqlite`` replaced the store's index with the report, exit 0:
+    every stored version was lost."""
+    profile, env = trained
+    index = Path(os.environ["HEIRLOOM_HOME"]) / "store" / "index.sqlite"
+    before = index.read_bytes(), Path(profile).read_bytes()
+    for path, why in ((index, f"it is inside the store {index.parent}"), (profile, f"it is {profile}, which")):
+        refused = run_heirloom("eval", profile, "--html", str(path), env=env)
+        assert refused.returncode == 2 and f"error: --html {path}: {why}" in refused.stderr, refused.stderr
+    assert (index.read_bytes(), Path(profile).read_bytes()) == before
+    assert run_heirloom("models", "list", env=env).returncode == 0
+
+
 def test_labels_the_fonts_lack_are_said_once_a_process_not_warned_twice_a_picture():
     """matplotlib warned per missing glyph, twice a picture (184 lines after 90 ui views); now one
     line says what the boxes are, or none where a font has them."""

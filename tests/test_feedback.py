@@ -167,6 +167,10 @@ def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_
     assert dashed.stdout == exported.stdout and not (tmp_path / "-").exists()  # -: stdout, as usual
     full = run_heirloom("feedback", "export", str(profile), "-o", "/dev/full", env=env)  # was only the OS's words
     assert full.returncode == 1 and "error: --output /dev/full: cannot write: No space left on device" in full.stderr
+    kept = log.read_bytes()  # h426 F2: an export over the log it read dropped the removed record and its tombstone
+    over = run_heirloom("feedback", "export", str(profile), "-o", str(log), env=env)
+    assert over.returncode == 2 and f"error: --output {log}: it is {log}, which this command reads" in over.stderr
+    assert log.read_bytes() == kept
 
 
 def test_an_export_replaces_a_link_at_its_file_and_is_private_whatever_the_umask(reviews, tmp_path):

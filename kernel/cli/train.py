@@ -17,6 +17,7 @@ from heirloom.cli.common import (
     get_kernel,
     plugin_output_to_stderr,
     print_json,
+    refuse_overwrite,
     report_profile_error,
     resolve_or_exit,
     store_or_exit,
@@ -366,7 +367,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
     callback=lambda ctx, param, value: _report_path(value),
     help="Also write a self-contained HTML report to this file: tables, the confusion matrix and, "
     "for models reporting NAME@K metrics (recall@5, recall@10...), metric-at-k curves (needs the 'ui' extra). "
-    "Not '-': stdout has the text report (exit 2).",
+    "Not '-' (stdout has the text report), a profile file or a file in the store (exit 2).",
 )
 @set_option
 @plugin_output_to_stderr
@@ -392,7 +393,8 @@ def eval_command(
     kernel = get_kernel()
     resolved = resolve_or_exit(profile, overrides)
     # a report writes nothing: where no store is, it made an empty one, then said "no trained version" (h342 F1)
-    store_or_exit(resolved, create=not any(spec.kind == "model" for spec in resolved.components))
+    store = store_or_exit(resolved, create=not any(spec.kind == "model" for spec in resolved.components))
+    refuse_overwrite("--html", html_path, resolved, store)
     results: dict[str, dict[str, Any]] = {"models": {}}
     reports: dict[str, Report] = {}
     headers: dict[str, str] = {}
@@ -468,9 +470,8 @@ def _with_warning(
 
 
 def _report_path(path: Path | None) -> Path | None:
-    """``--html``, checked as it is parsed (exit 2, as a path click refuses; after scoring it was exit 1):
-    not ``-`` (that wrote a file named ``-``; stdout is the text report's), a regular file at most (never a
-    device or a pipe, which an atomic rename would turn into a file), as ``output_file`` checks it."""
+    """``--html``, checked as it is parsed (exit 2; after scoring it was 1): not ``-`` (stdout is the text report's),
+    a regular file at most (a device or a pipe an atomic rename would make a file), as ``output_file`` checks it."""
     if path is not None and str(path) == "-":
         raise click.BadParameter("'-' would be stdout, which has the text report; name a file to write the HTML to")
     if path is not None and (kind := irregular(path)):
