@@ -149,7 +149,8 @@ def test_killed_worker_fails_its_requests_and_is_replaced(tmp_path):
     with daemon.client(timeout=20, retries=0) as client:
         before = _worker_pids(client)
         finished: list[tuple[float, BaseException | None]] = []
-        futures = [client.submit("t.slow", {"ms": 3000}) for _ in range(8)]
+        keys = [f"k{number}" if number % 4 < 2 else None for number in range(8)]  # each worker gets both kinds
+        futures = [client.submit("t.slow", {"ms": 3000}, idempotency_key=key) for key in keys]
         for future in futures:
             future.add_done_callback(lambda f: finished.append((time.monotonic(), f.exception())))
         time.sleep(0.5)
@@ -160,6 +161,10 @@ def test_killed_worker_fails_its_requests_and_is_replaced(tmp_path):
         succeeded = [at for at, e in finished if e is None]
         assert failed and succeeded, "both workers had requests in flight"
         assert all(isinstance(e, Unavailable) and "exited" in e.message for _, e in failed)
+        for key, future in zip(keys, futures, strict=True):  # h423 F3: a keyed write's retry ran again elsewhere
+            if (error := future.exception()) is not None:
+                assert error.retryable is (key is None), error
+                assert error.message.endswith("a retry may run it twice" if key else "; retry"), error.message
         # failed at once: before the surviving worker finished its 3 s of compute
         assert max(at for at, _ in failed) < min(succeeded)
         deadline = time.monotonic() + 30

@@ -80,6 +80,8 @@ from heirloom.wire.transport import RECEIVE_HWM, RETRY_MS, attach, drain, receiv
 log = logging.getLogger("heirloom.wire.broker")
 #: Seconds between checks of worker processes and heartbeats (not on every loop turn).
 CHECK_INTERVAL = 0.05
+#: A keyed request lost with its worker: it may have run, and the worker's cache of its key is gone with it.
+MAY_HAVE_RUN = "it may have run, and its idempotency key was lost with the worker: a retry may run it twice"
 #: Seconds a local worker has to stop its components once the shared grace period is over.
 STOP_SECONDS = 10.0
 #: Requests of this many bytes and more count against ``[server] forward_backlog_mb`` (the
@@ -278,8 +280,9 @@ class Broker(BrokerRoutes):
         self._gate.forget(worker.identity)
         self.worker_totals.retire(worker.identity)
         self.table.update()
-        for tag in [tag for tag, forwarded in self.forwarded.items() if forwarded[0] is worker]:
-            self._fail(tag, f"{reason} while handling the request; retry")
+        for tag in [tag for tag, forwarded in self.forwarded.items() if forwarded[0] is worker]:  # its key too: a
+            keyed = self.table.keys.holds(tag)  # retry ran again elsewhere, a write made twice (checker h423 F3)
+            self._fail(tag, f"{reason} while handling the request; {MAY_HAVE_RUN if keyed else 'retry'}", not keyed)
 
     def _send(self, route: str, client: bytes, key: Any, message: list[bytes]) -> Worker:
         """Hand ``message`` (``[tag + client, header, ...]``) to the worker the table chooses. One whose connection
@@ -302,12 +305,13 @@ class Broker(BrokerRoutes):
                 if not self.table.serving.get(route):
                     raise not_sent(worker, exc) from None
 
-    def _fail(self, tag: bytes, message: str) -> None:
+    def _fail(self, tag: bytes, message: str, retryable: bool = True) -> None:
         forwarded = self.forwarded.get(tag)
         if forwarded is None or not self._release(tag, forwarded, ok=False):
             return
         _, stats, received, envelope, request_id = forwarded
-        self.outbox.send(error_frames(envelope, request_id, RequestError(UNAVAILABLE, message, retry_after_ms=100)))
+        error = RequestError(UNAVAILABLE, message, retry_after_ms=100 if retryable else None, retryable=retryable)
+        self.outbox.send(error_frames(envelope, request_id, error))
         stats.record(UNAVAILABLE, time.perf_counter() - received)
 
     def _release(self, tag: bytes, forwarded: Forwarded, ok: bool) -> bool:

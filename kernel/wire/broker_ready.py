@@ -108,6 +108,10 @@ class KeyRoutes:
             self._kept.discard(self._went.popitem(last=False)[0])
         return worker
 
+    def holds(self, tag: bytes) -> bool:
+        """Whether request ``tag``, not answered yet, carries an idempotency key."""
+        return tag in self._keys
+
     def answered(self, tag: bytes, *, ok: bool) -> None:
         """Request ``tag`` was answered (``ok``: successfully, and so remembered by its worker)."""
         key = self._keys.pop(tag, None)

@@ -243,7 +243,15 @@ class RequestError(Exception):
     specific status code instead of INTERNAL.
     """
 
-    def __init__(self, code: str, message: str, field: str | None = None, retry_after_ms: int | None = None):
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        field: str | None = None,
+        retry_after_ms: int | None = None,
+        retryable: bool = True,
+    ):
+        """``retryable``: False for a code that is otherwise (a keyed write lost with its worker may have run)."""
         if code not in CODES or code == OK:  # a typo would otherwise reach clients as a code they cannot know
             raise ValueError(f"RequestError code {code!r} is not an error status: use one of {', '.join(CODES[1:])}")
         self._whole = message  # led_by_field shortens it once more, led by the field: not the cut one again
@@ -253,6 +261,7 @@ class RequestError(Exception):
         self.message = message
         self.field = shortened(field) if field is not None else None
         self.retry_after_ms = retry_after_ms
+        self.retryable = retryable and code in RETRYABLE
 
     def led_by_field(self) -> RequestError:
         """This error, its message led by the body field it names, as the daemon's own validation
@@ -260,11 +269,11 @@ class RequestError(Exception):
         field = self.field or ""
         if not (field == "body" or field.startswith(("body.", "body["))) or self.message.startswith(field):
             return self
-        return RequestError(self.code, f"{field}: {self._whole}", self.field, self.retry_after_ms)
+        return RequestError(self.code, f"{field}: {self._whole}", self.field, self.retry_after_ms, self.retryable)
 
     def body(self) -> dict[str, Any]:
         """The error reply body."""
-        body: dict[str, Any] = {"code": self.code, "message": self.message, "retryable": self.code in RETRYABLE}
+        body: dict[str, Any] = {"code": self.code, "message": self.message, "retryable": self.retryable}
         if self.field is not None:
             body["field"] = self.field
         if self.retry_after_ms is not None:
