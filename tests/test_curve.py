@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -220,6 +221,37 @@ def test_removing_a_client_key_takes_effect_without_a_restart(tmp_path, keys, wo
             alice.call("echo.echo", "after")
     with daemon.client(curve=alice_key, timeout=5, retries=0) as fresh, pytest.raises(Unauthenticated):
         fresh.call("echo.echo", "new connection")
+    assert daemon.terminate() == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_reload_after_the_server_key_file_changed_says_the_old_keypair_is_served_until_a_restart(
+    tmp_path, keys, workers
+):
+    """h423 F2: SIGHUP after a new keypair was written over the server's key file logged "Curve keys re-read",
+    yet the daemon went on serving the old keypair, unsaid."""
+    server = tmp_path / "server"
+    shutil.copytree(keys / "server", server)
+    daemon = Daemon(
+        tmp_path,
+        "--workers", workers,
+        "--curve-secret", str(server / "server.key_secret"),
+        "--curve-clients", str(keys / "clients"),
+        address=free_tcp_address(),
+    )  # fmt: skip
+    old = CurveClient(keys / "clients" / "alice.key_secret", keys / "server" / "server.key")
+    daemon.wait_ready(curve=old)
+    assert run_heirloom("keys", "new", str(tmp_path / "rotated"), "--name", "server").returncode == 0
+    shutil.copy(tmp_path / "rotated" / "server.key_secret", server / "server.key_secret")
+    daemon.process.send_signal(signal.SIGHUP)
+    said = "holds another keypair now: this daemon serves the one it read at start until it restarts"
+    deadline = time.monotonic() + 20
+    while said not in daemon.log():
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.1)
+    assert "Curve keys re-read (the server's own keypair at a restart only)" in daemon.log()
+    with daemon.client(curve=old, timeout=5) as alice:
+        assert alice.call("echo.echo", "still") == "still"
     assert daemon.terminate() == 0
 
 

@@ -266,11 +266,13 @@ class CurveServer:
     _strangers: Every = attrs.field(init=False, factory=lambda: Every(REFUSAL_LOG_SECONDS))
     _watcher: threading.Thread | None = attrs.field(init=False, default=None)
     _stopped: threading.Event = attrs.field(init=False, factory=threading.Event)
+    #: The public key of the keypair served, read at start.
+    _public: bytes = attrs.field(init=False, default=b"")
     #: Bad key files already named in a warning (the folders are re-read every few seconds).
     _warned: set[str] = attrs.field(init=False, factory=set)
 
     def __attrs_post_init__(self) -> None:
-        load_keypair(self.secret_file)  # warns when others may read it
+        self._public = load_keypair(self.secret_file)[0]  # warns when others may read it
         if not self.clients_dir.is_dir():
             raise HeirloomError(f"--curve-clients {self.clients_dir} is not a folder of public .key files")
         self._clients = _key_ids(self.clients_dir, strict=True, warned=self._warned)
@@ -339,6 +341,23 @@ class CurveServer:
                 "Curve keys reloaded: %d client(s), %d admin(s), %d worker(s)", len(clients), len(admins), len(workers)
             )
         self._clients, self._admins, self._workers = clients, admins, workers
+
+    def reload(self) -> str:
+        """``refresh``, for ``_reload`` and SIGHUP, and what its log line says of the keys. The server's own keypair
+        is read at start only: a new one in its file was taken as served once a reload said "Curve keys re-read"
+        (checker h423 F2), so a changed file is said in a warning."""
+        self.refresh()
+        try:
+            rotated = load_keypair(self.secret_file)[0] != self._public
+        except (HeirloomError, OSError):
+            rotated = True
+        if rotated:
+            log.warning(
+                "the server key file %s holds another keypair now: this daemon serves the one it read at start until "
+                "it restarts, when clients and workers need the new public key (docs/OPERATIONS.md)",
+                self.secret_file,
+            )
+        return "; client, admin and worker Curve keys re-read (the server's own keypair at a restart only)"
 
     def _refresh_loop(self) -> None:
         while not self._stopped.wait(self.refresh_interval):

@@ -253,12 +253,10 @@ class BrokerRoutes:
         }
 
     def _route_reload(self: Broker) -> dict[str, Any]:
-        keys = "; Curve keys re-read" if self.curve is not None else ""
+        keys = self.curve.reload() if self.curve is not None else ""
         self._reloads.log(
             log, logging.INFO, "_reload: asking %d worker(s) to check the store%s", len(self.workers), keys
         )
-        if self.curve is not None:
-            self.curve.refresh()
         self._tell_workers(b"RELOAD")
         return {"workers": len(self.workers)}
 

@@ -113,11 +113,9 @@ class KernelApi(Api):
     def reload(self, body: Any) -> dict[str, Any]:
         """Re-read the Curve key folders; ask the model watcher to check the store now (it
         loads new versions off this thread)."""
-        if self.daemon.curve is not None:
-            self.daemon.curve.refresh()
+        keys = self.daemon.curve.reload() if self.daemon.curve is not None else ""
         serving = self.daemon.system.serving
         checking = serving.check_now() if serving is not None else []
-        keys = "; Curve keys re-read" if self.daemon.curve is not None else ""
         self._reloads.log(
             log, logging.INFO, "_reload: checking the store for %s%s", ", ".join(checking) or "no model", keys
         )

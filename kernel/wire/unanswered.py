@@ -88,7 +88,7 @@ def silence_hint(curve: CurveClient | None) -> str:
     """What to check when a daemon never answers: a CurveZMQ daemon drops the handshake of a
     client without an authorised key, which then looks exactly like a daemon that is down."""
     if curve is not None:
-        return "is the daemon running and reachable, and this client's Curve key authorised?"
+        return "is the daemon running and reachable, this client's Curve key authorised, and its server key current?"
     return "is the daemon running and reachable? A daemon serving over CurveZMQ answers no client without a key"
 
 
