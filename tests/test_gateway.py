@@ -12,6 +12,7 @@ import errno
 import gzip
 import html
 import json
+import logging
 import os
 import re
 import shutil
@@ -1412,6 +1413,18 @@ def test_the_gateway_starts_on_no_tokens_others_can_read_nor_on_a_key_that_is_no
     result = run_heirloom(*command, "--curve-server", str(tmp_path / "keys" / "server.key"))
     assert result.returncode == 1 and "server.key holds no secret key (pass the .key_secret" in result.stderr, result
     assert "chmod 600" not in result.stderr, result.stderr
+
+
+@pytest.mark.skipif(not Path("/sys/class/net/lo").exists(), reason="Linux names its loopback interface lo")
+def test_serve_bound_to_the_loopback_interface_by_name_is_not_warned_of_as_open(caplog):
+    """h423 F4: ``--bind tcp://lo:PORT`` listens on 127.0.0.1 alone, and was warned of as open to the network."""
+    from heirloom.wire.daemon import warn_open
+
+    with caplog.at_level(logging.WARNING, logger="heirloom"):
+        warn_open(["tcp://lo:5555", "tcp://127.0.0.1:5556", "tcp://eth-not-there:5557"])
+    assert [record.getMessage().split(" without")[0] for record in caplog.records] == [
+        "listening on tcp://eth-not-there:5557"
+    ]
 
 
 def test_a_loopback_gateway_answers_only_loopback_host_names(tmp_path):
