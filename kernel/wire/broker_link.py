@@ -40,7 +40,10 @@ MISSED_BEATS = 3
 #: thread: a DNS server that does not answer takes longer, and the worker's loop goes on after this).
 RESOLVE_SECONDS = 1.0
 #: Why else a broker that takes no heartbeat may not take this worker's.
-CURVE_HINT = "a broker serving Curve also refuses a worker whose key is not in its --curve-workers folder"
+CURVE_HINT = (  # the server key too: a broker restarted with a rotated one refused the worker (checker h423 F5)
+    "a broker serving Curve also refuses a worker whose key is not in its --curve-workers folder, or whose "
+    "--curve-server is not the broker's public key now"
+)
 
 
 class BrokerLink:
