@@ -33,6 +33,9 @@ from heirloom.store.log_records import TORN_END, line_record
 from heirloom.store.private_logs import UnsafeLog, file_problem, open_private
 
 log = logging.getLogger("heirloom.store.logs")
+#: Why a log's path is refused when a link stands there: opened without following links, the OS says "Too many
+#: levels of symbolic links", which reads as a loop.
+LINKED = "is a symbolic link (logs are never read or written through one: put the file itself there)"
 
 
 class LogWriteError(HeirloomError):
@@ -80,8 +83,9 @@ class AppendLog:
             fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_NONBLOCK)
         except UnsafeLog as exc:
             raise LogWriteError(f"cannot open the log {self.path}: {exc}") from None
-        except OSError as exc:  # a folder (EISDIR), a socket (ENXIO): which, not the errno's words
+        except OSError as exc:  # a folder (EISDIR), a socket (ENXIO), a link (ELOOP, h426 F4): which, not the errno's
             kind = irregular(self.path) if exc.errno in (errno.EISDIR, errno.ENXIO) else None
+            kind = LINKED if exc.errno == errno.ELOOP else kind  # "Too many levels of symbolic links" read as a loop
             raise LogWriteError(f"cannot open the log {self.path}: {f'it {kind}' if kind else exc.strerror}") from None
         if (problem := file_problem(os.fstat(fd))) is not None:
             os.close(fd)
@@ -371,5 +375,5 @@ def _open_regular(path: Path) -> Any:
         raise HeirloomError(f"the log {path} {exc.strerror}") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise HeirloomError(f"the log {path} is a symbolic link (logs are never read through one)") from None
+            raise HeirloomError(f"the log {path} {LINKED}") from None
         raise HeirloomError(f"cannot read the log {path}: {exc.strerror}") from None
