@@ -156,6 +156,25 @@ def test_a_folder_option_refuses_a_device_or_fifo_at_parse_time_naming_it(tmp_pa
     assert sorted(path.name for path in tmp_path.iterdir()) == ["fifo"]
 
 
+def test_a_folder_option_refuses_a_link_to_nothing_or_a_file_above_naming_it(tmp_path):
+    """h426 F3: ``keys new LINK`` and ``new plugin --dir LINK`` (LINK to nothing, or LINK/sub) said "File exists",
+    exit 1, of a folder ``ls`` says is not there; a path under a file said "Not a directory"."""
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "afile").write_text("a file")
+    links = f"dangling links to {tmp_path / 'nowhere'}, which does not exist"
+    for command, option, why in (
+        (["keys", "new", "dangling"], "DIRECTORY", links),
+        (["keys", "new", "dangling/sub"], "DIRECTORY", links),
+        (["new", "plugin", "heirloom-zz", "--dir", "dangling/sub"], "--dir", links),
+        (["keys", "new", "afile/x"], "DIRECTORY", "afile is a file, not a folder"),
+        (["data", "fetch", "banking77", "--to", "afile/x"], "--to", "afile is a file, not a folder"),
+    ):
+        refused = run_heirloom(*command, cwd=tmp_path)
+        said = " ".join(refused.stderr.split())
+        assert refused.returncode == 2 and f"Invalid value for '{option}': {why}" in said, refused.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["afile", "dangling"]
+
+
 WAREHOUSE = """
 import os
 import attrs

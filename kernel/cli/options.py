@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from heirloom.core.settings import endpoint_problem
-from heirloom.links import broken_path
+from heirloom.links import broken_path, first_broken
 from heirloom.wire.transport import loopback
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -116,10 +116,21 @@ class GivenPath(click.Path):
             self.fail(f"is empty (an unset variable?): name {what}", param, ctx)
         if self.exists and (why := broken_path(Path(value))):  # click said "does not exist" of a link loop
             self.fail(f"{click.format_filename(value)!r} {why}", param, ctx)
+        if not self.file_okay and (why := _no_folder_there(Path(value))):  # "File exists", exit 1 (h426 F3)
+            self.fail(why, param, ctx)
         path = super().convert(value, param, ctx)
         if not self.file_okay and path.exists() and not path.is_dir():
             self.fail(f"{click.format_filename(path)!r} is a device, FIFO or socket, not a folder", param, ctx)
         return path
+
+
+def _no_folder_there(path: Path) -> str:
+    """Why no folder can be made at ``path``: it or a folder above it is a link to nothing, or what is above is a file;
+    "" otherwise (mkdir said "File exists" of a dangling link, "Not a directory" of a file above, exit 1)."""
+    if why := first_broken(*(path, *path.parents)):
+        return why
+    above = next((folder for folder in path.parents if folder.exists() and not folder.is_dir()), None)
+    return f"{click.format_filename(above)} is a file, not a folder" if above is not None else ""
 
 
 #: Bytes a file name may have on the file systems heirloom runs on (ext4, xfs, btrfs, tmpfs...).
