@@ -428,6 +428,15 @@ def test_an_alias_pointing_at_no_stored_version_is_named_and_promote_repairs_it(
     assert store.resolve("finance/sentiment@production").version == 1
 
 
+def test_models_show_prints_labels_in_lists_as_written_not_as_json_escapes(store):
+    """h422 F1: a confusion matrix's labels read ``["caf\u00e9", "\ud83c\udf89 party"]`` on a UTF-8 terminal."""
+    matrix = {"labels": ["café", "🎉 party", "日本"], "matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}
+    put(store, "shop/m", 1, metrics={"test": {"confusion_matrix": matrix}})
+    shown = run_heirloom("models", "show", "shop/m@1", "--store", str(store.root), env={"COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    assert '["café", "🎉 party", "日本"]' in shown.stdout and "\\u" not in shown.stdout, shown.stdout
+
+
 def test_verify_names_each_alias_at_a_version_or_model_the_index_does_not_hold(store):
     """``models verify`` read blobs and index rows only: an alias hand-written at a version, or a
     model, that is not stored passed it (exit 0), while every read through the alias failed."""

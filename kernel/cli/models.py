@@ -182,7 +182,7 @@ def _rows(record: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
         elif isinstance(value, float):
             rows.append((f"{prefix}{key}", f"{value:.4g}"))
         else:
-            rows.append((f"{prefix}{key}", value if isinstance(value, str) else json.dumps(value)))
+            rows.append((f"{prefix}{key}", value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)))
     return rows
 
 
