@@ -497,6 +497,27 @@ def test_a_new_label_only_spelt_unlike_a_known_one_is_recorded_naming_it_and_acc
     assert plain.returncode == 0 and plain.stderr == "", plain.stderr
 
 
+def test_a_new_label_printed_like_another_new_label_is_refused_naming_it_after_a_restart_too(trained, tmp_path):
+    """h422 F2: 'día nuevo', then the same with a no-break space and in full-width letters, were each recorded,
+    accepted and trained as classes of their own, printed alike: only labels the model knew were compared."""
+    log = tmp_path / "feedback.jsonl"
+    lookalikes = ["d\u00eda\u00a0nuevo", "\uff44\u00ed\uff41 nuevo"]
+    for restart in (False, True):  # the daemon reads the labels waiting in its log at start
+        daemon = feedback_daemon(trained, tmp_path, log, "--set", "apis.sentiment.new_labels=true")
+        daemon.wait_ready()
+        with daemon.client(timeout=10, retries=0) as client:
+            if not restart:
+                first = client.call("sentiment.feedback", {"text": "Sales rose", "label": "d\u00eda nuevo"})
+                assert first["recorded"] and first["new_label"]
+            for label in lookalikes:
+                with pytest.raises(InvalidArgument) as refused:
+                    client.call("sentiment.feedback", {"text": "Sales rose", "label": label})
+                assert refused.value.field == "body.label"
+                assert 'send it as "d\\u00eda nuevo"' in refused.value.message, refused.value.message
+        assert daemon.terminate() == 0
+    assert [json.loads(line)["label"] for line in log.read_text().splitlines()] == ["d\u00eda nuevo"]
+
+
 def test_feedback_total_size_and_monitor_memory_are_capped(trained, tmp_path):
     """Past ``feedback_max_mb`` feedback is RESOURCE_EXHAUSTED and nothing more is written;
     the monitor keeps at most ``max_tracked`` item times."""

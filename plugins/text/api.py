@@ -151,6 +151,8 @@ class ClassifyApi(heirloom.Api):
         self.feedback_input = feedback_input(self.max_text_chars, self.served_labels)
         path = self.feedback_log(ctx.project, ctx.name)
         self.feedback_records = heirloom.FeedbackLog(path, max_bytes=self.feedback_max_mb << 20, quota=ctx.log_quota())
+        replay = heirloom.FeedbackLog.replay(path) if self.new_labels else None  # new labels the model has not yet
+        self._waiting = {*replay.pending_labels(), *replay.accepted} if replay is not None else set()
 
     def stop(self) -> None:
         log = getattr(self, "feedback_records", None)
@@ -228,6 +230,8 @@ class ClassifyApi(heirloom.Api):
         new = heirloom.check_label(
             body.label, list(model.labels), "body.label", allow_new=self.new_labels, pattern=self.new_label_pattern
         )
+        if new:  # one printed like a new label sent before (full-width, a no-break space) slipped by (h422 F2)
+            heirloom.check_label(body.label, sorted(self._waiting), "body.label", allow_new=True)
         # a new label a known one differs from only by case, spaces, '_' or '-' (Claims: claims) would
         # train as a class of its own: recorded, and said, in the reply and to accept-label
         close = _close_to(body.label, model.labels) if new else None
@@ -235,6 +239,7 @@ class ClassifyApi(heirloom.Api):
         record = {"text": body.text, "label": body.label, **(marks if new else {})}
         with heirloom.durable_write("feedback", f"apis.{self.ctx.name}.feedback_max_mb = {self.feedback_max_mb} MiB"):
             record_id = self.feedback_records.add(record)
+        self._waiting.update([body.label] if new else [])
         return {"recorded": True, "id": record_id, "new_label": new, **({"close_to": close} if close else {})}
 
 
