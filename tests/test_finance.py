@@ -516,6 +516,10 @@ def test_a_new_label_printed_like_another_new_label_is_refused_naming_it_after_a
                 assert 'send it as "d\\u00eda nuevo"' in refused.value.message, refused.value.message
         assert daemon.terminate() == 0
     assert [json.loads(line)["label"] for line in log.read_text().splitlines()] == ["d\u00eda nuevo"]
+    where = ("--set", f"apis.sentiment.feedback_path={log}", "--set", "apis.sentiment.new_labels=true")
+    decomposed = "di\u0301a nuevo"  # typed or pasted from a macOS input: it said "no feedback waits with" it (F3)
+    accepted = run_heirloom("feedback", "accept-label", "finance-sentiment", decomposed, *where, env=trained)
+    assert accepted.returncode == 0 and "accepted 'd\u00eda nuevo': 1 record(s)" in accepted.stdout, accepted.stderr
 
 
 def test_feedback_total_size_and_monitor_memory_are_capped(trained, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import unicodedata
 from datetime import datetime
 from os import PathLike
 from pathlib import Path
@@ -362,6 +363,8 @@ def feedback_accept_label(profile: str, label: str, reason: str, api: str | None
     name, path = _one_log(resolved, api)
     replay = FeedbackLog.replay(path)
     pending = replay.pending_labels()
+    if label not in pending and label not in replay.accepted:  # typed decomposed (macOS input): the composed one,
+        label = unicodedata.normalize("NFC", label)  # the only form a route records; it said "no such" (h422 F3)
     if label in replay.accepted:
         echo(f"{label!r} was already accepted ({_when(replay.accepted[label])})")
         return
