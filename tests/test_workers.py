@@ -143,6 +143,32 @@ def test_more_local_workers_than_the_cores_can_run_are_refused_and_a_stop_ends_t
         assert local.process.wait(30) == 0
 
 
+def test_a_mix_of_versions_a_failed_load_caused_says_the_workers_error_not_a_guess():
+    """h428 F1: a worker that could not load the promoted version (a damaged blob in its own store) kept serving the
+    old one, which it said in its heartbeat, yet the broker's warning guessed "another profile, --set ... serve or
+    artifact store?"."""
+    from heirloom.wire.broker_versions import VersionWatch
+    from heirloom.wire.broker_workers import Worker
+
+    def worker(pid: int, version: str, error: str | None = None) -> Worker:
+        served = Worker(pid.to_bytes(4, "little"))
+        served.pid, served.ready = pid, True
+        served.status = {"models": {"m": {"version": version, "digest": version[-1] * 64, "error": error}}}
+        return served
+
+    failed = "could not load team/m@5: artifact team/m@5 is corrupt"
+    watch = VersionWatch(heartbeat=1.0, reload_interval=0.0)
+    ready = [worker(11, "team/m@4", failed), worker(12, "team/m@5"), worker(13, "team/m@5")]
+    assert watch.check(ready, 100.0) == []
+    ((_, line),) = watch.check(ready, 131.0)
+    assert line.endswith(f"clients get replies of each version by share; worker pid 11: {failed}"), line
+    watch = VersionWatch(heartbeat=1.0, reload_interval=0.0)
+    ready = [worker(11, "team/m@4"), worker(12, "team/m@5")]
+    watch.check(ready, 100.0)
+    ((_, line),) = watch.check(ready, 131.0)
+    assert line.endswith("(a worker started with another profile, --set models.m.serve or artifact store?)"), line
+
+
 def test_killed_worker_fails_its_requests_and_is_replaced(tmp_path):
     daemon = Daemon(tmp_path, "--workers", "2")
     daemon.wait_ready()

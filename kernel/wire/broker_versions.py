@@ -78,6 +78,7 @@ class VersionWatch:
         if now < self._next:
             return []
         self._next = now + self.heartbeat
+        ready = list(ready)
         mixed, lines = mixed_versions(ready), []
         for name in [name for name in self._since if name not in mixed]:
             del self._since[name]
@@ -88,13 +89,27 @@ class VersionWatch:
             warned = self._warned.get(name)
             if now - since >= self.grace and (warned is None or now - warned >= REPEAT_SECONDS):
                 self._warned[name] = now
-                lines.append((logging.WARNING, shortened(self._line(name, versions, now - since))))
+                lines.append((logging.WARNING, shortened(self._line(name, versions, now - since, ready))))
         return lines
 
-    def _line(self, name: str, versions: dict[str, Any], lasted: float) -> str:
+    def _line(self, name: str, versions: dict[str, Any], lasted: float, ready: list[Worker]) -> str:
         each = "; ".join(f"{version} by {_whose(pids)}" for version, pids in sorted(versions.items()))
+        failed = [f"worker pid {worker.pid}: {error}" for worker in ready if (error := _load_error(worker, name))]
+        why = (
+            f"; {'; '.join(failed)}"
+            if failed
+            # the guess hid a failed load (checker h428 F1)
+            else (f" (a worker started with another profile, --set models.{name}.serve or artifact store?)")
+        )
         return (
             f"the ready workers have served model {name} in {len(versions)} versions for {lasted:.0f}s, longer than"
-            f" a rolling swap takes ({self.grace:g}s): {each}; clients get replies of each version by share"
-            f" (a worker started with another profile, --set models.{name}.serve or artifact store?)"
+            f" a rolling swap takes ({self.grace:g}s): {each}; clients get replies of each version by share{why}"
         )
+
+
+def _load_error(worker: Worker, name: str) -> str | None:
+    """The error ``worker``'s heartbeat gives for its model ``name`` (a version it could not load), if any."""
+    models = worker.status.get("models")
+    entry = models.get(name) if isinstance(models, dict) else None
+    error = entry.get("error") if isinstance(entry, dict) else None
+    return error if isinstance(error, str) else None
