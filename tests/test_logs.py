@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -449,3 +450,21 @@ def test_a_daemon_writes_no_clients_text_into_a_log_another_user_could_read_or_r
         assert daemon.terminate() == 0
     assert [record["text"] for record in heirloom.AppendLog.read(log)] == ["third"]
     assert (log.stat().st_mode & 0o777, log.stat().st_uid) == (0o600, os.geteuid())
+
+
+@pytest.mark.parametrize(
+    ("parts", "said"),
+    [
+        (("feedback", "fin", "../../../escaped"), "name '../../../escaped' is no folder or file name"),
+        (("/abs", "fin", "a"), "kind '/abs' is no folder or file name"),
+        (("feedback", "..", "a"), "project '..' is no folder or file name"),
+        (("feedback", "", "a"), "project '' is no folder or file name"),
+        (("store", "fin", "a"), "kind 'store' is the home's store/ folder, which holds no logs"),
+    ],
+)
+def test_log_path_keeps_every_log_in_its_place_in_the_home(parts, said):
+    """h426 F6: ``log_path("feedback", "fin", "../../../s/escaped")`` (a plugin's own strings) named a file outside
+    HEIRLOOM_HOME, which AppendLog then wrote, and kinds ``store``, ``cache`` and ``data`` were taken."""
+    with pytest.raises(ValueError, match=re.escape(f"log_path: {said}")):
+        heirloom.log_path(*parts)
+    assert heirloom.log_path("feedback", "fin", "sentiment").parts[-3:] == ("feedback", "fin", "sentiment.jsonl")

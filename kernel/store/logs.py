@@ -33,6 +33,8 @@ from heirloom.store.log_records import TORN_END, line_record
 from heirloom.store.private_logs import UnsafeLog, file_problem, open_private
 
 log = logging.getLogger("heirloom.store.logs")
+#: The home's folders that hold no logs (OPERATIONS.md: logs are every folder but these).
+NOT_LOGS = frozenset({"store", "cache", "data"})
 #: Why a log's path is refused when a link stands there: opened without following links, the OS says "Too many
 #: levels of symbolic links", which reads as a loop.
 LINKED = "is a symbolic link (logs are never read or written through one: put the file itself there)"
@@ -54,7 +56,14 @@ class LogFull(LogWriteError, ResourceExhaustedError):
 
 def log_path(kind: str, project: str, name: str) -> Path:
     """The default place of a durable log: ``$HEIRLOOM_HOME/KIND/PROJECT/NAME.jsonl``
-    (``kind`` is what it holds, e.g. ``feedback``; ``name`` the api that writes it)."""
+    (``kind`` is what it holds, e.g. ``feedback``; ``name`` the api that writes it). ValueError for a part that
+    would leave that place (``..``, a ``/``, an absolute path: a plugin's own strings wrote outside the home,
+    checker h426 F6) or a ``kind`` of the home's other folders."""
+    for part, value in (("kind", kind), ("project", project), ("name", name)):
+        if not value or value in (".", "..") or "/" in value or os.sep in value or "\x00" in value:
+            raise ValueError(f"log_path: {part} {value!r} is no folder or file name (no '/', '.' or '..')")
+    if kind in NOT_LOGS:
+        raise ValueError(f"log_path: kind {kind!r} is the home's {kind}/ folder, which holds no logs")
     return home() / kind / project / f"{name}.jsonl"
 
 
