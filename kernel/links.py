@@ -40,6 +40,12 @@ def broken_path(path: Path) -> str:
     return ""
 
 
+def linked(path: Path) -> str:
+    """``PATH is a symbolic link (...)`` where a file heirloom keeps must be the file itself (a store's index: a link
+    planted there had the index written outside the store, unsaid, checker h426 F5); "" otherwise."""
+    return f"{path} is a symbolic link (never used through one: put the file itself there)" * path.is_symlink()
+
+
 def first_broken(*paths: Path) -> str:
     """``PATH WHY`` (:func:`broken_path`) of the first of ``paths`` that is broken, or ""."""
     return next((f"{path} {why}" for path in paths if (why := broken_path(path))), "")

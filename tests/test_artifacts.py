@@ -256,6 +256,12 @@ def test_default_store_location(tmp_path, monkeypatch, heirloom_home):
         with pytest.raises(heirloom.HeirloomError, match=f"cannot use .*filed as a store: .*filed/blobs {said}"):
             ArtifactStore(tmp_path / "filed", create=target == "blobs")
         (tmp_path / "filed" / "blobs").unlink()
+    outside = write(tmp_path / "outside.db", "")  # h426 F5: train wrote the index there, through the link, unsaid
+    (tmp_path / "filed" / "index.sqlite").symlink_to(outside)
+    for create in (True, False):
+        with pytest.raises(heirloom.HeirloomError, match=r"index\.sqlite is a symbolic link \(never used through"):
+            ArtifactStore(tmp_path / "filed", create=create)
+    assert outside.read_text() == ""
     (tmp_path / "loop").symlink_to("loop")
     listed = run_heirloom("models", "list", "--store", str(tmp_path / "loop"))  # click said "does not exist"
     assert listed.returncode == 2 and f"'{tmp_path / 'loop'}' is a symbolic link loop" in listed.stderr

@@ -28,7 +28,7 @@ from heirloom.core.quota import MIB
 from heirloom.core.schema import did_you_mean
 from heirloom.core.version import VERSION as HEIRLOOM_VERSION
 from heirloom.files import NotRegularFile, open_regular, write_atomic
-from heirloom.links import first_broken
+from heirloom.links import first_broken, linked
 from heirloom.owners import unreadable
 from heirloom.store.compare import VALIDATION, PromotionRefused, check_better
 from heirloom.store.content import (
@@ -104,7 +104,7 @@ class ArtifactStore:
         path), and only reads it: no folder made, the index opened read-only."""
         self.root = Path(root)
         self.blobs = self.root / "blobs"
-        if broken := first_broken(self.root, self.blobs):  # a link loop or to nothing: mkdir said "File exists"
+        if broken := first_broken(self.root, self.blobs) or linked(self.root / "index.sqlite"):  # mkdir: "File exists"
             raise HeirloomError(f"cannot use {self.root} as a store: {broken}")
         if not create and (missing := _missing(self.root)):
             raise StoreMissing(missing)
