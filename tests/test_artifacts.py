@@ -2786,6 +2786,12 @@ def test_a_backup_refuses_before_writing_into_a_folder_it_would_damage(store, tm
     foreign = models(store, "backup", str(notes))
     assert foreign.returncode == 2 and "holds files a backup does not write (blobs/keep.txt)" in said(foreign)
     assert sorted(p.name for p in notes.rglob("*")) == ["blobs", "keep.txt"]  # nothing written, nothing removed
+    blob = next(p.name for p in store.blobs.iterdir())  # h426 F7: a link at a blob's name read as a blob refused
+    (notes / "blobs" / "keep.txt").unlink()
+    (notes / "blobs" / blob).symlink_to(tmp_path / "elsewhere.txt")
+    linked = models(store, "backup", str(notes))
+    assert linked.returncode == 2 and f"holds files a backup does not write (blobs/{blob} (a link))" in said(linked)
+    assert not (tmp_path / "elsewhere.txt").exists()
     odd_ones = (("heirloom-backup.json", os.mkfifo), (".heirloom-backup.lock", os.mkfifo), ("blobs", Path.touch))
     for name, make in odd_ones:
         odd = tmp_path / f"odd-{name}"  # a FIFO as its marker or lock hung the backup for ever

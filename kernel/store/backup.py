@@ -282,7 +282,7 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool, schema:
     foreign = [_described(target / name) for name in found if _foreign(target, name)]
     blobs = target / "blobs"
     if blobs.is_dir() and not blobs.is_symlink():
-        foreign += [f"blobs/{p.name}" for p in blobs.iterdir() if not _backup_blob(p)]
+        foreign += [f"blobs/{_described(p)}" for p in blobs.iterdir() if not _backup_blob(p)]  # a link said (h426 F7)
     if foreign:
         listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise DestinationTaken(
