@@ -34,6 +34,7 @@ from heirloom.cli.common import (
     whose,
 )
 from heirloom.cli.options import PROFILE, SECONDS, a_path, set_option
+from heirloom.cli.tables import print_table
 from heirloom.core.components import Source
 from heirloom.core.errors import HeirloomError, PluginError, ProfileError
 from heirloom.core.paths import data_root
@@ -160,7 +161,7 @@ def print_stats(stats: dict[str, Any]) -> None:
     for key, value in flatten({key: value for key, value in stats.items() if key != "fingerprint"}):
         cell = "\n".join(map(str, value)) if isinstance(value, list) else value
         table.add_row(inert(key), inert(cell, lines=True))
-    console.print(table)
+    print_table(console, table)
     # whole, on a line of its own: a table cut it to the width, `9d49...27c…`, the one value a user compares (h342 F10)
     console.print(inert(f"fingerprint {stats['fingerprint']}"), highlight=False)
 
@@ -247,7 +248,7 @@ def data_list(root: Path | None, as_json: bool) -> None:
     )
     for row in rows:
         table.add_row(row["name"], f"{row['present']} of {row['files']}", f"{row['bytes'] / 1e6:.1f}", row["license"])
-    console.print(table)
+    print_table(console, table)
 
 
 @data_group.command("fetch")

@@ -18,7 +18,6 @@ from typing import Any
 
 import click
 from rich.table import Column, Table
-from rich.text import Text
 
 from heirloom.cli.common import (
     EXIT_INVALID,
@@ -37,6 +36,7 @@ from heirloom.cli.common import (
     whose,
 )
 from heirloom.cli.options import PROFILE, a_path, output_file, set_option
+from heirloom.cli.tables import print_table
 from heirloom.core.errors import HeirloomError, ProfileError, described
 from heirloom.core.schema import ResolvedProfile, did_you_mean
 from heirloom.files import irregular, unwritable, write_atomic
@@ -207,13 +207,7 @@ def feedback_list(
         text = _shown(row)
         cells = [row["id"], *([row["api"]] * apis), _when(row), row.get("label", ""), row["status"]]
         table.add_row(*map(inert, cells), inert(text if len(text) <= 80 else text[:77] + "..."))
-    if console.width < ROOMY:  # its columns had no room: empty, headers and all, under 70 (v29 F1): a record a block
-        for cells in zip(*(column.cells for column in table.columns), strict=True):
-            names = (column.header for column in table.columns)
-            console.print(*(Text(f"{name}: ").append(cell) for name, cell in zip(names, cells, strict=True)), sep="\n")
-            console.print()
-    else:
-        console.print(table)
+    print_table(console, table, roomy=ROOMY)  # its columns had no room under 70, headers and all (v29 F1)
     if cut:  # "50 record(s)" read as all the log held (checker 282 F3); on stderr, out of the report (h342 F6)
         click.echo(cut, err=True)
     else:

@@ -22,6 +22,7 @@ from heirloom.cli.common import (
     resolve_or_exit,
 )
 from heirloom.cli.options import PROFILE, set_option
+from heirloom.cli.tables import print_table
 from heirloom.core.catalog import PluginInfo
 from heirloom.core.errors import HeirloomError, Problem, ProfileError
 from heirloom.core.profile import MASK, SetValue, key_parts
@@ -80,7 +81,7 @@ def plugins_command(as_json: bool) -> None:
             status += f": {info.error}" if info.error else ""  # a loaded one's commands hook may have raised
             dist = f"{info.distribution} {info.version}" if info.distribution else "-"
             table.add_row(inert(info.name), inert(dist), status, inert(provides or "-"))
-        console.print(table)
+        print_table(console, table)
     for what, labels in conflicts.items():
         err_console.print(f"conflict: {what} is registered by {' and '.join(labels)}", markup=False)
 
@@ -115,7 +116,7 @@ def profiles_command(as_json: bool) -> None:
         if (labels := clashes.get(entry["name"])) and entry["path"] in registered:  # no file is the one it means
             row = (entry["name"], CONFLICT, " and ".join(f"plugin {label}" for label in labels))
         table.add_row(*map(inert, row))
-    console.print(table)
+    print_table(console, table)
     for entry in [entry for entry in found if entry["shadows"]]:
         console.print(inert(f"{entry['name']}: {entry['path']} shadows {', '.join(entry['shadows'])}"))
     for name, labels in clashes.items():
@@ -183,7 +184,7 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
         for key, origin in sorted(provenance.items()):
             secret = " (from the environment)" if key in raw.secrets else ""
             table.add_row(*map(inert, (key, written(_lookup(data, key)) + secret, origin)))  # as --json: sub/base.toml
-        console.print(table)
+        print_table(console, table)
     if problems is not None:
         report_profile_error(problems)
 

@@ -27,6 +27,7 @@ from heirloom.cli.common import (
 )
 from heirloom.cli.options import PROFILE, a_path
 from heirloom.cli.rescore import rescored_gate
+from heirloom.cli.tables import print_table
 from heirloom.core.errors import HeirloomError, did_you_mean
 from heirloom.store import compare
 from heirloom.store.artifacts import Artifact, ArtifactStore, StoreMissing
@@ -125,7 +126,7 @@ def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> Non
     if as_json:
         print_json([artifact.to_json() for artifact in artifacts])
     elif artifacts:
-        console.print(_table(artifacts))
+        print_table(console, _table(artifacts))
         usage = store.usage()
         for name in sorted({a.project for a in artifacts}):
             console.print(f"{name}: {usage.get(name, 0) / 2**20:.2f} MiB of blobs", markup=False, highlight=False)
@@ -169,7 +170,7 @@ def models_show(ref: str, metadata: bool, as_json: bool, store: ArtifactStore) -
     table = Table(Column("field", overflow="fold"), Column("value", overflow="fold"))
     for key, value in _rows(record):
         table.add_row(inert(key), inert(value, lines=True))  # labels, paths: text, never rich markup
-    console.print(table)
+    print_table(console, table)
 
 
 def _rows(record: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -209,7 +210,7 @@ def models_lineage(ref: str, descendants: bool, as_json: bool, store: ArtifactSt
     if descendants and not chain:
         echo(f"nothing in {store.root} inherits {ref}")
         return
-    console.print(_table(chain))
+    print_table(console, _table(chain))
     if descendants:
         projects = sorted({artifact.project for artifact in chain})
         echo(f"inherited by {len(chain)} version(s) in project(s): {', '.join(projects)}")
@@ -251,7 +252,7 @@ def models_history(model: str, alias: str | None, as_json: bool, store: Artifact
     for move in moves:
         was = "-" if move["previous"] is None else f"@{move['previous']}"
         table.add_row(move["moved_at"], move["alias"], f"{artifact.project}/{artifact.model}@{move['version']}", was)
-    console.print(table)
+    print_table(console, table)
 
 
 @models_group.command("promote")
