@@ -223,22 +223,24 @@ def test_a_keyed_repeat_whose_budget_ran_out_before_a_worker_read_it_waits_for_i
     """h427 F1: behind a broker, a repeat of a key in flight with a 1e-9 ms budget reached its worker with
     what was left, below zero, and the worker refused it for the deadline before it looked at the key:
     DEADLINE_EXCEEDED while its first ran on to OK. PROTOCOL.md's order is the key (4), then the deadline
-    (6); one process, whose 0 ms budget is already spent too, waits for the first as well."""
+    (6). A client's own budget of 0 is refused at once, by one process as by a broker (v31 F1)."""
     daemon = Daemon(tmp_path, *(["--workers", str(workers)] if workers else []))
+    passed = ("DEADLINE_EXCEEDED", "the deadline had passed when the request arrived")
+    budgets = [0, -5, *([1e-9] if workers else [])]
     try:
         daemon.wait_ready()
         sock = _dealer(daemon)
         sock.send_multipart(request_frames("first", "t.slow", {"ms": 800}, idempotency_key="K"))
         time.sleep(0.2)  # the first runs
-        budget = 1e-9 if workers else 0  # a broker refuses 0 itself, before any key (PROTOCOL.md)
-        sock.send_multipart(request_frames("repeat", "t.slow", {"ms": 800}, deadline_ms=budget, idempotency_key="K"))
-        replies = {header["id"]: (header["status"], body) for header, body in (_reply(sock), _reply(sock))}
-        assert replies == {"first": ("OK", {"slept_ms": 800}), "repeat": ("OK", {"slept_ms": 800})}, replies
-        header, body = _reply(sock, request_frames("late", "t.slow", {"ms": 800}, deadline_ms=0))  # no key: refused
-        assert (header["status"], body["message"]) == (
-            "DEADLINE_EXCEEDED",
-            "the deadline had passed when the request arrived",
-        )
+        for number, budget in enumerate(budgets):
+            frames = request_frames(f"again{number}", "t.slow", {"ms": 800}, deadline_ms=budget, idempotency_key="K")
+            sock.send_multipart(frames)
+        replies = {header["id"]: (header["status"], body) for header, body in [_reply(sock) for _ in [0, *budgets]]}
+        assert replies.pop("first") == ("OK", {"slept_ms": 800}), replies
+        assert [replies.pop(f"again{n}")[1]["message"] for n in (0, 1)] == [passed[1], passed[1]], replies
+        assert replies == ({"again2": ("OK", {"slept_ms": 800})} if workers else {}), replies
+        header, body = _reply(sock, [SIGNATURE, packb({"id": "bad", "route": "t.slow", "deadline_ms": 0}), b"\xc1"])
+        assert (header["status"], body["message"]) == passed  # before the body, as PROTOCOL.md's example says
         sock.close()
     finally:
         assert daemon.terminate() == 0

@@ -250,6 +250,13 @@ def test_a_reload_after_the_server_key_file_changed_says_the_old_keypair_is_serv
         assert time.monotonic() < deadline, daemon.log()
         time.sleep(0.1)
     assert "Curve keys re-read (the server's own keypair at a restart only)" in daemon.log()
+    (server / "server.key_secret").unlink()  # v31 F3: a file gone was said to hold another keypair
+    daemon.process.send_signal(signal.SIGHUP)
+    gone = "No such file or directory: this daemon serves the keypair it read at start, and a restart would fail"
+    while gone not in daemon.log():
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.1)
+    assert daemon.log().count("holds another keypair now") == 1
     with daemon.client(curve=old, timeout=5) as alice:
         assert alice.call("echo.echo", "still") == "still"
     assert daemon.terminate() == 0

@@ -1427,6 +1427,22 @@ def test_serve_bound_to_the_loopback_interface_by_name_is_not_warned_of_as_open(
     ]
 
 
+@pytest.mark.skipif(not socket.has_ipv6 or not Path("/proc/net/if_inet6").read_text().strip(), reason="no IPv6")
+def test_a_daemon_binds_and_clients_reach_an_ipv6_address_in_brackets(tmp_path):
+    """v31 F4: ``--bind tcp://[::1]:PORT`` (SCALE.md writes IPv6 so) was refused, exit 2: "its host names no interface
+    of this host"; ZeroMQ sockets are IPv4 only unless told."""
+    daemon = Daemon(tmp_path, address=f"tcp://[::1]:{free_port()}")
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=10) as client:
+            assert client.call("echo.echo", "six") == "six"
+        called = run_heirloom("call", "--connect", daemon.address, "echo.echo", '"cli"')
+        assert called.returncode == 0 and "cli" in called.stdout, called.stderr
+        assert "without Curve" not in daemon.log()  # ::1 is loopback
+    finally:
+        assert daemon.terminate() == 0
+
+
 def test_a_loopback_gateway_answers_only_loopback_host_names(tmp_path):
     """DNS rebinding: a page whose own name now resolves to 127.0.0.1 is same-origin to the
     browser (no Origin check can tell), but its requests carry that name as Host."""

@@ -39,7 +39,7 @@ from heirloom.wire.client import (
     seconds,
 )
 from heirloom.wire.dealer import DISCONNECTED, HANDSHAKE_SUCCEEDED, connection_events, dealer, linked_at_start, redial
-from heirloom.wire.transport import drain, receiver, sender
+from heirloom.wire.transport import bracketed, drain, receiver, sender
 from heirloom.wire.unanswered import (
     LARGE_FRAME,
     largest_frame,
@@ -74,6 +74,7 @@ class AsyncClient:
         self._owns_context = context is None
         self._context = context or zmq.Context()
         self._socket, self._monitor = dealer(self._context, curve)
+        bracketed(self._socket, address)
         self._socket.connect(address)
         self._send = sender(self._socket, nonblocking=True)
         self._recv = receiver(self._socket)

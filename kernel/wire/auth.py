@@ -349,8 +349,9 @@ class CurveServer:
         self.refresh()
         try:
             rotated = load_keypair(self.secret_file)[0] != self._public
-        except (HeirloomError, OSError):
-            rotated = True
+        except (HeirloomError, OSError) as exc:  # "holds another keypair" of a file gone (v31 F3)
+            log.warning("%s: this daemon serves the keypair it read at start, and a restart would fail", exc)
+            rotated = False
         if rotated:
             log.warning(
                 "the server key file %s holds another keypair now: this daemon serves the one it read at start until "

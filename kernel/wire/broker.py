@@ -82,6 +82,8 @@ log = logging.getLogger("heirloom.wire.broker")
 CHECK_INTERVAL = 0.05
 #: A keyed request lost with its worker: it may have run, and the worker's cache of its key is gone with it.
 MAY_HAVE_RUN = "it may have run, and its idempotency key was lost with the worker: a retry may run it twice"
+#: An unkeyed one: "retry" alone had a write made twice (v31 F2); clients retry only idempotent calls by themselves.
+RAN = "it may have run: retry it if it is idempotent"
 #: Seconds a local worker has to stop its components once the shared grace period is over.
 STOP_SECONDS = 10.0
 #: Requests of this many bytes and more count against ``[server] forward_backlog_mb`` (the
@@ -217,8 +219,7 @@ class Broker(BrokerRoutes):
         return 0 if self._shutdown() else 1
 
     def _shutdown(self) -> bool:
-        """Stop the workers and close; False when a local worker did not stop cleanly, or any was lost with
-        requests in flight during the drain."""
+        """Stop the workers and close; False when a local worker did not stop cleanly, or one was lost in the drain."""
         for tag in list(self.forwarded):
             self._fail(tag, "the daemon shut down before the request finished")
         drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)  # heartbeats not read yet
@@ -282,7 +283,7 @@ class Broker(BrokerRoutes):
         self.table.update()
         for tag in [tag for tag, forwarded in self.forwarded.items() if forwarded[0] is worker]:  # its key too: a
             keyed = self.table.keys.holds(tag)  # retry ran again elsewhere, a write made twice (checker h423 F3)
-            self._fail(tag, f"{reason} while handling the request; {MAY_HAVE_RUN if keyed else 'retry'}", not keyed)
+            self._fail(tag, f"{reason} while handling the request; {MAY_HAVE_RUN if keyed else RAN}", not keyed)
 
     def _send(self, route: str, client: bytes, key: Any, message: list[bytes]) -> Worker:
         """Hand ``message`` (``[tag + client, header, ...]``) to the worker the table chooses. One whose connection
@@ -315,8 +316,7 @@ class Broker(BrokerRoutes):
         stats.record(UNAVAILABLE, time.perf_counter() - received)
 
     def _release(self, tag: bytes, forwarded: Forwarded, ok: bool) -> bool:
-        """Free request ``tag``'s slot (its worker answered, ``ok`` or not, or is lost); False when
-        its client was answered at its deadline already, and is told nothing more."""
+        """Free request ``tag``'s slot (answered, ``ok`` or not, or lost); False if its client got DEADLINE_EXCEEDED."""
         del self.forwarded[tag]
         if self._large:
             self._large_bytes -= self._large.pop(tag, 0)

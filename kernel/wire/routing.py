@@ -313,11 +313,15 @@ def decode_call(
     rest: list[bytes],
     received: float,
     budget: float | None,
+    forwarded: bool = False,
 ) -> Call:
     """A :class:`Call` with its deadline and validated body, or RequestError naming the field.
 
     ``rest`` is the body frame and any buffer frames: together they must fit the route's
-    ``max_payload``. ``budget``: the header's ``deadline_ms`` (see ``header_options``).
+    ``max_payload``. ``budget``: the header's ``deadline_ms`` (see ``header_options``); zero or less is
+    DEADLINE_EXCEEDED at once from a client, as a broker answers it, but, ``forwarded`` by a broker (what was
+    left of a client's budget), only once the idempotency key is checked (server.py: a repeat of a key in
+    flight waits for its first, h427 F1).
     """
     route = endpoint.route
     size = len(rest[0]) if len(rest) == 1 else sum(len(frame) for frame in rest)
@@ -325,7 +329,9 @@ def decode_call(
         raise too_large(endpoint.name, size, len(rest), route.max_payload)
     call = Call(envelope, request_id, endpoint, received)
     call.size = size
-    if budget is not None:  # one of zero or less is refused after the idempotency key (server.py; h427 F1)
+    if budget is not None:
+        if budget <= 0 and not forwarded:
+            raise passed_on_arrival()
         call.deadline = received + budget / 1000
     try:
         body = unpack_body(rest[0])

@@ -179,8 +179,7 @@ class Server:
         return self._installed
 
     def ready(self) -> bool:
-        # _installed, not only started: a _ready handled in the same turn as the start finishing
-        # must not say ready before the routes are mounted (a client would get UNAVAILABLE).
+        # _installed, not only started: a _ready in the start's last turn said ready before the routes were mounted
         return not self.draining and self._installed and self.system.ready()
 
     def request_drain(self) -> None:
@@ -338,14 +337,15 @@ class Server:
                 return
             if self.draining and self.link is None:  # a broker stops routing to a draining worker itself
                 raise draining_error()
-            call = decode_call(envelope, request_id, endpoint, header, frames[head + 1 :], received, budget)
+            rest = frames[head + 1 :]
+            call = decode_call(envelope, request_id, endpoint, header, rest, received, budget, self._worker)
             if key is not None:
                 client = envelope[0][TAG_BYTES:] if self._worker else user if user is not None else envelope[0]
                 call.idem = (client, endpoint.name, key)
-                call.digest = body_digest(frames[head + 1 :], header)
+                call.digest = body_digest(rest, header)
                 if self._replayed(call):
                     return
-            if budget is not None and budget <= 0:  # after the key: a repeat waits for its first (PROTOCOL.md)
+            if budget is not None and budget <= 0:  # a broker's, after the key: a repeat waits for its first
                 raise passed_on_arrival()
             if endpoint.inline:
                 if (why := manager_calls.admit(self.admission.resources)) is not None:

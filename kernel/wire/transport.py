@@ -78,6 +78,7 @@ def attach(socket: zmq.Socket, address: str, *, bind: bool) -> None:
     naming the address. The socket file of an ipc:// bind is removed when the process exits."""
     if bind and address.startswith("ipc://") and (problem := ipc_bind_problem(address)) is not None:
         raise Unworkable(f"cannot bind {address}: {problem}")  # libzmq replaces any file there (checker h426 F1)
+    bracketed(socket, address)
     try:
         socket.bind(address) if bind else socket.connect(address)
     except zmq.ZMQError as exc:
@@ -91,6 +92,13 @@ def attach(socket: zmq.Socket, address: str, *, bind: bool) -> None:
         raise HeirloomError(f"cannot {'bind' if bind else 'connect to'} {address}: {zmq.strerror(exc.errno)}") from None
     if bind and address.startswith("ipc://"):
         _remember_ipc_file(address.removeprefix("ipc://"))
+
+
+def bracketed(socket: zmq.Socket, address: str) -> None:
+    """IPv6 on ``socket`` for a tcp:// address in brackets (``tcp://[::1]:5555``, as SCALE.md writes one): ZeroMQ
+    sockets are IPv4 only unless told, and refused this host's own IPv6 addresses as no interface (v31 F4)."""
+    if address.startswith("tcp://["):
+        socket.ipv6 = True
 
 
 def ipc_bind_problem(address: str) -> str | None:
