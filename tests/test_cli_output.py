@@ -326,6 +326,18 @@ def test_a_terminal_width_of_0_or_a_few_columns_still_prints_every_table(columns
     assert "finance-sentiment" in run_heirloom("profile", "show", "finance-sentiment", env={"COLUMNS": columns}).stdout
 
 
+def test_a_table_too_wide_to_read_prints_each_row_as_a_block_and_a_roomy_one_as_a_table():
+    """h409 F5: at 20 to 40 columns ``profiles`` showed only its first column (the file 2 columns wide,
+    ``pr/of/il/es``), ``data list`` left its license empty, and ``models list`` ran past the terminal's edge."""
+    narrow = run_heirloom("profiles", env={"COLUMNS": "40"}).stdout
+    assert "profile: finance-sentiment\nfile: profiles/finance-sentiment.toml\nfrom: profiles\n" in narrow, narrow
+    assert all(len(line) <= 40 for line in narrow.splitlines() if not line.startswith("file: "))
+    wide = run_heirloom("profiles", env={"COLUMNS": "100"}).stdout
+    assert "profile: " not in wide and "┃ profile" in wide and "profiles/finance-sentiment.toml" in wide
+    datasets = run_heirloom("data", "list", env={"COLUMNS": "40"}).stdout
+    assert "name: financial-phrasebank" in datasets and "license: " in datasets, datasets
+
+
 def test_a_name_too_long_for_a_file_is_named_by_its_long_part_not_the_last():
     """h409 F3: ``profile show <300 a's>/x`` said ``File name too long: x... (1 characters)``: the last part, short,
     with a cut mark where nothing was cut; the long part is the one too long."""
