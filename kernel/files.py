@@ -110,7 +110,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
 
 def replaces_read_file(path: Path, files: Iterable[str | Path], folders: Iterable[Path]) -> str | None:
     """Why writing ``path`` would replace what a command reads: it is one of ``files``, or lies in one of
-    ``folders`` (the store); None otherwise. ``eval --html`` over the store's index and an export over the
+    ``folders`` (the store, the data); None otherwise. ``eval --html`` over the store's index and an export over the
     log it read replaced them whole, exit 0 (checker h426 F2). A link at ``path`` is not followed: writes
     rename over it (``write_atomic``)."""
     target = path.parent.resolve() / path.name
@@ -119,7 +119,7 @@ def replaces_read_file(path: Path, files: Iterable[str | Path], folders: Iterabl
             return f"it is {file}, which this command reads"
     for folder in folders:
         if target.is_relative_to(folder.resolve()):
-            return f"it is inside the store {folder}"
+            return f"it is inside {folder}, which heirloom reads or keeps"
     return None
 
 

@@ -165,7 +165,7 @@ def test_html_over_the_store_or_the_profile_it_reads_is_refused(trained, tmp_pat
     profile, env = trained
     index = Path(os.environ["HEIRLOOM_HOME"]) / "store" / "index.sqlite"
     before = index.read_bytes(), Path(profile).read_bytes()
-    for path, why in ((index, f"it is inside the store {index.parent}"), (profile, f"it is {profile}, which")):
+    for path, why in ((index, f"it is inside {index.parent}, which heirloom"), (profile, f"it is {profile}, which")):
         refused = run_heirloom("eval", profile, "--html", str(path), env=env)
         assert refused.returncode == 2 and f"error: --html {path}: {why}" in refused.stderr, refused.stderr
     assert (index.read_bytes(), Path(profile).read_bytes()) == before

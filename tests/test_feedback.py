@@ -111,7 +111,7 @@ def test_lines_are_named_by_their_line_in_the_file_with_skipped_lines_counted(tm
     assert f"{path}: line 4 repeats the id b2 of an earlier record; the later is kept" in caplog.text
 
 
-def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_path):
+def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_path, data_dir):
     env, profile, (good, wrong, halted) = reviews
     listed = run_heirloom("feedback", "list", str(profile), "--json", env=env)
     assert listed.returncode == 0, listed.stderr
@@ -171,6 +171,12 @@ def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_
     over = run_heirloom("feedback", "export", str(profile), "-o", str(log), env=env)
     assert over.returncode == 2 and f"error: --output {log}: it is {log}, which this command reads" in over.stderr
     assert log.read_bytes() == kept
+    index, other = Path(env["HEIRLOOM_HOME"]) / "store" / "index.sqlite", write(log.parent / "other.jsonl", "{}\n")
+    write(index, "a store's index")
+    for path in (index, other, data_dir / "financial-phrasebank" / "copy.txt"):  # v32 F1, F2, F5: the store's index,
+        over = run_heirloom("feedback", "export", str(profile), "sentiment", "-o", str(path), env=env)  # another log,
+        assert over.returncode == 2 and f"error: --output {path}: it is" in over.stderr, over.stderr  # the data
+    assert other.read_text() == "{}\n" and not (data_dir / "financial-phrasebank" / "copy.txt").exists()
 
 
 def test_an_export_replaces_a_link_at_its_file_and_is_private_whatever_the_umask(reviews, tmp_path):

@@ -20,7 +20,6 @@ import sys
 import traceback
 import unicodedata
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
@@ -29,7 +28,7 @@ from rich.text import Text
 
 from heirloom.cli.logs import writes_json
 from heirloom.core.errors import HeirloomError, PluginError, Problem, ProfileError
-from heirloom.files import NotRegularFile, replaces_read_file
+from heirloom.files import NotRegularFile
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -274,17 +273,6 @@ def resolve_or_exit(
     if store:
         store_or_exit(resolved)
     return resolved
-
-
-def refuse_overwrite(option: str, path: Path | None, profile: ResolvedProfile, store: Any, more: Any = ()) -> None:
-    """Exit 2 where writing ``option``'s ``path`` would replace the profile's files, ``more`` (the logs an export
-    reads) or anything in ``store`` (checker h426 F2: the store's index and a feedback log were replaced whole)."""
-    if path is None or str(path) == "-":
-        return
-    folders = [root] if isinstance(root := getattr(store, "root", None), Path) else []
-    files = [*(file for file in profile.raw.files if os.path.isfile(file)), *more]
-    if why := replaces_read_file(path, files, folders):
-        fail(f"error: {option} {path}: {why}; name another file", 2)
 
 
 def store_or_exit(resolved: ResolvedProfile, create: bool = True) -> Any:

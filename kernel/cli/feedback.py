@@ -29,13 +29,13 @@ from heirloom.cli.common import (
     inert,
     json_text,
     print_json,
-    refuse_overwrite,
     report_profile_error,
     resolve_or_exit,
     say_error,
     whose,
 )
 from heirloom.cli.options import PROFILE, a_path, output_file, set_option
+from heirloom.cli.overwrite import refuse_overwrite
 from heirloom.cli.tables import print_table
 from heirloom.core.errors import HeirloomError, ProfileError, described
 from heirloom.core.schema import ResolvedProfile, did_you_mean
@@ -289,7 +289,7 @@ def feedback_remove(
     type=a_path(dir_okay=False),
     callback=lambda ctx, param, value: _export_file(value),
     help="Write here (default, or -: stdout), mode 0600, replacing a link there; a folder not there, a FIFO, "
-    "a name too long for a file, a log it reads or a profile file: exit 2.",
+    "a name too long for a file, or a file the profile reads or heirloom keeps (its logs, the store): exit 2.",
 )
 @set_option
 def feedback_export(profile: str, api: str | None, output: Path | None, overrides: tuple[str, ...]) -> None:
@@ -297,9 +297,9 @@ def feedback_export(profile: str, api: str | None, output: Path | None, override
     with a label not accepted yet are left out. A union source may leave out more (those
     repeating a validation or test text): heirloom train says how many, naming their ids."""
     resolved = _resolve(profile, overrides)
-    refuse_overwrite("--output", output, resolved, None, (logs := feedback_logs(resolved, api)).values())
+    refuse_overwrite("--output", output, resolved)
     lines = []
-    for name, path in logs.items():
+    for name, path in feedback_logs(resolved, api).items():
         lines += [json_text({**record, "api": name}) for record in FeedbackLog.replay(path).trainable()]
     text = "".join(line + "\n" for line in lines)
     if output is None or str(output) == "-":

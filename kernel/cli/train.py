@@ -17,13 +17,13 @@ from heirloom.cli.common import (
     get_kernel,
     plugin_output_to_stderr,
     print_json,
-    refuse_overwrite,
     report_profile_error,
     resolve_or_exit,
     store_or_exit,
     whose,
 )
 from heirloom.cli.options import PROFILE, a_path, output_file, set_option
+from heirloom.cli.overwrite import refuse_overwrite
 from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError, PluginError, ProfileError
 from heirloom.core.system import dependency_closure
@@ -367,7 +367,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
     callback=lambda ctx, param, value: _report_path(value),
     help="Also write a self-contained HTML report to this file: tables, the confusion matrix and, "
     "for models reporting NAME@K metrics (recall@5, recall@10...), metric-at-k curves (needs the 'ui' extra). "
-    "Not '-' (stdout has the text report), a profile file or a file in the store (exit 2).",
+    "Not '-' (stdout has the text report), nor a file the profile reads or heirloom keeps (exit 2).",
 )
 @set_option
 @plugin_output_to_stderr

@@ -1,0 +1,44 @@
+"""Output files (``eval --html``, ``feedback export -o``) that would replace what heirloom reads or keeps:
+refused before any work, exit 2. Each replaced a file whole, exit 0: the store's index (every version lost),
+a feedback log and another api's, a source's test file (checkers h426 F2, v32 F1, F2, F5)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from heirloom.cli.common import fail
+from heirloom.core.paths import data_root, home
+from heirloom.files import replaces_read_file
+
+if TYPE_CHECKING:
+    from heirloom.core.schema import ResolvedProfile
+
+
+def refuse_overwrite(option: str, path: Path | None, profile: ResolvedProfile, store: Any = None) -> None:
+    """Exit 2 where writing ``option``'s ``path`` would replace a profile file, a file or a file in a folder that a
+    component names (its data, its log), one of the project's logs in HEIRLOOM_HOME, or anything in the store or
+    the data root."""
+    if path is None or str(path) == "-":
+        return
+    named = [Path(value) for spec in profile.components for value in _texts(spec.config) if os.path.isabs(value)]
+    logs = home().glob(f"*/{profile.project}/*.jsonl")
+    files = [*(Path(file) for file in profile.raw.files), *named, *logs]
+    stores = [getattr(store, "root", None), os.environ.get("HEIRLOOM_STORE"), profile.settings["store"].path]
+    folders = [Path(folder) for folder in [*stores, home() / "store", data_root()] if folder]
+    folders += [folder for folder in named if folder.is_dir()]
+    if why := replaces_read_file(path, [file for file in files if file.is_file()], folders):
+        fail(f"error: {option} {path}: {why}; name another file", 2)
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every text in a component's configuration, in lists and tables too."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        yield from _texts(list(value.values()))
+    elif isinstance(value, Iterable) and not isinstance(value, bytes):
+        for item in value:
+            yield from _texts(item)
