@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import heirloom
 from heirloom.store.labels import visible_pattern
 from heirloom.wire.client import InvalidArgument, ResourceExhausted, Unavailable
 from tests.daemons import Daemon
@@ -520,6 +521,14 @@ def test_a_new_label_printed_like_another_new_label_is_refused_naming_it_after_a
     decomposed = "di\u0301a nuevo"  # typed or pasted from a macOS input: it said "no feedback waits with" it (F3)
     accepted = run_heirloom("feedback", "accept-label", "finance-sentiment", decomposed, *where, env=trained)
     assert accepted.returncode == 0 and "accepted 'd\u00eda nuevo': 1 record(s)" in accepted.stdout, accepted.stderr
+    written = heirloom.FeedbackLog(log)  # as two workers each record one of a look-alike pair (TEXT.md)
+    for label in ("d\u00eda\u00a0nuevo", "grp\u00a0x"):
+        written.add({"text": "Sales grew", "label": label, heirloom.FeedbackLog.NEW_LABEL: True})
+    written.close()
+    twin = run_heirloom("feedback", "accept-label", "finance-sentiment", "d\u00eda\u00a0nuevo", *where, env=trained)
+    assert twin.returncode == 2 and 'prints like the accepted "d\\u00eda nuevo", a class apart' in twin.stderr  # v32 F3
+    typed = run_heirloom("feedback", "accept-label", "finance-sentiment", "grp x", *where, env=trained)  # v32 F4
+    assert typed.returncode == 2 and 'but "grp\\u00a0x" does, which prints alike' in " ".join(typed.stderr.split())
 
 
 def test_feedback_total_size_and_monitor_memory_are_capped(trained, tmp_path):

@@ -8,6 +8,7 @@ appends whole lines to the same file.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import unicodedata
@@ -41,6 +42,7 @@ from heirloom.core.errors import HeirloomError, ProfileError, described
 from heirloom.core.schema import ResolvedProfile, did_you_mean
 from heirloom.files import irregular, unwritable, write_atomic
 from heirloom.store.feedback import CLOSE_TO, NEW_LABEL, Entry, FeedbackLog, Replay
+from heirloom.store.labels import printed_form
 
 #: What a missing data path says (kernel/core/schema.py); where such a path is no business of these commands.
 MISSING, DATA_KEYS = "path does not exist: ", ("sources.", "models.")
@@ -340,6 +342,20 @@ def _write_export(path: Path, data: bytes) -> None:
         device.write(data)
 
 
+def _refuse_lookalikes(api: str, label: str, pending: dict[str, int], accepted: dict[str, Any]) -> None:
+    """Exit 2 where ``label`` prints like another waiting label, not itself waiting (typed plain, a no-break space
+    waits: the did-you-mean named a third), or, waiting, like an accepted one: two workers each recorded one of a
+    pair, and both accepted trained as two classes printed alike (re-check v32 F3, F4)."""
+    form = printed_form(label)
+    if label not in pending and (twins := [w for w in pending if printed_form(w) == form]):
+        shown = ", ".join(json.dumps(twin) for twin in twins)  # as JSON writes it: the spaces told apart
+        said = f"but {shown} does, which prints alike (another Unicode form): accept it as written, or remove it"
+        fail(f"error: no feedback of {api!r} waits with new label {json.dumps(label)}, {said}", EXIT_INVALID)
+    if label in pending and (twin := next((a for a in accepted if printed_form(a) == form), None)) is not None:
+        said = f"a class apart: remove its records (heirloom feedback remove) and send them again as {json.dumps(twin)}"
+        fail(f"error: {json.dumps(label)} prints like the accepted {json.dumps(twin)}, {said}", EXIT_INVALID)
+
+
 @feedback_group.command("accept-label")
 @click.argument("profile", type=PROFILE)
 @click.argument("label")
@@ -362,6 +378,7 @@ def feedback_accept_label(profile: str, label: str, reason: str, api: str | None
     if label in replay.accepted:
         echo(f"{label!r} was already accepted ({_when(replay.accepted[label])})")
         return
+    _refuse_lookalikes(name, label, pending, replay.accepted)
     if label not in pending:
         waiting = ", ".join(sorted(pending)) or "none"
         fail(f"error: no feedback of {name!r} waits with new label {label!r}{did_you_mean(label, pending)} "
