@@ -51,10 +51,15 @@ def ensure_trained(profile: str) -> None:
     resolved = kernel.resolve(profile)
     try:
         version = kernel.store(resolved).resolve(f"{resolved.project}/sentiment")
-        console.print(f"using the trained {version.ref} (metrics: accuracy {version.metrics['accuracy']:.3f})")
     except heirloom.HeirloomError:
-        console.print(f"[bold]no trained model yet: heirloom train {profile}[/]")
-        subprocess.run(heirloom_command("train", profile), cwd=REPO, check=True)
+        version = None  # trained below, outside the handler: a Ctrl-C there was chained to this "no model" error
+    if version is not None:
+        console.print(f"using the trained {version.ref} (metrics: accuracy {version.metrics['accuracy']:.3f})")
+        return
+    console.print(f"[bold]no trained model yet: heirloom train {profile}[/]")
+    trained = subprocess.run(heirloom_command("train", profile), cwd=REPO, check=False)
+    if trained.returncode != 0:  # heirloom train said why (or "interrupted"); no traceback of this script's
+        sys.exit(trained.returncode)
 
 
 def wait_ready(client: heirloom.Client, daemon: subprocess.Popen, timeout: float = 120) -> None:
@@ -126,4 +131,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the daemon got the Ctrl-C too, and drains itself; a traceback here read as a fault
+        console.print("interrupted: the demo stopped at Ctrl-C (its daemon, if started, stops with it)")
+        sys.exit(130)
