@@ -2152,7 +2152,7 @@ def test_a_daemon_started_before_the_first_train_says_what_to_run_as_the_store_i
             while (error := _model_error(client)) is None:
                 assert time.monotonic() < deadline, daemon.log()
                 time.sleep(0.1)
-            assert "team/m has no trained version yet (run heirloom train)" in error
+            assert "team/m has no trained version yet (run heirloom train on this profile)" in error
             assert run_heirloom("train", str(profile), env=env).returncode == 0
             client.call("_reload")
             while "heirloom models promote team/m@1 production" not in (error := _model_error(client) or ""):

@@ -104,7 +104,8 @@ def test_eval_of_an_untrained_model_says_why_once(tmp_path):
     result = run_heirloom("eval", str(profile), env=env)
     assert result.returncode == 1
     assert result.stderr.count("has no trained version yet") == 1, result.stderr
-    assert result.stderr.startswith("error: toy/m has no trained version yet (run heirloom train)"), result.stderr
+    said = "error: toy/m has no trained version yet (run heirloom train on this profile)"
+    assert result.stderr.startswith(said), result.stderr
     assert run_heirloom("train", str(profile), env=env).returncode == 0
     pinned = run_heirloom("eval", str(profile), "--set", "models.m.serve=9", env=env)  # a typed ref naming nothing
     assert pinned.returncode == 2 and "has no version 9 (latest: toy/m@1)" in pinned.stderr, pinned.stderr

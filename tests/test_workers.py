@@ -1654,11 +1654,12 @@ def test_the_readiness_probe_says_why_the_workers_are_not_ready(tmp_path):
                 time.sleep(0.2)
         probe = run_heirloom("call", "_ready", "--connect", daemon.address, "--timeout", "30")
         assert probe.returncode == 3
-        said = "not ready: 0 of 2 workers ready (models.m: daemon/m has no trained version yet (run heirloom train))"
+        untrained = "models.m: daemon/m has no trained version yet (run heirloom train on this profile)"
+        said = f"not ready: 0 of 2 workers ready ({untrained})"
         assert said in probe.stderr, probe.stderr
         # a route's refusal says it too (it said only "no worker is ready (2 connected)")
         refused = run_heirloom("call", "m.predict", "{}", "--connect", daemon.address, "--timeout", "30")
-        why = "no worker is ready (2 connected; models.m: daemon/m has no trained version yet (run heirloom train))"
+        why = f"no worker is ready (2 connected; {untrained})"
         assert refused.returncode == 1 and why in refused.stderr, refused.stderr
     finally:
         assert daemon.terminate() == 0

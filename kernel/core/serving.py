@@ -215,7 +215,7 @@ def nothing_served(store: VersionStore, project: str, spec: ComponentSpec) -> st
     try:
         latest = store.resolve(base)
     except RefError:
-        return f"{base} has no trained version yet (run heirloom train)"
+        return f"{base} has no trained version yet (run heirloom train on this profile)"
     except HeirloomError as exc:  # a damaged or unreadable store: training would not mend it
         return str(exc)
     if serve is not None and not serve.isdigit():

@@ -22,7 +22,7 @@ def served_model(handle: ModelHandle) -> tuple[Any, str | None]:
     reason = handle.unavailable if version is None else None
     try:
         if reason is None and not model.ready():
-            reason = "no trained version yet (run heirloom train)"
+            reason = "no trained version yet (run heirloom train on this profile)"
     except Exception as exc:  # noqa: BLE001 - counts as not ready, as for _ready (which logs whose it is)
         reason = f"its ready() raised {described(exc)}"
     if reason is not None:
