@@ -84,7 +84,18 @@ def missing_path(written: str, link: Path, path: Path, root: Path, datasets: Cal
         return f"path {written} {why}"
     if not path.is_relative_to(root):
         return f"path does not exist: {path}"
-    return f"path does not exist: {path} (data root {root}{fetch_hint(path, root, datasets, close=True)})"
+    hint = fetch_hint(path, root, datasets, close=True)
+    return f"path does not exist: {path} (data root {root}{_whence(root)}{hint})"
+
+
+def _whence(root: Path) -> str:
+    """What is wrong with the data ``root`` itself, or "": a newcomer who forgot or mistyped HEIRLOOM_DATA was told
+    only to fetch a data set they had (checker h429 F4)."""
+    unset = not os.environ.get("HEIRLOOM_DATA")
+    if root.is_dir():
+        return ", the home's, as HEIRLOOM_DATA is not set" if unset else ""
+    fix = "HEIRLOOM_DATA is not set; set it to the folder holding the data sets" if unset else "from HEIRLOOM_DATA"
+    return f", which does not exist: {fix}"
 
 
 def fetch_hint(path: Path, root: Path, datasets: Callable[[], Iterable[str]], *, close: bool = False) -> str:

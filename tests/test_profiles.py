@@ -1110,11 +1110,20 @@ def test_missing_path_field_is_reported(tmp_path, monkeypatch):
     with pytest.raises(heirloom.ProfileError) as caught:
         heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
     assert f"{path}: sources.f.path: path does not exist: {tmp_path / 'missing/data.csv'}" in str(caught.value)
+    monkeypatch.delenv("HEIRLOOM_DATA", raising=False)  # forgotten: was told only to fetch what was there (h429 F4)
+    write(path, '[sources.f]\nuse = "file"\npath = "${data}/data.csv"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
+    assert "which does not exist: HEIRLOOM_DATA is not set; set it to the folder holding the data sets)" in str(
+        caught.value
+    )
     monkeypatch.setenv("HEIRLOOM_DATA", str(tmp_path / "data"))  # a wrong data root is named as the cause
     write(path, '[sources.f]\nuse = "file"\npath = "${data}/data.csv"\n')
     with pytest.raises(heirloom.ProfileError) as caught:
         heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
-    assert f"path does not exist: {tmp_path / 'data/data.csv'} (data root {tmp_path / 'data'})" in str(caught.value)
+    gone = ", which does not exist: from HEIRLOOM_DATA"  # a typo in the variable (checker h429 F4)
+    said = f"path does not exist: {tmp_path / 'data/data.csv'} (data root {tmp_path / 'data'}{gone})"
+    assert said in str(caught.value)
     write(path, '[sources.f]\nuse = "file"\npath = "${data}/banking77/train.csv"\n')
     with pytest.raises(heirloom.ProfileError) as caught:
         heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
@@ -1125,7 +1134,7 @@ def test_missing_path_field_is_reported(tmp_path, monkeypatch):
         write(path, f'[sources.f]\nuse = "file"\npath = "${{data}}/{folder}/train.csv"\n')  # itself, which failed
         with pytest.raises(heirloom.ProfileError) as caught:
             heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
-        assert str(caught.value).endswith(f"(data root {tmp_path / 'data'}{said})"), str(caught.value)
+        assert str(caught.value).endswith(f"(data root {tmp_path / 'data'}{gone}{said})"), str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -1220,8 +1229,9 @@ def test_a_relative_data_root_is_one_folder_from_where_the_command_runs_not_each
     root = tmp_path / "data"
     said = [problem.message for problem in caught.value.problems]
     assert said == [
-        f"path does not exist: {root / 'b.csv'} (data root {root})",
-        f"path does not exist: {root / 'banking77/train.csv'} (data root {root}; "
+        f"path does not exist: {root / 'b.csv'} (data root {root}, which does not exist: from HEIRLOOM_DATA)",
+        f"path does not exist: {root / 'banking77/train.csv'} (data root {root}, which does not exist: from "
+        "HEIRLOOM_DATA; "
         "a public data set? `heirloom data fetch banking77` (add --accept-license if asked))",
     ]
     write(root / "b.csv", "")
