@@ -1181,6 +1181,14 @@ def test_a_profile_extending_one_not_read_says_its_tables_problems_may_follow_fr
     assert f"{user}: resources.max_in_flight: 'max_in_flight' must be >= 0, got -1" in said, said  # as it was
 
 
+def test_a_project_name_typed_as_a_profile_name_names_the_profiles_it_begins():
+    """h429 F5: ``heirloom eval finance`` (``make demo`` and ``models list`` print ``finance/sentiment@1``) said no
+    such profile, with no did-you-mean."""
+    checked = run_heirloom("profile", "check", "finance")
+    said = "did you mean 'finance-sentiment' or 'finance-sentiment-encoder'?"
+    assert checked.returncode == 2 and said in checked.stderr, checked.stderr
+
+
 def test_disabling_a_component_of_a_profile_extends_names_but_did_not_read_says_so(tmp_path):
     """A typo in ``extends`` printed the right did-you-mean, then ``sources.intents.enabled: no such component``
     with no cause: the component was the unread profile's (checker h359 F5)."""

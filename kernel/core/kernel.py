@@ -14,7 +14,7 @@ from heirloom.core.profile import ProfileLoader, RawProfile, display_path
 from heirloom.core.schema import ResolvedProfile, validate
 from heirloom.core.serving import VersionStore
 from heirloom.core.system import System
-from heirloom.suggest import did_you_mean, name_hint, toml_beside
+from heirloom.suggest import abbreviates, did_you_mean, name_hint, toml_beside
 
 
 class Kernel:
@@ -47,7 +47,7 @@ class Kernel:
         if left_out := self.plugins.left_out("profiles", name):
             return f"; it comes from {left_out}"
         names = [e["name"] for e in self.available_profiles()]  # all plugins
-        close = did_you_mean(name, names + toml_beside(name, skip))
+        close = did_you_mean(name, names + toml_beside(name, skip)) or abbreviates(name, names)  # finance (h429 F5)
         failed = "; ".join(f"{info.label}: {info.error}" for info in self.plugins.failures())
         return close + (f"; these plugins failed to load: {failed}" if failed else "") + self.plugins.selection()
 
