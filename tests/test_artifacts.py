@@ -1287,6 +1287,10 @@ def test_train_refused_at_an_inherit_the_store_lacks_makes_no_store_and_names_th
             refused
         ), refused.stderr
         assert not store.exists(), list(store.iterdir())
+    (parents / "team.toml").rename(parents / "team-intents.toml")  # h429 F6: a profile named after its project
+    refused = run_heirloom("train", str(child), env=env)
+    assert refused.returncode == 2 and said(refused).endswith("; train it first: heirloom train team-intents")
+    (parents / "team-intents.toml").rename(parents / "team.toml")
     assert run_heirloom("train", "team", env=env).returncode == 0
     promote = "team/m has no alias 'production' (aliases: none); latest: team/m@1. To set it: heirloom models promote "
     for command in (("profile", "check"), ("train",)):

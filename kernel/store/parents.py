@@ -85,14 +85,32 @@ def unstored_parent(
 
 
 def train_first(kernel: Kernel, profile: ResolvedProfile, named: str) -> str:
-    """``; train it first: heirloom train PROJECT`` for a parent ``project/model`` not stored whose project is
-    another profile's name (a shipped one: ``banking-intents-core``), "" where no profile has that name."""
+    """``; train it first: heirloom train PROFILE`` for a parent ``project/model`` not stored whose project is
+    another profile's name (a shipped one: ``banking-intents-core``) or, else, the ``project`` of the one profile
+    whose name begins with it (``finance/sentiment``: ``finance-sentiment``, checker h429 F6); "" otherwise."""
     project = named.partition("/")[0]
+    if project == profile.project:
+        return ""
     try:
-        found = project != profile.project and kernel.loader.find(project) is not None
+        found = [project] if kernel.loader.find(project) is not None else []
     except HeirloomError:  # two plugins register the name: no one command to name
-        found = False
-    return f"; train it first: heirloom train {project}" if found else ""
+        return ""
+    found = found or [name for name in _named_after(kernel, project) if _project_of(kernel, name) == project]
+    return f"; train it first: heirloom train {found[0]}" if len(found) == 1 else ""
+
+
+def _named_after(kernel: Kernel, project: str) -> list[str]:
+    """The available profiles whose name begins ``PROJECT-`` (read only on this error's path: it imports plugins)."""
+    return [entry["name"] for entry in kernel.available_profiles() if entry["name"].startswith(f"{project}-")]
+
+
+def _project_of(kernel: Kernel, name: str) -> str | None:
+    """The project profile ``name`` sets (unvalidated: its data may be missing here), None if it cannot be read."""
+    try:
+        raw = kernel.load_profile(name)
+    except HeirloomError:
+        return None
+    return str(raw.data.get("project", raw.name))
 
 
 def pretrained_state(kernel: Kernel, ref: str) -> tuple[State, Any]:
