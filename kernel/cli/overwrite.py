@@ -23,7 +23,8 @@ def refuse_overwrite(option: str, path: Path | None, profile: ResolvedProfile, s
     the data root."""
     if path is None or str(path) == "-":
         return
-    named = [Path(value) for spec in profile.components for value in _texts(spec.config) if os.path.isabs(value)]
+    texts = (value for spec in profile.components for value in _texts(spec.config))
+    named = [Path(value) for value in texts if os.path.isabs(value) and len(Path(value).parts) > 1]  # not "/"
     logs = home().glob(f"*/{profile.project}/*.jsonl")
     files = [*(Path(file) for file in profile.raw.files), *named, *logs]
     stores = [getattr(store, "root", None), os.environ.get("HEIRLOOM_STORE"), profile.settings["store"].path]
