@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from heirloom.cli.common import fail
-from heirloom.core.paths import data_root, home
+from heirloom.core.paths import home
 from heirloom.files import replaces_read_file
 
 if TYPE_CHECKING:
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 def refuse_overwrite(option: str, path: Path | None, profile: ResolvedProfile, store: Any = None) -> None:
     """Exit 2 where writing ``option``'s ``path`` would replace a profile file, a file or a file in a folder that a
-    component names (its data, its log), one of the project's logs in HEIRLOOM_HOME, or anything in the store or
-    the data root."""
+    component names (its data, its log), one of the project's logs in HEIRLOOM_HOME, or anything in the store (not
+    the whole data root: ``HEIRLOOM_DATA=.`` would refuse every report in the working folder)."""
     if path is None or str(path) == "-":
         return
     texts = (value for spec in profile.components for value in _texts(spec.config))
@@ -28,7 +28,7 @@ def refuse_overwrite(option: str, path: Path | None, profile: ResolvedProfile, s
     logs = home().glob(f"*/{profile.project}/*.jsonl")
     files = [*(Path(file) for file in profile.raw.files), *named, *logs]
     stores = [getattr(store, "root", None), os.environ.get("HEIRLOOM_STORE"), profile.settings["store"].path]
-    folders = [Path(folder) for folder in [*stores, home() / "store", data_root()] if folder]
+    folders = [Path(folder) for folder in [*stores, home() / "store"] if folder]
     folders += [folder for folder in named if folder.is_dir()]
     if why := replaces_read_file(path, [file for file in files if file.is_file()], folders):
         fail(f"error: {option} {path}: {why}; name another file", 2)
