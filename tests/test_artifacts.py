@@ -441,6 +441,10 @@ def test_models_show_prints_labels_in_lists_as_written_not_as_json_escapes(store
     shown = run_heirloom("models", "show", "shop/m@1", "--store", str(store.root), env={"COLUMNS": "200"})
     assert shown.returncode == 0, shown.stderr
     assert '["café", "🎉 party", "日本"]' in shown.stdout and "\\u" not in shown.stdout, shown.stdout
+    env = {"COLUMNS": "200", "PYTHONIOENCODING": "ascii"}  # v32 F6: escaped after measuring, past the border
+    ascii_shown = run_heirloom("models", "show", "shop/m@1", "--store", str(store.root), env=env).stdout
+    assert '["caf\\xe9", "\\U0001f389 party", "\\u65e5\\u672c"]' in ascii_shown, ascii_shown
+    assert len({len(line) for line in ascii_shown.splitlines() if line.strip()}) == 1, ascii_shown
 
 
 def test_verify_names_each_alias_at_a_version_or_model_the_index_does_not_hold(store):

@@ -138,7 +138,14 @@ def inert(value: Any, *, lines: bool = False) -> Text:
     """``value`` (text a client sent) for a terminal: rich markup shown as typed, control
     characters shown escaped (``\\x1b``), never obeyed; ``lines`` keeps line breaks (a cell
     of one item per line)."""
-    return Text((_CONTROL_IN_LINES if lines else _CONTROL).sub(_escaped, str(value)))
+    return Text(_encodable((_CONTROL_IN_LINES if lines else _CONTROL).sub(_escaped, str(value))))
+
+
+def _encodable(text: str) -> str:
+    """``text`` as stdout's encoding writes it, each character it lacks as its escape, so a table measures what it
+    prints: in an ASCII locale ``caf\\xe9`` ran past the border of a column measured for ``café`` (v32 F6)."""
+    encoding = codecs.lookup(console.encoding or "utf-8").name
+    return text if encoding == "utf-8" else text.encode(encoding, "backslashreplace").decode(encoding)
 
 
 def printable(message: str) -> str:
