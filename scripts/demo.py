@@ -57,7 +57,10 @@ def ensure_trained(profile: str) -> None:
         console.print(f"using the trained {version.ref} (metrics: accuracy {version.metrics['accuracy']:.3f})")
         return
     console.print(f"[bold]no trained model yet: heirloom train {profile}[/]")
-    trained = subprocess.run(heirloom_command("train", profile), cwd=REPO, check=False)
+    try:
+        trained = subprocess.run(heirloom_command("train", profile), cwd=REPO, check=False)
+    except KeyboardInterrupt:  # heirloom train got it too, and said "interrupted": once is enough
+        sys.exit(130)
     if trained.returncode != 0:  # heirloom train said why (or "interrupted"); no traceback of this script's
         sys.exit(trained.returncode)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rich.cells import cell_len
 
 import heirloom
 from heirloom.owners import owner_name
@@ -445,6 +446,8 @@ def test_models_show_prints_labels_in_lists_as_written_not_as_json_escapes(store
     ascii_shown = run_heirloom("models", "show", "shop/m@1", "--store", str(store.root), env=env).stdout
     assert '["caf\\xe9", "\\U0001f389 party", "\\u65e5\\u672c"]' in ascii_shown, ascii_shown
     assert len({len(line) for line in ascii_shown.splitlines() if line.strip()}) == 1, ascii_shown
+    narrow = run_heirloom("models", "show", "shop/m@1", "--store", str(store.root), env={"COLUMNS": "30"}).stdout
+    assert "│ ref" in narrow and {cell_len(line) for line in narrow.splitlines()} == {30}, narrow  # v33 F3: was 40
 
 
 def test_verify_names_each_alias_at_a_version_or_model_the_index_does_not_hold(store):

@@ -177,6 +177,13 @@ def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_
         over = run_heirloom("feedback", "export", str(profile), "sentiment", "-o", str(path), env=env)  # another log,
         assert over.returncode == 2 and f"error: --output {path}: it is" in over.stderr, over.stderr  # the data
     assert other.read_text() == "{}\n" and not (data_dir / "financial-phrasebank" / "copy.txt").exists()
+    elsewhere = write(log.parent.parent / "another-project" / "api.jsonl", "{}\n")  # v33 F1: another project's log
+    relative = write(tmp_path / "rel" / "fb.jsonl", "{}\n")  # v33 F2: a relative feedback_path
+    where = ("--set", "apis.sentiment.feedback_path=rel/fb.jsonl")
+    for path, args in ((elsewhere, ()), (Path("rel/fb.jsonl"), where)):
+        over = run_heirloom("feedback", "export", str(profile), "-o", str(path), *args, env=env, cwd=tmp_path)
+        assert over.returncode == 2 and f"error: --output {path}: it is" in over.stderr, over.stderr
+    assert elsewhere.read_text() == relative.read_text() == "{}\n"
 
 
 def test_an_export_replaces_a_link_at_its_file_and_is_private_whatever_the_umask(reviews, tmp_path):

@@ -527,6 +527,8 @@ def test_a_new_label_printed_like_another_new_label_is_refused_naming_it_after_a
     written.close()
     twin = run_heirloom("feedback", "accept-label", "finance-sentiment", "d\u00eda\u00a0nuevo", *where, env=trained)
     assert twin.returncode == 2 and 'prints like the accepted "d\\u00eda nuevo", a class apart' in twin.stderr  # v32 F3
+    unknown = run_heirloom("feedback", "accept-label", "finance-sentiment", "zzz", *where, env=trained)  # v33 F4
+    assert unknown.returncode == 2 and '(waiting: "d\\u00eda\\u00a0nuevo", "grp\\u00a0x")' in unknown.stderr
     typed = run_heirloom("feedback", "accept-label", "finance-sentiment", "grp x", *where, env=trained)  # v32 F4
     assert typed.returncode == 2 and 'but "grp\\u00a0x" does, which prints alike' in " ".join(typed.stderr.split())
 

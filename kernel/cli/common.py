@@ -94,6 +94,11 @@ class PipedConsole(Console):
         found = super().size
         return ConsoleDimensions(max(found.width, NARROWEST), found.height)
 
+    @property
+    def found_width(self) -> int:
+        """The terminal's own width, under NARROWEST too: a table too wide for it prints as blocks (``tables``)."""
+        return super().size.width
+
     @size.setter
     def size(self, new_size: tuple[int, int]) -> None:
         self._width, self._height = new_size

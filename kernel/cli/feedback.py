@@ -380,7 +380,7 @@ def feedback_accept_label(profile: str, label: str, reason: str, api: str | None
         return
     _refuse_lookalikes(name, label, pending, replay.accepted)
     if label not in pending:
-        waiting = ", ".join(sorted(pending)) or "none"
+        waiting = ", ".join(w if printed_form(w) == w else json.dumps(w) for w in sorted(pending)) or "none"  # v33 F4
         fail(f"error: no feedback of {name!r} waits with new label {label!r}{did_you_mean(label, pending)} "
              f"(waiting: {waiting})", EXIT_INVALID)  # fmt: skip
     log = FeedbackLog(path)

@@ -19,13 +19,15 @@ if TYPE_CHECKING:
 
 def refuse_overwrite(option: str, path: Path | None, profile: ResolvedProfile, store: Any = None) -> None:
     """Exit 2 where writing ``option``'s ``path`` would replace a profile file, a file or a file in a folder that a
-    component names (its data, its log), one of the project's logs in HEIRLOOM_HOME, or anything in the store (not
-    the whole data root: ``HEIRLOOM_DATA=.`` would refuse every report in the working folder)."""
+    component names (its data, its log: a relative ``feedback_path`` too, v33 F2), a log in HEIRLOOM_HOME, or
+    anything in the store (not the whole data root: ``HEIRLOOM_DATA=.`` would refuse every report in the working
+    folder)."""
     if path is None or str(path) == "-":
         return
-    texts = (value for spec in profile.components for value in _texts(spec.config))
+    texts = [value for spec in profile.components for value in _texts(spec.config)]
     named = [Path(value) for value in texts if os.path.isabs(value) and len(Path(value).parts) > 1]  # not "/"
-    logs = home().glob(f"*/{profile.project}/*.jsonl")
+    named += [Path(value).absolute() for value in texts if not os.path.isabs(value) and os.path.isfile(value)]
+    logs = home().glob("*/*/*.jsonl")  # every project's (v33 F1): a log is heirloom's, whichever profile reads it
     files = [*(Path(file) for file in profile.raw.files), *named, *logs]
     stores = [getattr(store, "root", None), os.environ.get("HEIRLOOM_STORE"), profile.settings["store"].path]
     folders = [Path(folder) for folder in [*stores, home() / "store"] if folder]

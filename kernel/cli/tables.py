@@ -15,8 +15,9 @@ def print_table(console: Console, table: Table, *, roomy: int = 0) -> None:
     """``table`` on ``console``; or, where its columns need more room than the terminal has (or the terminal is
     under ``roomy`` columns), each row as a block of ``header: cell`` lines: rich emptied columns, headers and
     all, at 20 to 40 columns, or printed past the terminal's edge (checker h409 F5)."""
-    if console.width >= roomy and _needed(console, table) <= console.width:
-        console.print(table)
+    width = getattr(console, "found_width", console.width)  # a 30-column terminal, not the 40 rich lays out for
+    if width >= roomy and _needed(console, table) <= width:
+        console.print(table, width=width)
         return
     names = [str(column.header) for column in table.columns]
     for cells in zip(*(column.cells for column in table.columns), strict=True):
