@@ -116,7 +116,7 @@ def replaces_read_file(path: Path, files: Iterable[str | Path], folders: Iterabl
     target = path.parent.resolve() / path.name
     for file in files:
         if target == Path(file).resolve():
-            return f"it is {file}, which this command reads"
+            return f"it is {file}, which heirloom reads or keeps"
     for folder in folders:
         if target.is_relative_to(folder.resolve()):
             return f"it is inside {folder}, which heirloom reads or keeps"
