@@ -553,3 +553,24 @@ def test_many_pending_actors_do_not_delay_placements_or_start_failure_and_scale_
             assert client.call("_health")  # the broker answers while the 11 drain
             added = _threads(daemon.process.pid) - threads
         assert added <= 3, f"scaling 12 ray workers down to 1 started {added} threads"  # one retires them all
+
+
+def test_a_scale_down_ends_a_worker_never_placed_at_once_so_a_new_one_takes_the_freed_room(tmp_path):
+    """h430 F1: `_scale` past the cluster's room, then down, then up again left the new worker waiting 27-29 s, not
+    ready, unsaid: the scale-down waited 35 s for the one never placed to drain (it never could), and that pending
+    actor, still queued, took the room the drained one freed. Two half-CPU workers on a one-CPU head: 3, 1, 2."""
+    with (
+        _ray_head(tmp_path, 'address = "auto"\nworkers = 2\nnum_cpus = 0.5') as (daemon, _, _),
+        daemon.client(timeout=5.0) as client,
+    ):
+        deadline = time.monotonic() + 90
+        while len([w for w in client.call("_ready")["workers"] if w["ready"]]) < 2:
+            assert time.monotonic() < deadline, daemon.log()[-2000:]
+            time.sleep(0.5)
+        for count in (3, 1, 2):
+            assert client.call("_scale", {"workers": count}) == {"workers": count}
+            time.sleep(2)
+        began = time.monotonic()
+        while len([w for w in client.call("_ready")["workers"] if w["ready"]]) < 2:
+            assert time.monotonic() - began < 15, daemon.log()[-2000:]
+            time.sleep(0.5)
