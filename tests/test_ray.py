@@ -71,7 +71,8 @@ def test_profile_check_without_the_extra_names_it(tmp_path):
         ('placement = "scatter"', "'placement' must be in ('spread', 'pack')"),
         ("workers = 0", "'workers' must be >= 1, got 0"),
         ('address = "not an address"', "'address' must be auto, local, ray://HOST:PORT or HOST:PORT"),
-        ("min_workers = 1", "'min_workers' and 'max_workers' go together"),
+        ("min_workers = 1", "resources.min_workers: 'min_workers' needs 'max_workers' too"),
+        ("max_workers = 4", "resources.max_workers: 'max_workers' needs 'min_workers' too"),  # h430 F3: 'the default'
         ("min_workers = 2\nmax_workers = 3\nworkers = 1", "need 1 <= min_workers <= workers <= max_workers"),
         ("max_restarts = -2", "'max_restarts' must be >= -1, got -2"),
         ("workers = 300", "'workers': 300 workers is more than 256, the most a ray pool without resources.max_workers"),

@@ -63,8 +63,9 @@ class RayResources(LocalResources):
     def __attrs_post_init__(self) -> None:
         if not self.max_workers and self.workers > MAX_WORKERS:
             raise ValueError(f"'workers': {too_many(self.workers)}")
-        if bool(self.min_workers) != bool(self.max_workers):
-            raise ValueError("'min_workers' and 'max_workers' go together (set both to scale, or neither)")
+        if bool(self.min_workers) != bool(self.max_workers):  # said at the key set: the other's default read as
+            given, other = ("min_workers", "max_workers") if self.min_workers else ("max_workers", "min_workers")
+            raise ValueError(f"'{given}' needs '{other}' too (set both to scale, or neither)")  # refused (h430 F3)
         if self.max_workers and not (1 <= self.min_workers <= self.workers <= self.max_workers):
             raise ValueError(
                 f"need 1 <= min_workers <= workers <= max_workers, got min_workers = {self.min_workers}, "
