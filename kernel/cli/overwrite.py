@@ -5,13 +5,14 @@ a feedback log and another api's, a source's test file (checkers h426 F2, v32 F1
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from heirloom.cli.common import fail
 from heirloom.core.paths import home
 from heirloom.files import replaces_read_file
+from heirloom.limits import leaves
+from heirloom.toml_bounds import MAX_DEPTH
 
 if TYPE_CHECKING:
     from heirloom.core.schema import ResolvedProfile
@@ -24,7 +25,9 @@ def refuse_overwrite(option: str, path: Path | None, profile: ResolvedProfile, s
     folder)."""
     if path is None or str(path) == "-":
         return
-    texts = [value for spec in profile.components for value in _texts(spec.config)]
+    texts = [
+        value for spec in profile.components for value in leaves(spec.config, MAX_DEPTH + 1) if isinstance(value, str)
+    ]
     named = [Path(value) for value in texts if os.path.isabs(value) and len(Path(value).parts) > 1]  # not "/"
     named += [Path(value).absolute() for value in texts if not os.path.isabs(value) and os.path.isfile(value)]
     logs = home().glob("*/*/*.jsonl")  # every project's (v33 F1): a log is heirloom's, whichever profile reads it
@@ -34,14 +37,3 @@ def refuse_overwrite(option: str, path: Path | None, profile: ResolvedProfile, s
     folders += [folder for folder in named if folder.is_dir()]
     if why := replaces_read_file(path, [file for file in files if file.is_file()], folders):
         fail(f"error: {option} {path}: {why}; name another file", 2)
-
-
-def _texts(value: Any) -> Iterator[str]:
-    """Every text in a component's configuration, in lists and tables too."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        yield from _texts(list(value.values()))
-    elif isinstance(value, Iterable) and not isinstance(value, bytes):
-        for item in value:
-            yield from _texts(item)
