@@ -5,11 +5,12 @@ layer writes and reads through these, so they sit beside the layers, not in one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -88,22 +89,49 @@ def umask() -> int:
     return _UMASK_AT_IMPORT if found is None else found
 
 
+def temp_beside(path: Path, suffix: str) -> Path:
+    """A new hidden name beside ``path`` for its temp file (16 random hex digits), named before the file is made so
+    that a ``try`` around the making can remove it: SIGTERM as ``mkstemp`` returned (the file made, its name not
+    yet ours) left a blob's temp file in the store (CI). The name is kept within 255 bytes, as the final one."""
+    name = os.fsencode(path.name)[:230].decode(errors="ignore")
+    return path.parent / f".{name}.{secrets.token_hex(8)}{suffix}"
+
+
+def create_new(path: Path) -> int:
+    """A write descriptor of a file made at ``path`` (mode 0600), which must not exist: never a link followed."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
+def cannot_create_in(folder: Path) -> str | None:
+    """Why no file can be made in ``folder`` (the error's words), None when one can: by a probe file made and
+    removed, as a mode check passes root on a read-only mount (which serves fine)."""
+    probe = temp_beside(folder / "write-probe", ".tmp")
+    try:
+        os.close(create_new(probe))
+    except OSError as exc:
+        return exc.strerror
+    finally:
+        with contextlib.suppress(OSError):  # nothing there, or a read-only mount refusing even that
+            probe.unlink()
+    return None
+
+
 def write_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
     """Write ``data`` to ``path`` via a synced temp file in the same folder and a rename: a link at ``path`` is
     replaced, never written through. The file gets ``mode`` less the umask, as ``open`` gives a new file: under
     umask 022 stored files are shared readable (0644), under ``UMask=0077`` nothing is readable by others."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    name = os.fsencode(path.name)[:240].decode(errors="ignore")  # the temp name within 255 bytes, as the final one
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=path.parent)
+    tmp = temp_beside(path, ".tmp")
     try:
-        os.fchmod(fd, mode & ~umask())  # mkstemp creates 0600 whatever the umask; a fixed 0644 ignored UMask=0077
+        fd = create_new(tmp)
+        os.fchmod(fd, mode & ~umask())  # the new file is 0600 whatever the umask; a fixed 0644 ignored UMask=0077
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
 

@@ -27,7 +27,7 @@ import attrs
 
 from heirloom.core.version import VERSION
 from heirloom.datasets import DataError, DataFile, Dataset, Progress, problems
-from heirloom.files import fsync_dir, irregular
+from heirloom.files import create_new, fsync_dir, irregular, temp_beside
 from heirloom.links import broken_path
 
 CHUNK = 1 << 20
@@ -38,8 +38,9 @@ MAX_UNSIZED_BYTES = 4 << 30
 #: server trickling bytes would otherwise keep every single read within its timeout.
 MIN_RATE = 1024
 LOCK_NAME = ".heirloom-fetch.lock"
-#: The temp files ``_place`` writes (``mkstemp``: 8 random letters, digits or ``_``).
-_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}\.part\Z")
+#: The temp files ``_place`` writes (``temp_beside``: 16 hex digits; or 8 letters, digits or ``_``, the ``mkstemp``
+#: names of heirloom 0.2.0 and before).
+_TEMP = re.compile(r"\..+\.(?:[a-z0-9_]{8}|[0-9a-f]{16})\.part\Z")
 
 
 @attrs.define
@@ -304,9 +305,9 @@ def _place(body: Any, file: DataFile, target: Path, source: str) -> None:
     """Stream ``body`` to ``target`` through a synced temp file, renamed only if its hash
     (and its size, when stated) is right."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    temp = temp_beside(target, ".part")
     try:
-        digest, written = hashlib.sha256(), 0
+        fd, digest, written = create_new(temp), hashlib.sha256(), 0
         with os.fdopen(fd, "wb") as handle:
             while chunk := body.read(CHUNK):
                 digest.update(chunk)
@@ -324,6 +325,6 @@ def _place(body: Any, file: DataFile, target: Path, source: str) -> None:
         except IsADirectoryError:
             raise DataError(f"{target}: a folder is where this file goes") from None
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +26,7 @@ from heirloom.core.paths import home
 from heirloom.core.quota import MIB
 from heirloom.core.schema import did_you_mean
 from heirloom.core.version import VERSION as HEIRLOOM_VERSION
-from heirloom.files import NotRegularFile, open_regular, write_atomic
+from heirloom.files import NotRegularFile, cannot_create_in, open_regular, write_atomic
 from heirloom.links import first_broken, linked
 from heirloom.owners import unreadable
 from heirloom.store.compare import VALIDATION, PromotionRefused, check_better
@@ -135,12 +134,8 @@ class ArtifactStore:
         """Why a version could not be stored here, None when it can: ``train`` asks before it reads any record,
         not after the fit. A probe file, as a mode check passes root on a read-only mount (which serves fine)."""
         for folder in (self.blobs, self.root):  # the blobs, and the index's folder (its journal files)
-            try:
-                fd, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=".tmp", dir=folder)
-                os.close(fd)
-                os.unlink(probe)
-            except OSError as exc:
-                return f"{folder}: {exc.strerror}"
+            if (why := cannot_create_in(folder)) is not None:
+                return f"{folder}: {why}"
         index = self.index.path
         if index.exists() and not os.access(index, os.W_OK):
             return f"{index}: {os.strerror(errno.EACCES)}"
