@@ -152,6 +152,8 @@ def test_error_messages_are_at_most_1000_characters_however_long_the_bad_value(s
         # checker h310 F2: without data (type 5), and msgpack's own timestamp (-1), each said it otherwise
         (b"\xc7\x00\x05", "cannot decode the body: msgpack extension types are not accepted (plain data only; this"),
         (b"\xc7\x00\xff", "cannot decode the body: msgpack extension types are not accepted"),
+        # a JavaScript Date, packed by @msgpack/msgpack as a timestamp: said how to send a time (checker h436 F3)
+        (b"\xd7\xff" + bytes(8), "not accepted (plain data only: a time as seconds or ISO text, not a timestamp)"),
         (b"\x92\x01", "the frame ends inside a msgpack value (truncated)"),
         (b"", "the frame ends inside a msgpack value (truncated)"),
         # lengths past the frame's end: msgpack said "2 exceeds max_map_len(1)"
@@ -432,3 +434,15 @@ def test_a_body_key_packed_as_bin_is_told_in_the_protocols_words(send, body, fie
     key it believed it sent offered back to it (h344 F4). A key is a msgpack string, as the header's refusal says."""
     message = refused(send(SIGNATURE, header(route="t.shape"), msgpack.packb(body)), field)
     assert message == said
+
+
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [("p\x1b[2J", "p\\u001b[2J"), ("poi\u200bnts", "poi\\u200bnts"), ("\u202estniop", "\\u202estniop")],
+)
+def test_a_str_body_key_that_does_not_print_is_escaped_in_the_field_and_message(send, key, shown):
+    """docs/PROTOCOL.md, ``field``: a character of a key that does not print is escaped as JSON escapes it. A str
+    key's ESC reached the terminal of a client printing the error, and a zero-width space read ``body.points:
+    unknown key; did you mean 'points'?`` (checker h436 F1); a bin key's were escaped already."""
+    message = refused(send(SIGNATURE, header(route="t.shape"), msgpack.packb({"points": [], key: []})), f"body.{shown}")
+    assert message.startswith(f"body.{shown}: unknown key") and message.isprintable(), message

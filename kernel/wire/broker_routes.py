@@ -17,6 +17,7 @@ from zmq.backend import zmq_poll
 
 from heirloom.core.schema import did_you_mean
 from heirloom.wire.auth import check_admin
+from heirloom.wire.bodies import field_of, printable
 from heirloom.wire.broker_workers import MAX_HEARTBEAT_ROUTES, SCALE_ROUTE, Worker, describe_workers
 from heirloom.wire.builtin_routes import KERNEL_ROUTES, kernel_route
 from heirloom.wire.local_workers import START_FAILED
@@ -272,9 +273,9 @@ class BrokerRoutes:
         body = unpackb(body_frames[0]) if len(body_frames) == 1 else None
         takes = '_scale takes {"workers": N}, N >= 1'
         if isinstance(body, dict) and (other := next((key for key in body if key != "workers"), None)) is not None:
-            name = cut(json.dumps(other, ensure_ascii=False) if isinstance(other, str) else quoted(other))
+            name = cut(printable(json.dumps(other, ensure_ascii=False)) if isinstance(other, str) else quoted(other))
             hint = did_you_mean(other, ["workers"]) if isinstance(other, str) else ""
-            field = f"body.{other}" if isinstance(other, str) else "body"
+            field = field_of([other]) if isinstance(other, str) else "body"
             raise RequestError(INVALID_ARGUMENT, f"{takes}; got the unknown key {name}{hint}", cut(field))
         count = body.get("workers") if isinstance(body, dict) else None
         if type(count) is not int or count < 1:  # quoted as sent: true, not Python's True

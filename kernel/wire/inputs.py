@@ -25,7 +25,7 @@ from heirloom.converter import make_converter, scalar_or_enum
 from heirloom.core.schema import flatten_errors
 from heirloom.store.labels import blank as is_blank
 from heirloom.store.labels import visible_pattern
-from heirloom.wire.bodies import binary_key
+from heirloom.wire.bodies import binary_key, field_of
 from heirloom.wire.protocol import (
     INTERNAL,
     INVALID_ARGUMENT,
@@ -171,7 +171,7 @@ class InputValidator:
             path, message = min(errors, key=lambda error: not error[1].startswith("unknown key"))
             path, message = binary_key(body, path, message) or (path, message)
             message = in_wire_words(_as_sent(message, body, path))
-            field = "body" + "".join(step if step.startswith("[") else f".{step}" for step in path)
+            field = field_of(path)
             raise RequestError(INVALID_ARGUMENT, f"{field}: {message}", field) from None
         except (ValueError, TypeError) as exc:
             named = re.match(r"'(\w+)((?:\[\d+\])*)'", str(exc))  # 'text' or an element, 'texts[3]'

@@ -186,7 +186,8 @@ def decoding_error(what: str, exc: Exception) -> str:
     elif isinstance(exc, TypeError):
         reason = "a map key is an array or a map"
     elif "max_ext_len" in str(exc) or "timestamp" in str(exc):  # with data, or msgpack's own timestamp (-1)
-        reason = "msgpack extension types are not accepted (plain data only)"
+        reason = "msgpack extension types are not accepted (plain data only: a time as seconds or ISO text, "
+        reason += "not a timestamp)"  # a JavaScript Date is packed as one (checker h436 F3)
     elif "incomplete input" in str(exc) or "exceeds max_" in str(exc):  # or a length past the frame's end
         reason = "the frame ends inside a msgpack value (truncated)"
     else:  # an extension type without data: our own hook's words say it
