@@ -9,6 +9,7 @@ COMMAND`` imports only the plugin that provides it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import itertools
@@ -155,7 +156,9 @@ class HeirloomGroup(click.Group):
             if name not in attached:
                 attached.add(name)
                 self._attaching = name
-                for error in plugins.add_commands(self, name):
+                with contextlib.redirect_stdout(sys.stderr):  # what it prints: stdout may be --json (h433 F4)
+                    errors = plugins.add_commands(self, name)
+                for error in errors:
                     err_console.print(f"warning: {error}", markup=False)
                 self._attaching = None
                 for command in self.shadowing.get(name, []):

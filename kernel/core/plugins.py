@@ -136,7 +136,7 @@ class PluginHost:
             except BaseException:
                 self.pm.unregister(name=name)
                 raise
-        except Exception as exc:  # noqa: BLE001 - isolation is the point; the line says which hook raised
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - isolation is the point; a sys.exit too (h433 F1)
             info.status, info.error = "failed", _describe(exc) + where(exc, info.module)
             return
         info.status, info.error = "loaded", None
@@ -251,7 +251,7 @@ class PluginHost:
         for impl in [i for i in self._callers(getattr(self.pm.hook, hook_name)) if only in (None, i.plugin_name)]:
             try:
                 self.call_one(hook_name, impl.plugin_name, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - one plugin's hook must not break others
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - one plugin's hook must not break others
                 label = self.infos[impl.plugin_name].label if impl.plugin_name in self.infos else impl.plugin_name
                 errors.append(PluginError(f"plugin {label}: {hook_name} failed: {_describe(exc)}"))
         return errors
