@@ -296,3 +296,37 @@ def test_a_stop_signal_as_the_gateway_starts_serving_ends_it_with_0_and_json_lin
         assert gateway.wait(60) == 0, lines
         assert [line for line in lines if not line.startswith("{")] == []
         assert json.loads(lines[-1])["message"] == "stopped", lines[-3:]
+
+
+def test_an_oip_model_of_a_daemon_starting_behind_connect_is_a_503_to_retry_not_a_404(tmp_path, data_dir):
+    """HTTP.md: behind ``--connect`` a daemon starting answers 503, retryable. While a restarted daemon loaded its
+    apis, ``/v2/models/sentiment/infer`` and its ready probe answered 404 ``no model 'sentiment' (models: none)``,
+    not retryable (a Triton client concludes there is no such model), and went on so for up to a second after the
+    daemon was ready, where ``/v1`` answered 503 (checker h432 F1)."""
+    from tests.test_gateway import BARE, Gateway, http
+    from tests.test_ui import SMALL
+
+    profile = BARE.format(store=tmp_path / "store", data=data_dir, small=SMALL) + "start_ms = 8000\n"
+    daemon = Daemon(tmp_path, profile=profile)
+    gateway = Gateway(tmp_path, daemon.address)
+    try:
+        with daemon.client(timeout=1) as client:
+            deadline = time.monotonic() + 60
+            while True:  # bound, its apis still starting (the testing api's start takes 8 s)
+                try:
+                    client.call("_health")
+                    break
+                except Exception:  # noqa: BLE001 - not bound yet
+                    assert time.monotonic() < deadline, daemon.log()
+                    time.sleep(0.05)
+        row = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["Profit rose"]}]}
+        status, head, body = http(gateway.url + "/v2/models/sentiment/infer", row)
+        assert (status, body["code"], body["retryable"], head["Retry-After"]) == (503, "UNAVAILABLE", True, "1"), body
+        assert body["error"] == "the daemon is starting; no models yet"
+        assert http(gateway.url + "/v2/models/sentiment/ready")[:3:2] == (503, {"name": "sentiment", "ready": False})
+        while (answer := http(gateway.url + "/v2/models/sentiment"))[0] == 503:  # polled as a client would
+            time.sleep(0.1)
+        assert answer[0] == 200 and answer[2]["name"] == "sentiment", answer
+    finally:
+        assert gateway.stop() == 0, gateway.log_path.read_text()
+        daemon.kill()

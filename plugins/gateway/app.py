@@ -98,6 +98,10 @@ def idempotency_key(headers: Headers) -> str | None:
     return key
 
 
+#: An OIP model looked up while the daemon has no apis yet and is not ready: a 503, as its routes answer then.
+STARTING_MODELS = "the daemon is starting; no models yet"
+
+
 def serves(ready: dict[str, Any]) -> bool:
     """Whether a ``_ready`` reply says requests can be answered now: ``serving`` (a broker
     with one worker lost and being replaced still serves on the others), else ``ready``."""
@@ -350,6 +354,9 @@ class Gateway:
         if name not in table.models:
             table = await self.routes.table(client, fresh=True, timeout=timeout)
         entry = table.models.get(name)
+        if entry is None and not table.apis() and not serves(await self.readiness(client, headers) or {}):
+            # a daemon starting behind --connect lists the kernel's routes only: its models are not gone (h432 F1)
+            raise heirloom.Unavailable(STARTING_MODELS, retryable=True, retry_after_ms=500)
         if entry is None:
             known = ", ".join(sorted(table.models)) or "none"
             raise Refused(error_response(404, f"no model {name!r} (models: {known})", field="path.name"))

@@ -105,6 +105,7 @@ class Routes:
                 read.add_done_callback(_retrieved)
             try:
                 await asyncio.wait_for(asyncio.shield(read), deadline - time.monotonic())
+                break  # read now: as fresh as a table gets, even one of the kernel's routes alone
             except TimeoutError:
                 raise TableLate(self._late(timeout)) from None
             except heirloom.RemoteError as exc:  # an earlier request's read, out of its time: not of ours
@@ -115,8 +116,10 @@ class Routes:
         return self._table
 
     def _stale(self, fresh: bool) -> bool:
+        """A table of the kernel's routes alone (a daemon still starting) is read again for every name it lacks:
+        an OIP model stayed a 404 for up to FRESH_ENOUGH after its daemon was ready (checker h432 F1)."""
         age = time.monotonic() - self._read_at
-        return age > self.ttl or (fresh and age > FRESH_ENOUGH)
+        return age > self.ttl or (fresh and (age > FRESH_ENOUGH or self._table is None or not self._table.apis()))
 
     async def _read(self, client: Any) -> None:
         try:
