@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import unittest.mock
+from pathlib import Path
 
 import attrs
 import pytest
 
 import heirloom
 from tests import toys
-from tests.helpers import REPO, pythonpath, quiet_api_plugin, run_heirloom, write
+from tests.helpers import HEIRLOOM, REPO, pythonpath, quiet_api_plugin, run_heirloom, write
 
 
 def _kernel(*plugins):
@@ -1327,3 +1330,50 @@ def test_what_a_plugins_commands_hook_prints_leaves_plugins_json_valid(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "heirloom_exiter" in {plugin["name"] for plugin in json.loads(result.stdout)}
     assert "a stray line from the commands hook" in result.stderr
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether process ``pid`` has a handler of its own for SIGTERM (``SigCgt`` in /proc/PID/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(re.search(r"^SigCgt:\s*([0-9a-f]+)$", status, re.M)[1], 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def test_sigterm_while_the_command_line_loads_says_so_and_exits_143(tmp_path):
+    """README, exit codes: 143 and ``stopped at SIGTERM``. In a command's first 0.3 to 0.8 s (importing click, rich
+    and the commands) SIGTERM killed it with no word (checker h431 F3). Sent the moment heirloom handles it."""
+    process = subprocess.Popen([*HEIRLOOM, "profiles"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not _catches_sigterm(process.pid):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.001)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143 and out == "", (out, err)
+    assert err == "interrupted: stopped at SIGTERM before the command started\n"
+
+
+LATE_STOP = """
+import atexit
+import os
+import signal
+
+import heirloom
+
+
+@heirloom.hookimpl
+def heirloom_system_started(system):
+    atexit.register(os.kill, os.getpid(), signal.SIGTERM)  # a stop as Python shuts down, the command done
+"""
+
+
+def test_sigterm_after_the_command_is_done_ends_it_with_the_commands_status_and_output(tmp_path):
+    """A SIGTERM after the command had printed its result and Python was shutting down printed a traceback
+    (``Exception ignored in atexit callback ... Terminated``) and exited 0, or killed it silently (checker h431
+    F1). It ends the process at once, its output whole, with the command's own status."""
+    _install(tmp_path, "heirloom-late-stop", "heirloom_late_stop", LATE_STOP)
+    profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\nrows = 3\n')
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "tests.toys"}
+    result = run_heirloom("data", "stats", str(profile), "s", "--json", env=env)
+    assert result.returncode == 0 and json.loads(result.stdout)["records"] == {"train": 3, "test": 3}
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
