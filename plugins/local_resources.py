@@ -28,6 +28,10 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 #: Seconds between two attempts to give memory back while past the budget (a gc pass holds the I/O thread).
 _RELEASE_INTERVAL = 1.0
+#: Seconds past the budget with nothing in flight before the process says it is stuck: what a flood's messages and
+#: refusals hold (no request in flight holds them) is freed within seconds of it, and a daemon said it could never
+#: admit again, and was not ready, 4 times in one flood it then recovered from by itself (checker h435 F1).
+STUCK_AFTER_S = 10.0
 
 
 def _device(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -132,6 +136,7 @@ class LocalResources(heirloom.Resources):
         self._released = float("-inf")  # when memory was last given back (monotonic)
         #: Why this process can never admit again (past the budget with nothing in flight), else None.
         self._stuck: str | None = None
+        self._idle_past_since: float | None = None  # since when past the budget with nothing in flight (monotonic)
         self._statm: int | None = None
         self._memory_lock = threading.Lock()  # the I/O thread admits; /metrics' thread asks ready() too
         if self.memory_budget_mb and os.path.exists("/proc/self/statm"):
@@ -239,12 +244,17 @@ class LocalResources(heirloom.Resources):
     def _release(self) -> float:
         """Give memory back and measure again; still past the budget with nothing in flight (no
         request left to finish and free some), the process is stuck: said once, and by ``ready``."""
-        self._released = time.monotonic()
+        self._released = now = time.monotonic()
         release_memory()
         resident, was_stuck = self._resident(), self._stuck
         self._stuck = None
-        if resident > self.memory_budget_mb and not self._in_flight[0]:
-            self._stuck = f"{self._past_budget(resident)} with no request in flight, after giving back what it could"
+        if resident <= self.memory_budget_mb or self._in_flight[0]:
+            self._idle_past_since = None
+        elif now - (since := self._idle_past_since or now) < STUCK_AFTER_S:
+            self._idle_past_since = since
+        else:
+            held = f"{self._past_budget(resident)} with no request in flight for {now - since:.0f} s"
+            self._stuck = f"{held}, after giving back what it could"
             if was_stuck is None:
                 log.error("%s: it can never admit a request again, and says it is not ready (_ready); restart it "
                           "with a budget sized from its peak under load (docs/OPERATIONS.md)", self._stuck)  # fmt: skip
