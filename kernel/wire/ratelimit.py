@@ -60,9 +60,9 @@ class ClientBuckets:
         self.requests += 1
         self.bytes_in += size
         if limits.requests_per_s and bucket[0] < 1.0:
-            self._refuse(f"{limits.requests_per_s:g} requests/s", (1.0 - bucket[0]) / limits.requests_per_s)
+            self._refuse(f"{limits.requests_per_s:,.10g} requests/s", (1.0 - bucket[0]) / limits.requests_per_s)
         if limits.bytes_per_s and bucket[1] <= 0.0:
-            self._refuse(f"{limits.bytes_per_s:g} bytes/s", -bucket[1] / limits.bytes_per_s)
+            self._refuse(f"{limits.bytes_per_s:,.10g} bytes/s", -bucket[1] / limits.bytes_per_s)  # 2,000,000 (h435 F2)
         bucket[0] -= 1.0
         bucket[1] -= size
 
