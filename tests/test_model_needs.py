@@ -736,3 +736,6 @@ def test_a_classifier_answer_the_probe_never_saw_fails_its_request_naming_the_mo
                 assert client.call("sentiment.labels")["labels"] == ["a", "b"]  # it keeps serving
         finally:
             assert daemon.terminate() == 0
+        logged = daemon.log()  # the client alone was told, the operator nothing (checker h433 F5): once a minute
+        assert logged.count("ToyClassifier (toy-classifier, plugin tests.toys) answered what its api cannot send:") == 1
+        assert said.removeprefix("ToyClassifier: ") in logged, logged

@@ -1453,3 +1453,19 @@ def test_a_route_slower_than_the_timeout_is_said_to_be_slow_not_the_daemon_unrea
     daemon.wait_logged(late)  # by the daemon (its worker)
     assert "past its deadline of 1.00 s" in daemon.log()
     assert daemon.terminate() == 0
+
+
+def test_an_inline_handler_holding_the_io_thread_is_logged_naming_its_route(tmp_path):
+    """PLUGINS.md, Route ``inline``: cheap handlers run on the I/O loop. One that slept froze every client and
+    probe (``_health`` past its deadline) and the log said nothing of it (checker h433 F7)."""
+    daemon = Daemon(tmp_path)
+    daemon.wait_ready()
+    with daemon.client(timeout=10) as client:
+        client.call("t.slow_inline", 50)  # quick enough: not said
+        client.call("t.slow_inline", 400)
+        client.call("t.slow_inline", 400)  # said once a minute at most
+    held = "t.slow_inline (api type 'testing', plugin tests.testing_api): its inline handler held the daemon's I/O "
+    daemon.wait_logged(held)
+    assert daemon.terminate() == 0
+    logged = daemon.log()
+    assert logged.count(held) == 1 and re.search(re.escape(held) + r"thread 0\.4\d s", logged), logged

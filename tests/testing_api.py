@@ -272,6 +272,12 @@ class TestingApi(heirloom.Api):
             heirloom.Route("write", handler=self.write),
             heirloom.Route("record", handler=self.log.append, description="Appends body (a map) to a durable log."),
             heirloom.Route("ran", handler=lambda body: self.ran, inline=True, description="Marks t.slow has run."),
+            heirloom.Route(
+                "slow_inline",
+                handler=lambda body: time.sleep(body / 1000),
+                inline=True,
+                description="Sleeps body milliseconds on the I/O thread: an author's mistake.",
+            ),
             heirloom.Route("pid", handler=lambda body: os.getpid()),
             heirloom.Route("fragment", handler=fragment, description="body MiB of C heap, freed but resident."),
             heirloom.Route("bulk", handler=lambda body: bytes(body), description="body (a count) zero bytes."),

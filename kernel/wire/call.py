@@ -40,6 +40,13 @@ log = logging.getLogger("heirloom.server")
 FAILURE_LOGS = 1024  # distinct failures whose tracebacks are throttled; forgotten all at once past it
 _failures: dict[tuple[str, str, str], Every] = {}
 _late: dict[str, Every] = {}  # by route: a request computed past its deadline
+_slow_inline: dict[str, Every] = {}  # by route: an inline handler that held the I/O thread
+#: Seconds an inline handler may hold the I/O thread (every client and probe waits) before it is logged.
+SLOW_INLINE_S = 0.25
+SLOW_INLINE = (
+    "%s: its inline handler held the daemon's I/O thread %.2f s, every request and probe waiting meanwhile: "
+    "make it cheap, or mark the route not inline"
+)
 
 
 class Call:
@@ -78,6 +85,15 @@ class Call:
         #: The body is still to be validated against the route's input (on its batcher thread).
         self.unchecked = False
         self.done = False
+
+    def inline_done(self, began: float) -> float:
+        """``perf_counter()`` as its inline handler returns; one that held the I/O thread past SLOW_INLINE_S is
+        logged, naming its route (once a minute at most): every request and probe waited on it, unsaid (h433 F7)."""
+        now = time.perf_counter()
+        if now - began > SLOW_INLINE_S:
+            every = _slow_inline.setdefault(self.endpoint.name, Every(60.0))
+            every.log(log, logging.WARNING, SLOW_INLINE, named(self.endpoint), now - began)
+        return now
 
 
 #: ``complete(call, status, body, version, compute_seconds)``, callable from any thread.
@@ -208,9 +224,11 @@ def _say_if_late(call: Call) -> None:
     client has likely stopped waiting, and only the daemon knows the route, not the network, was slow."""
     now, route = time.perf_counter(), named(call.endpoint)
     if call.deadline is not None and now > call.deadline:
-        late = "%s: answered %.2f s after its request arrived, past its deadline of %.2f s (its client may have gone)"
+        late = "%s: answered %.2f s after its request arrived, past its deadline of %s s (its client may have gone)"
         every = _late.setdefault(route, Every(60.0))
-        every.log(log, logging.WARNING, late, route, now - call.received, call.deadline - call.received)
+        budget = call.deadline - call.received  # 3 ms read "0.00 s", a budget the wire refuses at once (h434 F2)
+        shown = f"{budget:.2f}" if budget >= 0.1 else f"{budget:.2g}"
+        every.log(log, logging.WARNING, late, route, now - call.received, shown)
 
 
 def settle(call: Call, result: Any, complete: Complete, compute: float) -> None:

@@ -397,7 +397,7 @@ class Server:
             except BaseException as exc:  # noqa: BLE001 - a plugin's SystemExit too (signals never raise here)
                 fail(call, exc, self._finish, call.endpoint.name)
                 return
-            now = time.perf_counter()
+            now = call.inline_done(began)
             if call.idem is None and not isinstance(result, _SPECIAL_RESULTS):
                 try:
                     unpackb(packed := packb(result))  # a tuple key packs, but no client decodes it: the general path
