@@ -992,6 +992,41 @@ def test_a_gc_killed_before_removing_its_blobs_is_finished_by_the_next_gc(store)
     assert after["files"] == after["orphans"] == after["resumed"] == [], after  # the record is cleared
 
 
+TERMED_GC = """
+import os, signal, sys, time
+import heirloom.store.gc as gc
+from heirloom.cli.entry import main
+
+def stopped(*args, **kwargs):  # SIGTERM between the gc's two steps: its rows are gone, its files not yet
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+
+gc.remove_unreferenced = stopped
+sys.argv = ["heirloom", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_gc_stopped_between_its_two_steps_names_the_versions_it_removed(store):
+    """A gc SIGTERMed after deleting its rows said only "what was reported done is kept, nothing half-written is":
+    22 versions were gone, unsaid, and the operator concluded it had done nothing (checker h431 F2)."""
+    for seed in range(13):
+        store.put("crash", "g", make_state(seed), model_type="toy")
+    termed = subprocess.run(
+        [sys.executable, "-c", TERMED_GC, "models", "gc", "--keep", "1", "--store", str(store.root)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert termed.returncode == 143, termed.stderr
+    lines = termed.stderr.strip().splitlines()
+    assert lines[-1] == "interrupted: stopped at SIGTERM; what was reported done is kept, nothing half-written is"
+    assert " ".join(lines[:-1]) == (
+        "gc stopped after removing 12 version(s), whose files the next gc removes: "
+        + ", ".join(f"crash/g@{version}" for version in range(1, 11))
+        + " and 2 more"
+    )
+    assert [artifact.version for artifact in store.list()] == [13]
+
+
 def test_damaged_index_and_odd_blobs_get_clear_errors_naming_the_file(store):
     artifact = put(store, "finance/sentiment", 1)
     (store.blobs / "a-folder").mkdir()

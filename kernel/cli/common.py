@@ -199,7 +199,10 @@ def terminate_as_interrupt() -> None:
 
 
 def interrupted(exc: BaseException) -> NoReturn:
-    """Exit as a shell expects of the signal that stopped the command, saying what holds."""
+    """Exit as a shell expects of the signal that stopped the command, saying what holds: first what the layers it
+    unwound noted it had done (``add_note``: a gc stopped between its two steps names the versions it removed)."""
+    for note in getattr(exc, "__notes__", ()):
+        say_error(note, logging.WARNING)
     if isinstance(exc, Terminated) or any(isinstance(cause, Terminated) for cause in _chain(exc)):
         fail(INTERRUPTED.replace("Ctrl-C", "SIGTERM"), 143)
     fail(INTERRUPTED, 130)

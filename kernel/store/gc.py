@@ -130,7 +130,14 @@ def collect(
     if dry_run or not plan.files:
         return plan
     sizes = {name: file_size(blobs / name) for name in plan.files}
-    plan.files = remove_unreferenced(index, blobs, plan.files)
+    try:
+        plan.files = remove_unreferenced(index, blobs, plan.files)
+    except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM: the versions went unsaid, "nothing half-written" (h431 F2)
+        if plan.versions:
+            gone = [_ref(row) for row in plan.versions]
+            named = ", ".join(gone[:10]) + (f" and {len(gone) - 10} more" if len(gone) > 10 else "")
+            stop.add_note(f"gc stopped after removing {len(gone)} version(s), whose files the next gc removes: {named}")
+        raise
     plan.bytes = sum(sizes[name] for name in plan.files)
     plan.resumed = [name for name in plan.resumed if name in plan.files]
     return plan
