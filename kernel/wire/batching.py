@@ -26,11 +26,16 @@ from collections.abc import Mapping, Set
 from typing import Any
 
 from heirloom.core.components import Route
+from heirloom.limits import shortened
 from heirloom.wire.call import Call, Complete, deadline_body, fail, invalid_part, named, settle
 from heirloom.wire.protocol import DEADLINE_EXCEEDED, RequestError
 from heirloom.wire.stats import RouteStats
+from heirloom.wire.throttle import Every
 
 log = logging.getLogger("heirloom.server")
+BATCH_FAILED = (
+    "%s: a batch of %d raised %s; computing each request alone, on its input as the handler left it (once a minute)"
+)
 
 
 class BatchShapeError(TypeError):
@@ -72,6 +77,7 @@ class Batcher:
         self._stopping = False
         self._busy = False  # requests were waiting when the last batch finished
         self._computing = False  # a batch is being computed, on this thread or by run_here
+        self._batch_failed = Every(60.0)  # a batch that raised, said at most once a minute
         #: Seconds the last batch took to compute and its payload bytes: scaled to a request's
         #: size, they bound how long run_here may hold up its caller (unknown until the first
         #: batch, which runs on this thread).
@@ -189,6 +195,9 @@ class Batcher:
         except BaseException as exc:  # noqa: BLE001 - isolate the failing request (a plugin's SystemExit too)
             if isinstance(exc, BatchShapeError) and len(calls) > 1:  # a plugin's bug: said, not hidden by the retry
                 log.error("%s: %s; computing each request alone", named(calls[0].endpoint), exc)  # its plugin too
+            elif len(calls) > 1 and not isinstance(exc, RequestError):  # one the retries may hide (h433 F6)
+                said = f"{type(exc).__name__}: {shortened(str(exc))}"
+                self._batch_failed.log(log, logging.WARNING, BATCH_FAILED, named(calls[0].endpoint), len(calls), said)
             if len(calls) == 1:
                 fail(calls[0], exc, complete, self.name)
                 return
