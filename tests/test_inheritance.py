@@ -214,6 +214,15 @@ def test_a_source_yielding_no_record_is_named_with_its_plugin_split_and_record_n
         assert "{'i': 0}" in shown.stdout and "['i', 1]" not in shown.stdout, "the records before it are shown"
 
 
+def test_records_returned_as_a_dict_are_refused_naming_the_source_not_read_as_its_keys(tmp_path):
+    """A source whose ``records()`` returned a dict was read key by key: ``record 1 ... is a str 'i'`` (checker
+    h433 F10)."""
+    profile = toy_team(tmp_path, "dict_records = true\n")
+    trained, last = train_toys(profile, "sources.rows.rows=3")
+    said = "error: reading the train split of rows: ToySource.records('train') returned a dict, not records one by one"
+    assert trained.returncode == 1 and last.startswith(said), last
+
+
 def test_a_sources_bug_is_named_as_the_sources_even_when_it_also_fails_to_stop(tmp_path):
     """A third-party source's KeyError read as ``training models.m (toy-model) failed``, and with
     a ``stop`` that failed too, only the stop's error was shown: the first failure was lost."""
@@ -222,7 +231,8 @@ def test_a_sources_bug_is_named_as_the_sources_even_when_it_also_fails_to_stop(t
     for stop in ("false", "true"):
         trained, last = train_toys(profile, f"sources.rows.fail_stop={stop}")
         assert trained.returncode == 1 and "KeyError: 'body'" in trained.stderr, trained.stderr
-        assert last.startswith("error: reading the train split of sources.rows (toy-source) failed: KeyError"), last
+        whose = "sources.rows (toy-source, plugin tests.toys)"  # its plugin named, as a bad record's (h433 F10)
+        assert last.startswith(f"error: reading the train split of {whose} failed: KeyError"), last
     assert "rows refuses to stop" in trained.stderr  # said too, after the failure it followed
     shown = run_heirloom("data", "show", str(profile), "rows", env=toys)
     last = shown.stderr.strip().splitlines()[-1]
@@ -233,7 +243,9 @@ def test_a_sources_bug_is_named_as_the_sources_even_when_it_also_fails_to_stop(t
         "train", str(profile), "--set", "sources.rows.bug=false", "--set", "sources.rows.bad_fingerprint=true", env=toys
     )
     last = hashed.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: computing the fingerprint of sources.rows (toy-source) failed: ValueError"), last
+    assert last.startswith(
+        "error: computing the fingerprint of sources.rows (toy-source, plugin tests.toys) failed: ValueError"
+    ), last
 
 
 def test_data_stats_prints_its_counts_before_a_source_that_fails_to_stop(tmp_path):

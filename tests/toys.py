@@ -44,6 +44,8 @@ class ToySource(heirloom.Source):
     no_fingerprint: bool = False
     #: The number (from 1) of the record of each split yielded as a list, no dict or attrs object: a plugin's bug.
     list_record: int = 0
+    #: ``records`` returns one dict, not records one by one: a plugin's bug.
+    dict_records: bool = False
 
     def start(self, ctx):
         super().start(ctx)
@@ -58,6 +60,9 @@ class ToySource(heirloom.Source):
             raise RuntimeError(f"{self.ctx.name} refuses to stop")
 
     def records(self, split=None):
+        return {"i": 0} if self.dict_records else self._rows(split)
+
+    def _rows(self, split):
         if self.path is not None:
             os.close(heirloom.open_regular(Path(self.path)))
         if self.bad_split is not None and split == self.bad_split:

@@ -49,7 +49,11 @@ def reading(source: Source, split: str, progress: Progress, description: str, sa
     progress.start(description)
     pending = 0
     with blaming_the_source(source, f"reading the {split} split", said or description):  # never the model's own
-        for number, record in enumerate(source.records(split), start=1):
+        records = source.records(split)
+        if isinstance(records, Mapping | str | bytes):  # a dict's keys read as records of str (h433 F10)
+            got = f"{type(source).__name__}.records({split!r}) returned a {type(records).__name__}"
+            raise HeirloomError(f"{got}, not records one by one (a list, a generator)")
+        for number, record in enumerate(records, start=1):
             if not is_record(record):  # one check a record: cheap on the hot path
                 raise not_a_record(source, record, number)
             yield record
@@ -93,9 +97,9 @@ def blaming_the_source(source: Source, doing: str, description: str) -> Iterator
         raise
     except HeirloomError as exc:
         raise SourceReadError(f"{description}: {exc}") from None
-    except Exception as exc:
-        spec, _ = _spec_of(source)
-        named = f"{spec.key} ({spec.use})" if spec is not None else type(source).__name__
+    except Exception as exc:  # named with its plugin, as a bad record is (checker h433 F10)
+        spec, system = _spec_of(source)
+        named = system.whose(spec) if spec is not None else type(source).__name__
         raise PluginBug(f"{doing} of {named}") from exc
 
 
