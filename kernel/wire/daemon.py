@@ -235,8 +235,13 @@ def exit_process(code: int) -> NoReturn:
     stuck = [t for t in stuck if t.is_alive()]
     if stuck:
         handlers = sum(thread.name.startswith(HANDLER_THREADS) for thread in stuck)
+        others = [t.name for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
+        others = [name for name in others if not name.startswith((HANDLER_THREADS, START_THREAD))]  # (h433 F8)
+        also = f", nor {len(others)} other thread(s) still running: {', '.join(others)}" if others else ""
         if handlers:  # a start left running was said by stop_when_started
-            log.warning("%d request handler(s) still running after the grace period; exiting without them", handlers)
+            log.warning(
+                "%d request handler(s) still running after the grace period; exiting without them%s", handlers, also
+            )
         logging.shutdown()
         os._exit(code)
     threading.Thread(target=_exit_unless_ended, args=(code,), name="heirloom-exit-watch", daemon=True).start()
