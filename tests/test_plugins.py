@@ -1377,3 +1377,33 @@ def test_sigterm_after_the_command_is_done_ends_it_with_the_commands_status_and_
     result = run_heirloom("data", "stats", str(profile), "s", "--json", env=env)
     assert result.returncode == 0 and json.loads(result.stdout)["records"] == {"train": 3, "test": 3}
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+
+
+STORE_OPENER = """
+import os
+import sys
+
+import heirloom
+
+
+@heirloom.hookimpl(tryfirst=True)
+def heirloom_open_store(path, create):
+    print("a stray line from the store hook")
+    if os.environ.get("OPENER_EXITS"):
+        sys.exit(6)
+    return None  # declined: the kernel's store answers
+"""
+
+
+def test_a_store_hooks_sys_exit_fails_the_command_naming_its_plugin_and_its_print_goes_to_stderr(tmp_path):
+    """``heirloom_open_store`` alone of the hooks had no isolation: a ``sys.exit(6)`` there ended ``models list
+    --json`` with 6, no output and no plugin named, and its print went into the JSON (checker v34 F3)."""
+    _install(tmp_path, "heirloom-opener", "heirloom_opener", STORE_OPENER)
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_HOME": str(tmp_path / "home")}
+    declined = run_heirloom("models", "list", "--json", env=env)
+    assert declined.returncode == 0 and json.loads(declined.stdout) == [], declined.stderr
+    assert "a stray line from the store hook" in declined.stderr
+    exited = run_heirloom("models", "list", "--json", env={**env, "OPENER_EXITS": "1"})
+    said = " ".join(exited.stderr.split())
+    assert exited.returncode == 2 and exited.stdout == "", said  # as for a plugin that failed to load
+    assert "plugin heirloom_opener (heirloom-opener 1.0): heirloom_open_store failed: SystemExit: 6" in said, said

@@ -336,9 +336,8 @@ class Api(Component):
     def check(self, models: Mapping[str, Model]) -> list[tuple[str, str]]:
         """``(field, problem)`` for every setting that cannot work with these trained models.
 
-        ``models`` maps the names of the models this api references to instances holding
-        their stored (served) version; a model without one is absent. ``heirloom profile
-        check`` reports each problem with its file and key path. Default: none."""
+        ``models`` maps the names of the models this api references to instances holding their stored (served)
+        version; a model without one is absent. ``heirloom profile check`` reports each with its file and key path."""
         return []
 
     def evaluate(self, data: Iterable[Any]) -> Report:

@@ -61,9 +61,8 @@ def heirloom_register_resource_managers(register: Register) -> None:
 def heirloom_register_profiles(register: Callable[[str, Path], None]) -> None:
     """Register profiles this plugin package ships: ``register("medical", path)``.
 
-    :param register: call it with a profile name and the path of its TOML file (a
-        ``Path``, or an ``importlib.resources`` traversable of a file inside the package),
-        so other projects can ``extends = ["medical"]`` without copying files."""
+    :param register: call it with a profile name and the path of its TOML file (a ``Path``, or an
+        ``importlib.resources`` traversable of a file inside the package), so other projects can ``extends``."""
 
 
 @hookspec
@@ -85,9 +84,8 @@ def heirloom_register_datasets(register: Callable[[str, Dataset], None]) -> None
 def heirloom_register_consoles(register: Callable[[str, Console], None]) -> None:
     """Register web console pages: ``register("recommend", heirloom.Console(...))``.
 
-    :param register: call it with a name and a ``heirloom.Console``; ``heirloom gateway``
-        serves the console at ``/console/<api>`` for every api of the connected daemon that
-        has all the route methods the console needs (``Console.routes``)."""
+    :param register: call it with a name and a ``heirloom.Console``; ``heirloom gateway`` serves it at
+        ``/console/<api>`` for every api of the connected daemon with all the routes it needs (``Console.routes``)."""
 
 
 @hookspec
@@ -101,9 +99,9 @@ def heirloom_register_commands(cli: click.Group) -> None:
 def heirloom_open_store(path: str | None, create: bool) -> VersionStore | None:
     """Open the artifact store a profile uses (the first non-None answer wins).
 
-    The kernel's own store plugin answers with ``heirloom.store.ArtifactStore``; a plugin
-    that keeps versions elsewhere implements this with ``tryfirst=True`` and returns an
-    object with the same methods (docs/PLUGINS.md lists them), or None to decline.
+    The kernel's own store plugin answers with ``heirloom.store.ArtifactStore``; a plugin that keeps versions
+    elsewhere implements this with ``tryfirst=True`` and returns an object with the same methods (docs/PLUGINS.md
+    lists them), or None to decline.
 
     :param path: its ``[store] path``, or None for the default (``HEIRLOOM_STORE``, else ``$HEIRLOOM_HOME/store``).
     :param create: False from ``profile check`` and ``heirloom ui``, which write nothing: read only a store there."""

@@ -28,7 +28,7 @@ import pluggy
 from heirloom.core import hookspecs
 from heirloom.core.catalog import NAMED_HOOKS, Catalog, PluginInfo, empty_provides, fingerprint
 from heirloom.core.components import KIND_BASES, KINDS
-from heirloom.core.errors import PluginError
+from heirloom.core.errors import HeirloomError, PluginError
 from heirloom.core.settings import ComponentKeys, ModelKeys
 from heirloom.core.version import VERSION
 from heirloom.selection import BUILTINS, SELECTING, listed_entry_points, release, shadowed_error, trace, where
@@ -214,10 +214,8 @@ class PluginHost:
         pretrained: Iterable[str] = (),
         hooks: Iterable[str] = (),
     ) -> None:
-        """Import the plugins that provide these component types, profiles, pretrained states or implement these hooks.
-
-        Plugins the catalog does not know are imported too (their contents are unknown); if a component type or named
-        thing is still missing afterwards, everything is imported as a last resort."""
+        """Import the plugins that provide these component types, profiles, pretrained states or implement these hooks;
+        those the catalog does not know too (their contents are unknown); any still missing then: everything."""
         wanted_components, wanted_hooks = set(components), set(hooks)
         wanted_named = {"profiles": set(profiles), "pretrained": set(pretrained)}
         todo = {n for n, i in self.infos.items() if i.status == "listed" and not self._catalog.knows(i)}
@@ -252,14 +250,27 @@ class PluginHost:
             try:
                 self.call_one(hook_name, impl.plugin_name, **kwargs)
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - one plugin's hook must not break others
-                label = self.infos[impl.plugin_name].label if impl.plugin_name in self.infos else impl.plugin_name
-                errors.append(PluginError(f"plugin {label}: {hook_name} failed: {_describe(exc)}"))
+                errors.append(self._failed(impl.plugin_name, hook_name, exc))
         return errors
 
     def call_first(self, hook_name: str, **kwargs: Any) -> Any:
-        """The first non-None answer of a ``firstresult`` hook, after loading its implementers."""
+        """The first non-None answer of a ``firstresult`` hook, after loading its implementers, each asked in order,
+        its prints to stderr; a HeirloomError is the user's, any other (a sys.exit) its plugin's (checker v34 F3)."""
         self.ensure(hooks=[hook_name])
-        return getattr(self.pm.hook, hook_name)(**kwargs)
+        for impl in self._callers(getattr(self.pm.hook, hook_name)):
+            try:
+                with contextlib.redirect_stdout(sys.stderr):
+                    if (answer := self.call_one(hook_name, impl.plugin_name, **kwargs)) is not None:
+                        return answer
+            except HeirloomError:
+                raise
+            except (Exception, SystemExit) as exc:  # named as its plugin's, as any hook's
+                raise self._failed(impl.plugin_name, hook_name, exc) from exc
+        return None
+
+    def _failed(self, plugin_name: str, hook_name: str, exc: BaseException) -> PluginError:
+        label = self.infos[plugin_name].label if plugin_name in self.infos else plugin_name
+        return PluginError(f"plugin {label}: {hook_name} failed: {_describe(exc)}")
 
     @staticmethod
     def _callers(hook: pluggy.HookCaller) -> list[pluggy.HookImpl]:
