@@ -231,6 +231,8 @@ class LocalResources(heirloom.Resources):
                 resident = self._release()
             self._memory_resident = resident
             within = resident <= self.memory_budget_mb
+            if within:  # a spell past the budget ended: the next one is timed from its own start (v34 F2)
+                self._idle_past_since = None
             if within != self._memory_ok:  # said when it turns, not per refusal
                 if within:
                     self._stuck = None
@@ -256,8 +258,9 @@ class LocalResources(heirloom.Resources):
             held = f"{self._past_budget(resident)} with no request in flight for {now - since:.0f} s"
             self._stuck = f"{held}, after giving back what it could"
             if was_stuck is None:
-                log.error("%s: it can never admit a request again, and says it is not ready (_ready); restart it "
-                          "with a budget sized from its peak under load (docs/OPERATIONS.md)", self._stuck)  # fmt: skip
+                log.error("%s: it admits no request until its memory falls within the budget, and says it is not "
+                          "ready (_ready) meanwhile; if it stays so, restart it with a budget sized from its peak "
+                          "under load (docs/OPERATIONS.md)", self._stuck)  # fmt: skip
         return resident
 
     def _resident(self) -> float:
