@@ -4,6 +4,7 @@ ends the process with the command's own status."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -17,6 +18,14 @@ def _interrupted(signum: int, frame: Any) -> None:
     stopped_by = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
     sys.stderr.write(f"interrupted: stopped at {stopped_by} before the command started\n")
     sys.exit(130 if signum == signal.SIGINT else 143)
+
+
+def _ignore_stops() -> None:
+    """The last exit function: Ctrl-C and SIGTERM are ignored while the interpreter tears down (its modules, torch's
+    operators: 1.7 s of a train's exit), where Python's default handling is back and either killed it silently,
+    143 or 130 for a command that had done its work (checker v34 F1)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _ended(status: int) -> None:
@@ -67,6 +76,7 @@ def main() -> None:
     from heirloom.cli.common import terminate_as_interrupt
 
     terminate_as_interrupt()
+    atexit.register(_ignore_stops)  # registered first, so run last: after every plugin's own exit function
     try:
         run()
     except SystemExit as done:  # click ends every command so
