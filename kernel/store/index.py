@@ -129,15 +129,11 @@ class StoreLocked(HeirloomError):
 
 
 class StoreIndex:
-    """Opens transactions on ``index.sqlite``.
-
-    It is created only when ``create`` allows it: a store whose blobs outlived its index
-    must not get a fresh, empty index silently (gc would then see every blob as garbage).
-    In a folder this process cannot write (a read-only volume of trained models), or with
-    ``writes=False`` (a reader that must leave the folder as it found it), it is opened
-    read-only and as immutable while its ``-wal`` holds no changes: SQLite's WAL mode would
-    otherwise create its ``-wal`` and ``-shm`` files there even to read.
-    """
+    """Opens transactions on ``index.sqlite``, created only when ``create`` allows it: a store whose blobs outlived its
+    index must not get a fresh, empty index silently (gc would then see every blob as garbage). In a folder this
+    process cannot write (a read-only volume), or with ``writes=False`` (a reader that must leave the folder as it
+    found it), it is opened read-only and as immutable while its ``-wal`` holds no changes: SQLite's WAL mode would
+    otherwise create its ``-wal`` and ``-shm`` files there even to read."""
 
     _opened = False
     read_only = False  # asked again at each connection
@@ -197,7 +193,11 @@ class StoreIndex:
         """A connection to the index (read-only and immutable in a folder this process cannot write,
         asked again at each connection: a volume remounted read-only under a daemon is read on)."""
         self.read_only = not self.writes or (self.path.parent.is_dir() and not os.access(self.path.parent, os.W_OK))
-        if self._opened and not self.path.exists():  # sqlite3 would create an empty one in a folder put back
+        try:  # a folder at mode 000 raised PermissionError here, a traceback each check (checker h437 F1)
+            there = self.path.exists()
+        except OSError as exc:
+            raise HeirloomError(f"the store index {self.path} cannot be read: {exc.strerror}") from None
+        if self._opened and not there:  # sqlite3 would create an empty one in a folder put back
             raise HeirloomError(f"the store index {self.path} is gone (moved or removed while in use?)")
         if self.read_only:
             # immutable ignores the -wal: a promote a writer left there was read as never made

@@ -45,6 +45,8 @@ def hint(exc: sqlite3.OperationalError, path: Path, *, writes: bool, read_only: 
         )
     if said.startswith("no such table") and opened:  # emptied under a running daemon
         return " (the file was emptied or replaced while in use: restore index.sqlite from a backup)"
+    if "unable to open" in said and path.exists() and not os.access(path, os.R_OK):  # chmod 000 (h437 F4)
+        return f" ({path.name} itself cannot be read by this process: give it back its read permission)"
     return " (its folder must be writable, even to read, and its disk not full)" if environment else ""
 
 
