@@ -1404,7 +1404,7 @@ def heirloom_open_store(path, create):
     print("a stray line from the store hook")
     if os.environ.get("OPENER_EXITS"):
         sys.exit(6)
-    return None  # declined: the kernel's store answers
+    return os.environ.get("OPENER_ANSWERS")  # unset: None, declined (the kernel's store answers)
 """
 
 
@@ -1420,3 +1420,7 @@ def test_a_store_hooks_sys_exit_fails_the_command_naming_its_plugin_and_its_prin
     said = " ".join(exited.stderr.split())
     assert exited.returncode == 2 and exited.stdout == "", said  # as for a plugin that failed to load
     assert "plugin heirloom_opener (heirloom-opener 1.0): heirloom_open_store failed: SystemExit: 6" in said, said
+    answered = run_heirloom("models", "list", "--json", env={**env, "OPENER_ANSWERS": "a store?"})
+    said = " ".join(answered.stderr.split())  # was a traceback, "'str' object has no attribute 'list'" (v35 F1)
+    assert answered.returncode == 2 and answered.stdout == "" and "Traceback" not in said, said
+    assert "no artifact store: heirloom_open_store answered str (is a store plugin broken?" in said, said

@@ -149,13 +149,11 @@ class Component(abc.ABC):
 
 
 class Source(Component):
-    """Yields records for a split; reports a content fingerprint for lineage.
-
-    The three roles of data (docs/ITERATION.md): ``train`` is what a model fits on; ``validation`` (optional) is what
-    ``heirloom train`` scores every version on so that ``heirloom models promote --if-better`` can choose between
-    versions; ``test`` is only for reporting. A source that offers ``validation`` lists it in :meth:`splits` and derives
-    it deterministically from the training data (never from ``test``), so two versions trained on the same data are
-    scored on the same validation records."""
+    """Yields records for a split; reports a content fingerprint for lineage. The three roles of data (ITERATION.md):
+    ``train`` is what a model fits on; ``validation`` (optional) is what ``heirloom train`` scores every version on so
+    that ``heirloom models promote --if-better`` can choose between versions; ``test`` is only for reporting. A source
+    offering ``validation`` lists it in :meth:`splits` and derives it deterministically from the training data (never
+    from ``test``), so two versions trained on the same data are scored on the same validation records."""
 
     kind = "source"
     #: Where a reader learns how its validation split is made (``heirloom train``'s saturation warning says it);

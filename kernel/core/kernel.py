@@ -78,8 +78,9 @@ class Kernel:
         store plugin answers unless another plugin answers first (``create``: see the hook)."""
         path = profile.settings["store"].path if profile is not None else None
         store: VersionStore | None = self.plugins.call_first("heirloom_open_store", path=path, create=create)
-        if store is None:
-            raise PluginError("no plugin opened an artifact store (is the heirloom.store plugin broken?)")
+        if not all(callable(getattr(store, method, None)) for method in ("resolve", "load")):  # a str (v35 F1)
+            opened = "no plugin opened one" if store is None else f"heirloom_open_store answered {type(store).__name__}"
+            raise PluginError(f"no artifact store: {opened} (is a store plugin broken? heirloom plugins lists them)")
         return store
 
     def consoles(self) -> dict[str, Console]:
