@@ -587,8 +587,8 @@ def test_max_in_flight_holds_for_every_route_and_the_whole_daemon(tmp_path, work
 
 
 def test_memory_budget_refuses_work_but_not_health(tmp_path):
-    daemon = Daemon(tmp_path, profile=profile(memory_budget_mb=1))  # never ready: past its budget with nothing to do
-    daemon.wait_logged("not ready until these report ready: resources")
+    daemon = Daemon(tmp_path, profile=profile(memory_budget_mb=1))  # past its budget from the start: refuses work
+    daemon.wait_logged("refusing new requests (RESOURCE_EXHAUSTED)")  # (not ready only after 10 s of it: h435 F1)
     with daemon.client(timeout=5, retries=0) as client:
         with pytest.raises(ResourceExhausted, match="memory"):
             client.call("echo.echo", "x")
