@@ -109,6 +109,7 @@ if TYPE_CHECKING:
     from heirloom.wire.labels import check_label
     from heirloom.wire.onloop import LoopDaemon, served_on_loop
     from heirloom.wire.protocol import IDEMPOTENCY_KEY_LIMIT, Buffer, RequestError
+    from heirloom.wire.throttle import Every
     from heirloom.wire.writes import durable_write
 
 #: Where each public name lives.
@@ -143,6 +144,7 @@ _EXPORTS = {
     "DataFile": "heirloom.datasets",
     "Dataset": "heirloom.datasets",
     "durable_write": "heirloom.wire.writes",
+    "Every": "heirloom.wire.throttle",
     "FeedbackLog": "heirloom.store.feedback",
     "ForeignState": "heirloom.core.errors",
     "HeirloomError": "heirloom.core.errors",
@@ -271,6 +273,7 @@ __all__ = [
     "DataFile",
     "Dataset",
     "DeadlineExceeded",
+    "Every",
     "FeedbackLog",
     "ForeignState",
     "HeirloomError",

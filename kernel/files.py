@@ -11,6 +11,7 @@ import hashlib
 import os
 import secrets
 import stat
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,11 @@ def unwritable(path: Path, error: OSError) -> str:
     if isinstance(error, PermissionError) and not os.access(path.parent, os.W_OK):
         return f"{reason}: the file is written new beside it, in {path.parent}, which this user may not write in"
     return reason
+
+
+def flush_std_streams() -> None:
+    """Flush stdout and stderr before an ``os._exit``, which skips Python's own flush (a command's output, a
+    daemon's last lines); a reader gone, a stream closed or None (``>&-``) is no error then."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()

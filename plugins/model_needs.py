@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -24,8 +23,8 @@ import msgpack
 import heirloom
 
 log = logging.getLogger("heirloom.serving")
-#: ``model type -> when its last failed answer was logged`` (monotonic): at most one line a minute for each.
-_LOGGED: dict[str, float] = {}
+#: ``model type -> its failed answers' log``: at most one line a minute for each.
+_LOGGED: dict[str, heirloom.Every] = {}
 
 #: Texts every text model can read: what ``check`` asks ``predict`` about, two at once (a model
 #: answering one prediction whatever the batch passed a probe of one, then failed every batch).
@@ -137,12 +136,11 @@ def failed_answer(model: Any, problem: str, doc: str) -> heirloom.RequestError:
     """The INTERNAL error of one request whose answer from ``model`` the route cannot send (``problem``;
     ``doc``: the page that says what the api needs): that request fails, not its batch. Logged, naming the model
     type and its plugin, at most once a minute for each: the client alone was told (checker h433 F5)."""
-    kind, now = type(model).__name__, time.monotonic()
-    if now - _LOGGED.get(kind, -math.inf) >= 60:
-        _LOGGED[kind] = now
-        whose = getattr(type(model), "heirloom_registered", None)
-        log.error("%s%s answered what its api cannot send: %s; that request failed INTERNAL (said at most once a "
-                  "minute)", kind, f" ({whose})" if whose else "", problem)  # fmt: skip
+    kind = type(model).__name__
+    whose = getattr(type(model), "heirloom_registered", None)
+    _LOGGED.setdefault(kind, heirloom.Every(60)).log(
+        log, logging.ERROR, "%s%s answered what its api cannot send: %s; that request failed INTERNAL (said at most "
+        "once a minute)", kind, f" ({whose})" if whose else "", problem)  # fmt: skip
     return heirloom.RequestError("INTERNAL", f"{kind}: {problem} ({doc})")
 
 

@@ -5,7 +5,6 @@ ends the process with the command's own status."""
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import signal
 import sys
@@ -32,9 +31,9 @@ def _ended(status: int) -> None:
     """Once the command is over, Ctrl-C or SIGTERM ends the process at once with the command's own status: one as
     Python shut down printed a traceback (``Exception ignored in atexit callback``) and exited 0, or killed it
     silently (checker h431 F1). Its output is flushed first; nothing it reported done is undone."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # a reader gone, closed, None (>&-)
-            stream.flush()
+    from heirloom.files import flush_std_streams  # here: this module's imports delay its first signal handler
+
+    flush_std_streams()
     for signum in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, lambda *_: os._exit(status))

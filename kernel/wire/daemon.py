@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from heirloom.core.components import Resources
 from heirloom.core.schema import ResolvedProfile
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
+from heirloom.files import flush_std_streams
 from heirloom.wire import manager_calls
 from heirloom.wire.auth import CurveClient, CurveKeys, CurveServer
 from heirloom.wire.builtin_routes import exported_snapshot
@@ -249,9 +249,7 @@ def exit_process(code: int) -> NoReturn:
         threading._shutdown()  # (a plugin's idle executor too: its atexit hook wakes it), then atexit handlers
         atexit._run_exitfuncs()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):  # closed, or a pipe nobody reads any more
-                stream.flush()
+        flush_std_streams()
         os._exit(code)
 
 

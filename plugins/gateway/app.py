@@ -354,7 +354,7 @@ class Gateway:
         if name not in table.models:
             table = await self.routes.table(client, fresh=True, timeout=timeout)
         entry = table.models.get(name)
-        if entry is None and not table.apis() and not serves(await self.readiness(client, headers) or {}):
+        if entry is None and not table.apis and not serves(await self.readiness(client, headers) or {}):
             # a daemon starting behind --connect lists the kernel's routes only: its models are not gone (h432 F1)
             raise heirloom.Unavailable(STARTING_MODELS, retryable=True, retry_after_ms=500)
         if entry is None:

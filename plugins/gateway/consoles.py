@@ -30,7 +30,7 @@ NO_ICON = "<link rel='icon' href='data:,'><meta name='viewport' content='width=d
 def mounted(consoles: dict[str, heirloom.Console], table: RouteTable) -> dict[str, heirloom.Console]:
     """``api name -> console`` for every api whose methods a console needs (the most specific wins)."""
     found: dict[str, heirloom.Console] = {}
-    for api, methods in sorted(table.apis().items()):
+    for api, methods in sorted(table.apis.items()):
         fitting = [console for _, console in sorted(consoles.items()) if console.serves(methods)]
         if fitting:
             found[api] = max(fitting, key=lambda console: len(console.routes))

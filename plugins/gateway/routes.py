@@ -36,6 +36,15 @@ def _signatures(table: RouteTable) -> dict[str, Signature]:
     return {name: Signature.of(entry) for name, entry in table.models.items()}
 
 
+def _apis(table: RouteTable) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for name in table.routes:
+        api, _, method = name.rpartition(".")
+        if api:
+            found.setdefault(api, set()).add(method)
+    return found
+
+
 @attrs.frozen
 class RouteTable:
     """One reading of ``_routes``; what requests look up in it is computed here, once."""
@@ -45,15 +54,8 @@ class RouteTable:
     models: dict[str, dict[str, Any]] = attrs.field(init=False, default=attrs.Factory(_models, takes_self=True))
     #: ``OIP model name -> its tensors``.
     signatures: dict[str, Signature] = attrs.field(init=False, default=attrs.Factory(_signatures, takes_self=True))
-
-    def apis(self) -> dict[str, set[str]]:
-        """``api name -> its route methods`` (the kernel's ``_`` routes left out)."""
-        found: dict[str, set[str]] = {}
-        for name in self.routes:
-            api, _, method = name.rpartition(".")
-            if api:
-                found.setdefault(api, set()).add(method)
-        return found
+    #: ``api name -> its route methods`` (the kernel's ``_`` routes left out).
+    apis: dict[str, set[str]] = attrs.field(init=False, default=attrs.Factory(_apis, takes_self=True))
 
     def max_payload(self, route: str) -> int:
         entry = self.routes.get(route)
@@ -119,7 +121,7 @@ class Routes:
         """A table of the kernel's routes alone (a daemon still starting) is read again for every name it lacks:
         an OIP model stayed a 404 for up to FRESH_ENOUGH after its daemon was ready (checker h432 F1)."""
         age = time.monotonic() - self._read_at
-        return age > self.ttl or (fresh and (age > FRESH_ENOUGH or self._table is None or not self._table.apis()))
+        return age > self.ttl or (fresh and (age > FRESH_ENOUGH or self._table is None or not self._table.apis))
 
     async def _read(self, client: Any) -> None:
         try:
