@@ -783,8 +783,8 @@ def test_a_misspelt_allergy_is_read_as_the_drug_it_misspells_and_listed_nowhere_
     assert unread([(None, display)], [ingredients(drug)]) == [], display
 
 
-def _with_allergy(records: list[Any], code: str, display: str | None) -> list[Any]:
-    allergy = {"kind": "allergy", "code": code, "display": display}
+def _with_allergy(records: list[Any], code: str, display: str | None, kind: str = "allergy") -> list[Any]:
+    allergy = {"kind": kind, "code": code, "display": display}
     return [attrs.evolve(r, timeline=(*r.timeline, attrs.evolve(r.timeline[0], **allergy))) for r in records]
 
 
@@ -795,11 +795,17 @@ def _with_allergy(records: list[Any], code: str, display: str | None) -> list[An
         ("snomed:91936005", None, "snomed:91936005"),
         ("icd10cm:Z88.0", None, "icd10cm:Z88.0"),  # an ICD-10-coded hospital's "allergy status to penicillin"
         ("x:1", "Allergy to penicilin", "Allergy to penicilin"),  # was listed unread too, amoxicillin let through
+        # ICD-10-CM's own title of Z88.0: its "status" was an unread word, and no drug was ever selected (h440 F4)
+        ("icd10cm:Z88.0", "Allergy status to penicillin", "Allergy status to penicillin"),
+        ("icd10:Z88.0", "Personal history of allergy to penicillin", "Personal history of allergy to penicillin"),
     ],
-    ids=["by-display", "by-code-only", "by-icd10-code", "misspelt"],
+    ids=["by-display", "by-code-only", "by-icd10-code", "misspelt", "icd10cm-title", "who-icd10-title"],
 )
-def test_treatment_never_recommends_a_drug_the_patient_is_allergic_to(treatment, records, code, display, named):
-    allergic = _with_allergy(records, code, display)
+@pytest.mark.parametrize("kind", ["allergy", "condition"])
+def test_treatment_never_recommends_a_drug_the_patient_is_allergic_to(treatment, records, code, display, named, kind):
+    """Recorded as an AllergyIntolerance, or as a diagnosis on the problem list (a clinic coding in ICD-10 puts
+    Z88.0 there): as a Condition it was no allergy, and a penicillin was selected (checker h440 F3)."""
+    allergic = _with_allergy(records, code, display, kind)
     penicillins = {
         c for c in treatment.labels if ingredients(treatment.state().metadata["names"].get(c)) & substances(PENICILLIN)
     }
@@ -2527,6 +2533,53 @@ def test_an_undated_observation_is_not_the_latest_beside_a_dated_one(tmp_path):
     summary = summarize(record)
     assert [(v["value"], v["date"]) for v in summary["vitals"]] == [(113.1, "2016-06-17T10:00:00Z")]
     assert [(v["value"], v["date"]) for v in summary["labs"]] == [(101.0, None)]
+
+
+def test_an_undated_prescription_is_as_late_as_its_visit_in_the_summary_and_its_check(tmp_path):
+    """Two undated prescriptions of one drug: the 2021 visit's ``stopped``, the 2019 one's ``active``. Placed
+    after the dated events by id, the 2019 one was "current" (swapping the ids flipped it), and the record
+    check scored that answer 1.000 (checker h440 F1)."""
+    from heirloom_plugins.medical.checks import _latest_status
+    from heirloom_plugins.medical.summary import summarize
+
+    def prescription(rid: str, eid: str, status: str) -> dict[str, Any]:
+        drug = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "313782"}]}
+        found = {"resourceType": "MedicationRequest", "id": rid, "status": status, "intent": "order"}
+        return (
+            found
+            | {"subject": {"reference": "urn:uuid:p1"}, "encounter": {"reference": f"urn:uuid:{eid}"}}
+            | {"medicationCodeableConcept": drug}
+        )
+
+    visits_ = [_visit("early", "2019-06-01T10:00:00Z"), _visit("late", "2021-06-01T10:00:00Z")]
+    for ids in (("a", "z"), ("z", "a")):  # whichever id sorts first
+        late, early = prescription(ids[0], "late", "stopped"), prescription(ids[1], "early", "active")
+        folder = tmp_path / "".join(ids)
+        (record,) = FhirSource(path=str(_fhir(folder, ME, *visits_, late, early))).records()
+        medications = summarize(record)["medications"]
+        assert medications["current"] == [], ids
+        assert [(m["status"], m["encounter"]) for m in medications["past"]] == [("stopped", "late")], ids
+        assert _latest_status(record, "medication") == {("rxnorm:313782", None): "stopped"}, ids
+
+
+def test_a_reference_range_in_another_unit_than_the_value_flags_nothing(tmp_path):
+    """A glucose of 5.0 mmol/L (about 90 mg/dL) under a 70-100 mg/dL range was flagged "below reference range
+    (70-100)": an end in another unit is not compared, and a flag says its unit (checker h440 F2)."""
+    from heirloom_plugins.medical.summary import summarize
+
+    def ranged(oid: str, value: float, unit: str, low: dict[str, Any]) -> dict[str, Any]:
+        found = _measure(oid, "e1", "2339-0", value, unit, "2022-03-01T10:00:00Z")
+        return found | {"referenceRange": [{"low": low, "high": {"value": 100, "unit": "mg/dL"}}]}
+
+    resources = [ME, _visit("e1", "2022-03-01T10:00:00Z")]
+    resources.append(ranged("mmol", 5.0, "mmol/L", {"value": 70, "unit": "mg/dL"}))
+    (record,) = FhirSource(path=str(_fhir(tmp_path / "other", *resources))).records()
+    ((low, high),) = [(e.low, e.high) for e in record.timeline if e.kind == "observation"]
+    assert (low, high) == (None, None)
+    assert summarize(record)["labs"][0]["flags"] == []
+    resources[-1] = ranged("mg", 50.0, "mg/dL", {"value": 70, "code": "MG/DL"})  # the same unit, as UCUM codes it
+    (record,) = FhirSource(path=str(_fhir(tmp_path / "same", *resources))).records()
+    assert summarize(record)["labs"][0]["flags"] == ["below reference range (70-100 mg/dL)"]
 
 
 def test_observation_values_of_one_quantity_are_read_on_one_scale(tmp_path):

@@ -256,16 +256,25 @@ def _value(holder: dict[str, Any], at: str = "") -> tuple[Any, str | None]:
     return None, None
 
 
-def _range(holder: dict[str, Any], at: str = "") -> tuple[float | None, float | None]:
-    """The first ``referenceRange``'s low and high values (None where absent)."""
+def _range(holder: dict[str, Any], unit: str | None, at: str = "") -> tuple[float | None, float | None]:
+    """The first ``referenceRange``'s low and high values (None where absent, or where that end's unit is not the
+    value's ``unit``: a 70-100 mg/dL range flagged a glucose of 5.0 mmol/L as low, checker h440 F2)."""
     path, ranges = first(holder.get("referenceRange"), f"{at}referenceRange")
     if ranges is None:
         return None, None
-    low, high = (obj(ranges.get(end), f"{path}.{end}", QUANTITY) for end in ("low", "high"))
-    return tuple(
-        number(end.get("value"), f"{path}.{name}.value") if end is not None else None
-        for name, end in (("low", low), ("high", high))
-    )  # type: ignore[return-value]
+    ends = []
+    for name in ("low", "high"):
+        end = obj(ranges.get(name), f"{path}.{name}", QUANTITY)
+        value = number(end.get("value"), f"{path}.{name}.value") if end is not None else None
+        own = end and (text(end.get("unit"), f"{path}.{name}.unit") or text(end.get("code"), f"{path}.{name}.code"))
+        ends.append(None if own and unit and own.strip().casefold() != unit.strip().casefold() else value)
+    return ends[0], ends[1]
+
+
+def _measured(holder: dict[str, Any], at: str = "") -> tuple[Any, str | None, float | None, float | None]:
+    """An observation's (or component's) value, unit and the reference range's low and high in that unit."""
+    value, unit = _value(holder, at)
+    return value, unit, *_range(holder, unit, at)
 
 
 def _encounter(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
@@ -296,16 +305,13 @@ def _condition(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED
 
 def _observation(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
     code, display = coding(r.get("code"), "observation", prefer)
-    value, unit = _value(r)
+    value, unit, low, high = _measured(r)
     components = [(path, c) for path, c in objects(r.get("component"), "component") if c]
     parts = tuple(
-        Measurement(
-            *coding(c.get("code"), "observation", prefer, f"{at}.code"), *_value(c, f"{at}."), *_range(c, f"{at}.")
-        )
+        Measurement(*coding(c.get("code"), "observation", prefer, f"{at}.code"), *_measured(c, f"{at}."))
         for at, c in components
     )
     date = _first(r, "effectiveDateTime", "effectivePeriod.start", "effectiveInstant", "issued")
-    low, high = _range(r)
     return Event(
         "observation",
         r.get("id"),

@@ -25,7 +25,15 @@ from heirloom_plugins.medical.caution import FIELD, listed, quoted_all, unselect
 from heirloom_plugins.medical.formulary import formulary_field, read_formulary
 from heirloom_plugins.medical.model import Query
 from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
-from heirloom_plugins.medical.safety import Allergy, Formulary, ingredients, read_drug, unread, withheld
+from heirloom_plugins.medical.safety import (
+    Allergy,
+    Formulary,
+    ingredients,
+    read_drug,
+    recorded_allergies,
+    unread,
+    withheld,
+)
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT
 from heirloom_plugins.medical.treatment import TreatmentModel
 from heirloom_plugins.model_needs import (
@@ -386,8 +394,8 @@ class TreatmentApi(CodesApi):
         A no-op on the shipped model's answers but for that list and why. The tables are the serving model's
         (``formulary`` unset here): after a swap the api filtered with the old version's file, the model with
         the new one's, two lists at once (checker h402 F2)."""
-        allergies = [(e.code, e.display) for e in query.record.timeline if e.kind == "allergy"]
         tables = model.tables() if self.formulary is None and isinstance(model, TreatmentModel) else self.tables
+        allergies = recorded_allergies(query.record, tables)
         filtered = self._filtered(query, answer, allergies, tables) if allergies else answer
         not_read = filtered["unread_allergies"]
         return {**filtered, "codes": unselected(filtered["codes"], not_read), FIELD: why_unselected(not_read)}

@@ -22,6 +22,8 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
+from heirloom_plugins.medical.summary import in_time_order
+
 #: The statuses of a current prescription (its latest MedicationRequest or Statement).
 CURRENT = ("active", "on-hold", "draft")
 #: ``(tp, fp, fn)`` of one check.
@@ -43,7 +45,7 @@ def _latest_status(record: Any, kind: str) -> dict[tuple[str | None, str | None]
     gives it (a prescription may leave it out); a code-less one is its text."""
     status: dict[tuple[str | None, str | None], str | None] = {}
     named = {e.code: e.display for e in record.timeline if e.kind == kind and e.code and e.display}
-    for event in record.timeline:
+    for _, event in in_time_order(record):  # an undated prescription at its visit, as the summary places it
         if event.kind == kind:
             status[(event.code, named.get(event.code, event.display) if event.code else event.display)] = event.status
     return status

@@ -263,9 +263,14 @@ _AMOUNT = re.compile(r"^(nda\d+|\d[\d.,]*|ml|mg|hr|mcg|unt|meq|actuat|day|pack|a
 _STOP = re.compile(
     r"^(\d.*|oral|topical|injectable|injection|extended|prefilled|auto(-\w+)?|transdermal|nasal|inhal(ation|ant|er|ed)?)[,;]?$"
 )
+#: ICD-10's titles too: ICD-10-CM's Z88 "Allergy status to penicillin", the WHO's "Personal history of allergy to
+#: penicillin" (read with "status" left over, a shipped code's own title was listed unread: checker h440 F4).
 _ALLERGY_WORDS = re.compile(
-    r"\b(allergy to|allergy|allergic to|intolerance to|intolerance|hypersensitivity to|hypersensitivity)\b"
+    r"\b(personal history of allergy to|allergy status to|allergy to|allergy|allergic to|intolerance to|intolerance"
+    r"|hypersensitivity to|hypersensitivity)\b"
 )
+#: A Condition's display that records an allergy (a diagnosis of "Allergy to penicillin"; not "allergic rhinitis").
+_ALLERGY_STATEMENT = re.compile(r"\b(allergy|allergic to|hypersensitivity to|intolerance to)\b")
 _QUALIFIER = re.compile(r"\([^)]*\)|\[[^]]*\]")
 #: SNOMED CT's semantic tags: the only brackets an allergy display loses ("(finding)"); others
 #: name more allergies ("Penicillin allergy (also ibuprofen)" hid the ibuprofen).
@@ -483,7 +488,7 @@ def withheld(record: Any, drugs: Mapping[str, Drug], formulary: Formulary = SHIP
     name cannot be read, with the reason in their place (``(not checked against the allergies:
     ...)``). The one filter the shipped model applies before it decides and the treatment api after
     any model's answer: the model's lacked the unreadable names the api withheld."""
-    if not any(event.kind == "allergy" for event in record.timeline):
+    if not recorded_allergies(record, formulary):
         return {}
     found = ruled_out(record_allergies(record, formulary), {key: parts for key, (parts, _) in drugs.items()})
     unread_names = {key: [f"(not checked against the allergies: {why})"] for key, (_, why) in drugs.items() if why}
@@ -586,11 +591,27 @@ def read_allergies(allergies: Iterable[Allergy]) -> tuple[list[Allergy], int]:
     return read, len(allergies) - len(read)
 
 
+def recorded_allergies(record: Any, formulary: Formulary = SHIPPED) -> list[Allergy]:
+    """A record's allergies as the filter reads them: its AllergyIntolerances, and its Conditions that record an
+    allergy (a code the filter maps to a substance, or a display saying an allergy): a clinic coding in ICD-10
+    puts "Z88.0 Allergy status to penicillin" on the problem list, and a penicillin was selected for that patient,
+    nothing said (checker h440 F3)."""
+    return [
+        (event.code, event.display)
+        for event in record.timeline
+        if event.kind == "allergy"
+        or (
+            event.kind == "condition"
+            and (formulary.by_code(event.code) or _ALLERGY_STATEMENT.search(normal_text(event.display or "")))
+        )
+    ]
+
+
 def record_allergies(record: Any, formulary: Formulary = SHIPPED) -> dict[str, frozenset[str]]:
     """A record's allergies the filter reads (``read_allergies``), by name (display, else code),
     with what each rules out: one display under two codes rules out what either does."""
     found: dict[str, frozenset[str]] = {}
-    read, _ = read_allergies((e.code, e.display) for e in record.timeline if e.kind == "allergy")
+    read, _ = read_allergies(recorded_allergies(record, formulary))
     for code, display in read:  # the rest: listed unread
         name = display or code or ""
         found[name] = found.get(name, frozenset()) | allergy_substances(code, display, formulary)

@@ -52,19 +52,22 @@ def _measured(event: Any) -> bool:
     return (event.value is not None and event.value != "") or bool(event.components)
 
 
-def _range_flag(value: float | None, low: float | None, high: float | None) -> list[str]:
+def _range_flag(value: float | None, low: float | None, high: float | None, unit: str | None) -> list[str]:
+    """A value outside its reference range (read only in the value's unit: ``heirloom_plugins.fhir``), saying the
+    range with that unit."""
     if value is None:
         return []
+    shown = f"{'' if low is None else f'{low:g}'}-{'' if high is None else f'{high:g}'}{f' {unit}' if unit else ''}"
     if low is not None and value < low:
-        return [f"below reference range ({low:g}-{'' if high is None else f'{high:g}'})"]
+        return [f"below reference range ({shown})"]
     if high is not None and value > high:
-        return [f"above reference range ({'' if low is None else f'{low:g}'}-{high:g})"]
+        return [f"above reference range ({shown})"]
     return []
 
 
 def flags(event: Any) -> list[str]:
     """Abnormal flags of an observation: BMI >= 30, blood pressure >= 140/90, reference ranges."""
-    found = _range_flag(_number(event.value), getattr(event, "low", None), getattr(event, "high", None))
+    found = _range_flag(_number(event.value), getattr(event, "low", None), getattr(event, "high", None), event.unit)
     value = _number(event.value)
     if event.code == BMI and value is not None and value >= OBESE_BMI:
         found.append(f"obese (BMI >= {OBESE_BMI:g})")
@@ -77,7 +80,7 @@ def flags(event: Any) -> list[str]:
     if (systolic is not None and systolic >= HIGH_SYSTOLIC) or (diastolic is not None and diastolic >= HIGH_DIASTOLIC):
         found.append(f"high blood pressure (>= {HIGH_SYSTOLIC:g}/{HIGH_DIASTOLIC:g})")
     for part in event.components:
-        found += _range_flag(_number(part.value), getattr(part, "low", None), getattr(part, "high", None))
+        found += _range_flag(_number(part.value), getattr(part, "low", None), getattr(part, "high", None), part.unit)
     return found
 
 
@@ -116,6 +119,15 @@ def drug_names(record: Any) -> dict[str, str]:
     return {e.code: e.display for e in record.timeline if e.kind == "medication" and e.code and e.display}
 
 
+def in_time_order(record: Any) -> list[tuple[str | None, Any]]:
+    """The record's events with when they happened, in that order: an event without a date of its own happened
+    during the encounter it names (docs/MEDICAL.md), so it is placed at that encounter's start. After the dated
+    events by id, a 2019 prescription still active was "current" beside the 2021 one that stopped it (h440 F1)."""
+    starts = {e.id: e.date for e in record.timeline if e.kind == "encounter" and e.id and e.date}
+    timed = [(event.date or starts.get(event.encounter), event) for event in record.timeline]
+    return sorted(timed, key=lambda pair: (pair[0] is None, pair[0] or ""))
+
+
 def summarize(record: Any) -> dict[str, Any]:
     """The summary ``record.summary`` answers (docs/MEDICAL.md, "Record analysis")."""
     problems: dict[tuple[Any, str | None], dict[str, Any]] = {}
@@ -125,11 +137,11 @@ def summarize(record: Any) -> dict[str, Any]:
     encounters: dict[str, dict[str, Any]] = {}
     dated: set[tuple[str, Any]] = set()  # the kinds and entries of dated events, which come before undated ones
     names = drug_names(record)
-    for event in record.timeline:
-        if event.date is not None:
+    for when, event in in_time_order(record):
+        if when is not None:
             dated.add((event.kind, entry(event)))
         elif event.kind in LATEST_OF_CODE and (event.kind, entry(event)) in dated:
-            continue  # an undated weight (of 2014, its visit said) was the "latest" beside one of 2016
+            continue  # an undated weight was the "latest" beside one of 2016
         if event.kind == "encounter":
             encounters[event.id or f"#{len(encounters)}"] = {
                 "id": event.id,

@@ -15,7 +15,16 @@ from heirloom_plugins.medical.features import Description
 from heirloom_plugins.medical.formulary import formulary_field, read_formulary
 from heirloom_plugins.medical.model import Fitted, MultiLabelModel
 from heirloom_plugins.medical.patients import Visit
-from heirloom_plugins.medical.safety import Drug, Formulary, allergy_substances, conflicts, read_drug, unread, withheld
+from heirloom_plugins.medical.safety import (
+    Drug,
+    Formulary,
+    allergy_substances,
+    conflicts,
+    read_drug,
+    recorded_allergies,
+    unread,
+    withheld,
+)
 from heirloom_plugins.medical.tasks import TREATMENT
 
 #: Columns that speak of a condition (``now:condition:snomed:1&age:...`` -> ``snomed:1``).
@@ -82,7 +91,7 @@ class TreatmentModel(MultiLabelModel):
             item["answers"] = [{"code": code, "display": names.get(code)} for _, code in ranked]
         not_read = listed(  # whole, once: the list a person checks the drugs against (caution.py)
             unread(
-                ((e.code, e.display) for e in one.record.timeline if e.kind == "allergy"),
+                recorded_allergies(one.record, self.tables()),
                 [parts for parts, _ in self._drugs(fitted).values()],
                 self.tables(),
             )
@@ -124,7 +133,7 @@ class TreatmentModel(MultiLabelModel):
         violations = 0
         for (one, _), answer in zip(examples, answers, strict=True):
             ruled_out = frozenset().union(
-                *(allergy_substances(e.code, e.display, tables) for e in one.record.timeline if e.kind == "allergy")
+                *(allergy_substances(code, display, tables) for code, display in recorded_allergies(one.record, tables))
             )
             for item in answer["codes"]:
                 if conflicts(self._drugs(fitted)[item["code"]][0], ruled_out):
