@@ -52,9 +52,18 @@ ISO_EXAMPLES = "2026-12-06 or 2026-12-06T10:00:00Z"
 LEAP_SECOND = re.compile(r"([T ]\d{2}(:?)\d{2}\2)60(?=[.,Z+-]|$)")  # extended, basic, or after a space (v24 F6)
 
 
+#: ISO 8601's calendar month (``2024-03``) and ordinal date (``2024-061``), which ``fromisoformat`` refuses.
+MONTH, ORDINAL = re.compile(r"(\d{4})-(\d{2})"), re.compile(r"(\d{4})-(\d{3})")
+
+
 def iso_moment(text: str) -> datetime:
     """The ISO 8601 date or date-time ``text``, a leap second read as its :59 (as the fhir source reads one: a
-    monitor item and a ratings time refused it as no ISO 8601, checker h405 F3); ValueError otherwise."""
+    monitor item and a ratings time refused it as no ISO 8601, checker h405 F3), a month as its first day and an
+    ordinal date as its day (refused as no ISO 8601, checker h439 F2); ValueError otherwise."""
+    if month := MONTH.fullmatch(text):
+        return datetime(int(month[1]), int(month[2]), 1)
+    if (ordinal := ORDINAL.fullmatch(text)) and 1 <= int(ordinal[2]) <= 365 + calendar.isleap(int(ordinal[1])):
+        return datetime(int(ordinal[1]), 1, 1) + timedelta(days=int(ordinal[2]) - 1)
     try:
         return datetime.fromisoformat(text)
     except ValueError:

@@ -1095,6 +1095,18 @@ def test_an_eight_digit_time_that_is_a_date_is_that_date_not_unix_seconds_of_197
     assert [r["time"] for r in seconds.records()] == [18991231, 12345678]  # no year of 1900-2100: seconds
 
 
+def test_a_year_a_month_or_an_ordinal_date_is_read_as_the_iso_8601_date_it_is(tmp_path):
+    """A shop exporting purchase years wrote ``2024``: read as seconds, every rating was in 1970, a second apart,
+    and a half-life changed nothing (checker h439 F1); ``2024-03`` and ``2024-061``, ISO 8601 too, were refused."""
+    rows = "user,item,rating,time\nu1,a,5,2023\nu1,b,4,2024-03\nu1,c,4,2024-061\nu1,d,4,2024-062\nu1,e,4,1899\n"
+    source = ratings_csv(tmp_path, rows)
+    january, march = 1672531200, 1709251200  # 2023-01-01, 2024-03-01 (UTC)
+    assert [r["time"] for r in source.records()] == [january, march, march, march + 86400, 1899]  # 1899: seconds
+    late = ratings_csv(tmp_path / "late", "user,item,rating,time\nu1,a,5,2023-366\n")
+    with pytest.raises(heirloom.HeirloomError, match=r"ratings\.csv:2: the 'time' column is '2023-366', not a Unix"):
+        list(late.records())
+
+
 @pytest.mark.parametrize("typo", ["20240230", "20241399", "21000000"])
 def test_an_eight_digit_time_of_a_dates_year_that_is_no_date_is_an_error_naming_file_line_and_column(tmp_path, typo):
     """A file of basic dates with one typo (February 30, month 13) read that cell as Unix seconds, 1970, so a

@@ -333,7 +333,8 @@ def _time(cell: str | None, column: str, where: str) -> float | int | None:
     """A Unix time as written (seconds), or an ISO 8601 date or date-time as one (UTC unless
     it says otherwise); None without a time column or in a blank cell. Eight digits starting with a
     year of 1900-2100 (``20240305``, ISO 8601's basic form) are that date, and an error when they are
-    none: as seconds they were 1970-1973, before any rating data, and reordered a latest split."""
+    none: as seconds they were 1970-1973, before any rating data, and reordered a latest split; four
+    such digits are the year (``_basic_date``)."""
     text = (cell or "").strip()
     if not text:
         return None
@@ -366,7 +367,10 @@ def _time(cell: str | None, column: str, where: str) -> float | int | None:
 def _basic_date(text: str, column: str, where: str) -> datetime | None:
     """``YYYYMMDD`` of the years 1900 to 2100, or None for other text. Eight such digits that are no
     date (``20240230``, month 13) are an error, as ``2024-02-30`` is: read as seconds, a typo in a file
-    of basic dates was 1970 and made that rating its user's oldest (checker 283)."""
+    of basic dates was 1970 and made that rating its user's oldest (checker 283). Four such digits are that
+    year's first day (ISO 8601's year): as seconds, a shop's purchase years were all 1970 (checker h439 F1)."""
+    if re.fullmatch(r"[0-9]{4}", text) and 1900 <= int(text) <= 2100:
+        return datetime(int(text), 1, 1)
     if not (re.fullmatch(r"[0-9]{8}", text) and 1900 <= int(text[:4]) <= 2100):
         return None
     try:
