@@ -365,6 +365,7 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
         ({"inputs": [{**text, "shape": [2], "data": ["a", 5]}]}, "inputs[0].data[1]"),
         ({"inputs": [text], "outputs": [{"name": "label", "x": 1}]}, "outputs[0].x"),  # as an input's unknown key
         ({"inputs": [text], "outputs": [{"name": "label", "parameters": 1}]}, "outputs[0].parameters"),
+        ({"inputs": [text], "outputs": []}, "outputs"),  # ran the model and answered no tensor (h432 F3)
     ):
         status, _, body = http(infer, request)
         assert status == 400 and body["field"] == field, (request, body)

@@ -219,11 +219,14 @@ def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
 
 
 def _check_outputs(asked: Any) -> None:
-    """InferError when ``outputs`` (None: absent) is not a list of ``{"name", "parameters"?}``."""
+    """InferError when ``outputs`` (None: absent, as JSON's null is: all outputs) is not a list of one or more
+    ``{"name", "parameters"?}``: an empty one ran the model and answered no tensor (checker h432 F3)."""
     if asked is None:
         return
     if not isinstance(asked, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in asked):
         raise InferError("'outputs' must be a list of {'name': ...}", "outputs")
+    if not asked:
+        raise InferError("'outputs' names no output: name one, or leave it out for all of them", "outputs")
     for position, output in enumerate(asked):
         _known_keys(output, OUTPUT_KEYS, f"outputs[{position}]")
 

@@ -95,7 +95,9 @@ SCHEMAS = {
             "id": {"type": ["string", "null"], "description": "echoed in the response; null is no id"},
             "inputs": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Tensor"}},
             "outputs": {
-                "type": "array",
+                "type": ["array", "null"],
+                "minItems": 1,
+                "description": "the outputs to answer; absent or null: all of them",
                 "items": {
                     "type": "object",
                     "required": ["name"],
