@@ -57,9 +57,9 @@ PLUGINS = {"HEIRLOOM_PLUGINS": "tests.testing_api,tests.toys"}
 ECHOES, BATCHED, BOOMS, BAD, UNKNOWN = 300, 60, 3, 4, 5
 
 
-def scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+def scrape(port: int, query: str = "") -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """``{sample name: {sorted labels: value}}`` of one scrape, parsed by prometheus-client."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics{query}", timeout=10) as response:
         assert response.status == 200
         text = response.read().decode()
     samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
@@ -184,6 +184,9 @@ def test_a_daemon_under_load_exports_every_family(tmp_path, served):
         assert value(after, "heirloom_in_flight") == 0
         assert value(after, "heirloom_queue_depth", route="t.slow") == 0
         assert value(after, "heirloom_ready") == 1 and value(after, "heirloom_model_ready", model="m") == 1
+        # one series by name, as prometheus-client's exporters answer it (it answered an empty page: h434 F3)
+        named = scrape(port, "?name[]=heirloom_ready&name[]=process_open_fds")
+        assert sorted(named) == ["heirloom_ready", "process_open_fds"] and value(named, "heirloom_ready") == 1
     finally:
         assert daemon.terminate() == 0, daemon.log()
 

@@ -68,7 +68,8 @@ class Exporter:
             raise HeirloomError(
                 f"--metrics-port needs prometheus-client ({exc}): pip install 'heirloom[metrics]'"
             ) from exc
-        registry = CollectorRegistry()
+        # ?name[]=... answers those series: a collector without describe() (ours, the process one) was left out
+        registry = CollectorRegistry(support_collectors_without_names=True)  # of every such answer (h434 F3)
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=registry)
         registry.register(SnapshotCollector(snapshot))
