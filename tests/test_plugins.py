@@ -19,6 +19,9 @@ import heirloom
 from tests import toys
 from tests.helpers import HEIRLOOM, REPO, pythonpath, quiet_api_plugin, run_heirloom, write
 
+#: The plugin host as a fresh home meets it: these tests fill the catalog themselves (tests/conftest.py).
+pytestmark = pytest.mark.cold_catalog
+
 
 def _kernel(*plugins):
     return heirloom.Kernel(plugins=[toys, *plugins])

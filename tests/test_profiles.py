@@ -321,6 +321,7 @@ def test_a_fixed_length_pair_is_explained_in_the_profiles_terms(tmp_path, kernel
     assert str(caught.value) == f"--set: models.m.char_ngrams{said}"
 
 
+@pytest.mark.cold_catalog
 def test_a_set_override_of_use_loads_that_plugin_with_a_warm_catalog():
     for attempt in ("cold catalog", "warm catalog"):  # the second run lists plugins without importing them
         overrides = ("--set", "apis.echo.use=echo", "--set", "resources.use=local")
