@@ -11,6 +11,7 @@ import csv
 import difflib
 import itertools
 import json
+import logging
 import os
 import re
 import unicodedata
@@ -21,6 +22,8 @@ from typing import Any, BinaryIO
 import attrs
 
 import heirloom
+
+log = logging.getLogger("heirloom.data")
 
 #: Characters no text holds (C1 controls): bytes 0x80-0x9F of a Windows-1252 file (curly quotes,
 #: dashes) read as latin-1, which trained as invisible characters ("The company\x92s profit").
@@ -123,9 +126,64 @@ def _encoding_remedy(setting: str, encoding: str, raw: bytes = b"", at: int | No
                 first = next(i for i in range(at, max(at - 4, -1), -1) if i == 0 or not 0x80 <= raw[i] < 0xC0)
                 said = f" ({codecs.getincrementaldecoder('utf-8')().decode(raw[first : first + 4])[:1]!r} there)"
             return f'the bytes are UTF-8 text{said}: set the source\'s {setting!r} = "utf-8-sig" (UTF-8, the default)'
+    if guesses := guessed_encodings(raw, encoding):
+        return (
+            f"set the source's {setting!r} to the file's encoding: its bytes read as "
+            f"{' or '.join(map(repr, guesses))} (charset-normalizer's guess: check a few texts with heirloom data show)"
+        )
     if codecs.lookup(encoding).name == "cp1252":  # it reads all but 0x81, 0x8D, 0x8F, 0x90 and 0x9D
         return f'set the source\'s {setting!r} (e.g. "latin-1", which reads every byte)'
     return f'set the source\'s {setting!r} (e.g. "cp1252" for a Windows export, else "latin-1")'
+
+
+#: The bytes of a file an encoding is guessed from, and how many guesses are said.
+GUESS_BYTES, GUESSES = 1 << 20, 3
+#: ``(file, encoding)`` pairs ``_warn_of_another_script`` looked at in this process: each is said once.
+_LOOKED_AT: set[tuple[str, str]] = set()
+
+
+def _warn_of_another_script(path: str | Path, fd: int, encoding: str, setting: str) -> None:
+    """A warning when a file read as latin-1 or cp1252 (which read every byte, or nearly) is, by its bytes, text of
+    another encoding and not of these: an Arabic cp1256 file set to "cp1252" trained on the wrong letters, scored
+    well on them, and answered real Arabic at chance (checker h442 F1)."""
+    if (str(path), encoding) in _LOOKED_AT:
+        return
+    _LOOKED_AT.add((str(path), encoding))
+    head = os.pread(fd, GUESS_BYTES, 0)
+    if head.isascii():
+        return
+    found = guessed_encodings(head)
+    if found and not set(found) & set(_ONE_BYTE):
+        log.warning(
+            "%s: read as %s, its bytes read as %s text (charset-normalizer's guess): if heirloom data show prints "
+            "its texts garbled, set the source's %r to the file's encoding",
+            path, encoding, " or ".join(found), setting,
+        )  # fmt: skip
+
+
+def guessed_encodings(raw: bytes, failed: str | None = None) -> list[str]:
+    """The encodings ``raw`` most likely is, best first, ``failed`` (the one that could not read it) left out:
+    charset-normalizer's guess, cp1252 first, and one that reads the bytes as cp1252 does is called so (a Windows export's
+    curly quote guessed "cp1250" or "mac_iceland"). An Arabic cp1256 file was told to try "cp1252" or "latin-1",
+    which read every byte as the wrong letters; a Japanese cp932 one went round between the two (h442 F1, F2)."""
+    import charset_normalizer
+
+    sample = raw[:GUESS_BYTES]
+    windows = _decoded(sample, "cp1252")
+    named = [
+        "cp1252" if windows is not None and _decoded(sample, match.encoding) == windows else match.encoding
+        for match in charset_normalizer.from_bytes(sample)
+    ]
+    left_out = codecs.lookup(failed).name if failed else None
+    found = [name for name in dict.fromkeys(codecs.lookup(n).name for n in named) if name != left_out]
+    return sorted(found, key=lambda name: name != "cp1252")[:GUESSES]  # the usual Windows export first
+
+
+def _decoded(raw: bytes, encoding: str) -> str | None:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError:
+        return None
 
 
 def _wide_remedy(name: str, setting: str | None, fixed: str = "") -> str:
@@ -341,6 +399,8 @@ def csv_rows(
         raise heirloom.HeirloomError(said)
     one_byte = codecs.lookup(encoding).name == LATIN_1  # bytes 0x80-0x9F read as C1 controls: a Windows file?
     misread = codecs.lookup(encoding).name in _ONE_BYTE  # a UTF-8 file can be read so without an error
+    if misread:
+        _warn_of_another_script(path, fd, encoding, setting)
     with open(fd, newline="", encoding=encoding) as handle:
         lines = _BoundedLines(handle, path)
         reader = csv.DictReader(lines, delimiter=delimiter, strict=True)  # strict: a quote inside quotes is doubled

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import re
 import socket
@@ -501,7 +502,7 @@ def test_a_windows_export_read_as_latin_1_is_an_error_that_names_cp1252(tmp_path
     characters ("The company\x92s profit"), as the error's own advice had it read."""
     path = tmp_path / "news.csv"
     path.write_bytes(b"text,label\r\nThe company\x92s profit rose \x96 a record year,positive\r\n")
-    with pytest.raises(heirloom.HeirloomError, match=r"news.csv:2: not utf-8-sig text .*\"cp1252\" for a Windows"):
+    with pytest.raises(heirloom.HeirloomError, match=r"news.csv:2: not utf-8-sig text .*its bytes read as 'cp1252' or"):
         list(CsvSource(train=str(path)).records())
     with pytest.raises(heirloom.HeirloomError, match=r"news.csv:2: the 'text' column holds .* U\+0092.*= \"cp1252\""):
         list(CsvSource(train=str(path), encoding="latin-1").records())
@@ -669,6 +670,33 @@ def test_a_wide_file_with_its_byte_order_mark_read_without_the_mark_says_to_set_
     assert sorted(r["text"] for r in source.records()) == ["parcel late 0", "parcel late 1", "parcel late 2", "Ärger"]
 
 
+def test_a_file_of_another_script_is_told_its_encoding_and_read_as_cp1252_is_warned_of(tmp_path, caplog):
+    """An Arabic Windows file (cp1256) was told to set "cp1252" or "latin-1", which read every byte as the wrong
+    letters: it trained on them, scored well, and answered real Arabic at chance; a Japanese one (cp932) was sent
+    round between the two (checker h442 F1, F2). A Western one read as cp1252 or latin-1 is not warned of."""
+    texts = {"cp1256": "الخدمة ممتازة جدا وأنا سعيد بها", "cp932": "配送がとても早くて満足しています"}
+    for encoding, text in texts.items():
+        path = tmp_path / f"{encoding}.csv"
+        path.write_bytes(f"text,label\n{text},a\n{text[::-1]},b\n".encode(encoding))
+        said = rf"{encoding}.csv:2: not utf-8-sig .*its bytes read as .*'{encoding}'"
+        with pytest.raises(heirloom.HeirloomError, match=said):
+            list(CsvSource(train=str(path)).records())
+    western = tmp_path / "western.csv"
+    western.write_bytes("text,label\nCafé très bon déjà reçu,a\nNicht gut für mich leider,b\n".encode("cp1252"))
+    for path, encoding in [(tmp_path / "cp1256.csv", "cp1252"), (western, "cp1252"), (western, "latin-1")]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="heirloom.data"):
+            assert len(list(CsvSource(train=str(path), encoding=encoding).records())) == 2
+        said = [r.getMessage() for r in caplog.records if r.name == "heirloom.data"]
+        if path == western:
+            assert said == [], said
+        else:
+            [line] = said
+            assert line.startswith(f"{path}: read as cp1252, its bytes read as cp1256 or "), line
+            assert line.endswith("text (charset-normalizer's guess): if heirloom data show prints its texts garbled, "
+                                 "set the source's 'encoding' to the file's encoding"), line  # fmt: skip
+
+
 def test_a_utf_8_file_read_as_cp1252_is_told_utf_8_not_the_encoding_it_has(tmp_path):
     """UTF-8's closing quote (E2 80 9D) and 'Á' (C3 81) hold bytes cp1252 lacks: a UTF-8 file set to cp1252 stopped
     there and was told to set "cp1252", the encoding it had (h347 F9)."""
@@ -685,7 +713,7 @@ def test_a_utf_8_file_read_as_cp1252_is_told_utf_8_not_the_encoding_it_has(tmp_p
         list(CsvSource(train=str(path), encoding="cp1252").records())
     path.write_bytes(b"text,label\nsome \x81 thing,a\nother,b\n")  # no UTF-8: a one-byte encoding, not cp1252 again
     with pytest.raises(
-        heirloom.HeirloomError, match=r"f.csv:2: .*; set the source's 'encoding' \(e.g. \"latin-1\""
+        heirloom.HeirloomError, match=r"f.csv:2: .*; set the source's 'encoding' to the file's encoding: its bytes"
     ) as raised:
         list(CsvSource(train=str(path), encoding="cp1252").records())
     assert '"cp1252"' not in str(raised.value)
