@@ -263,8 +263,9 @@ def test_data_stats_prints_its_counts_before_a_source_that_fails_to_stop(tmp_pat
 
 
 def test_a_child_warm_starts_from_the_version_its_parent_got_in_the_same_train(tmp_path):
-    """An encoder found identical to an older version (@1) while a later one (@2) was fitted on other
-    data: the intent and FAQ models inheriting ``project/encoder`` warm-started from @2, and recorded it."""
+    """An encoder equal to an older version (@1) while a later one (@2) was fitted on other data: the intent and
+    FAQ models inheriting ``project/encoder`` warm-started from @2, and recorded it. Such a version is now stored
+    as the next, @3 (equal to @1): named as identical, @2 stayed the latest, served (checker h441 F2)."""
     toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
     profile = write(
         tmp_path / "team.toml",
@@ -275,8 +276,11 @@ def test_a_child_warm_starts_from_the_version_its_parent_got_in_the_same_train(t
         trained = run_heirloom("train", str(profile), "--json", "--set", f"models.a.note={note}", env=toys)
         assert trained.returncode == 0, trained.stderr
     models = json.loads(trained.stdout)["models"]
-    assert (models["a"]["ref"], models["a"]["stored"]) == ("team/a@1", False)  # the same as the first a
-    assert models["b"]["parent"] == "team/a@1" and "warm start from team/a@1" in trained.stderr
+    assert (models["a"]["ref"], models["a"]["stored"]) == ("team/a@3", True)  # the same as the first a
+    assert models["b"]["parent"] == "team/a@3" and "warm start from team/a@3" in trained.stderr
+    listed = json.loads(run_heirloom("models", "list", "--json", env=toys).stdout)
+    digests = {row["ref"]: row["digest"] for row in listed}
+    assert digests["team/a@3"] == digests["team/a@1"] != digests["team/a@2"]
 
 
 def test_training_data_that_changes_neither_the_weights_nor_the_scored_records_stores_nothing(tmp_path):

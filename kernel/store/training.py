@@ -176,15 +176,17 @@ def takes_validation(model: Any) -> bool:
 
 
 def _identical(stored: list[Artifact], digest: str, record: dict[str, Any], source: str) -> Artifact | None:
-    """One of a model's ``stored`` versions with the same content, scored on the same records, and
-    either the same parent or being that parent (a warm start from ``served`` with nothing new).
-    Its training data may differ (``source``'s fingerprint): a record the model leaves out (a text
-    resolved ``out_of_scope``) changed that, not the weights, and each such train stored a copy."""
-    scored = _scored(record["data_fingerprints"], source)
+    """One of a model's ``stored`` versions with the same content, scored on the same records, and either the same
+    parent and the latest version, or being that parent (a warm start from ``served`` with nothing new). Its training
+    data may differ (``source``'s fingerprint): a record the model leaves out (a text resolved ``out_of_scope``)
+    changed that, not the weights, and each such train stored a copy. An older one is not named: a train undoing @2's
+    data stored nothing, equal to @1, and the latest, served, stayed @2 (checker h441 F2)."""
+    scored, latest = _scored(record["data_fingerprints"], source), max((a.version for a in stored), default=None)
     for artifact in stored:
+        sibling = record["parent"] == artifact.parent and artifact.version == latest
         if (
             artifact.digest == digest
-            and record["parent"] in (artifact.parent, artifact.ref)
+            and (record["parent"] == artifact.ref or sibling)
             and _scored(artifact.data_fingerprints, source) == scored
         ):
             return artifact
