@@ -834,6 +834,12 @@ def test_a_blank_faq_answer_keeps_the_others_ids_and_a_split_leaving_no_training
     assert stats.stderr.count("blank <answer> 2 left out") == 1
     with pytest.raises(ValueError, match=r"'validation_queries' \(2\) must be below 'train_queries' \(2\)"):
         StackFaqSource(path=str(tmp_path / "faq.xml"), train_queries=2, validation_queries=2)
+    write(tmp_path / "faq.xml", faq.replace("<question>Question 0?</question>", ""))  # unsaid before (h441 F3)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="heirloom.support"):
+        records = list(StackFaqSource(path=str(tmp_path / "faq.xml"), train_queries=2).records("train"))
+    assert "faq.xml:2: <qapair> 'faq-a': no <question> with text (answers show it blank)" in caplog.text
+    assert {r["question"] for r in records if r["role"] == "document"} == {""}
 
 
 def test_a_faq_file_with_a_namespace_is_read_and_threads_without_a_test_query_are_said(tmp_path, caplog):

@@ -149,10 +149,14 @@ class StackFaqSource(heirloom.Source):
             for n, answer in enumerate(written, 1):
                 if n not in answers:
                     self._warn_once("%s:%d: <qapair> %r: blank <answer> %d left out", file, lines[answer], label, n)
+            if not (question := _text(pair.find("question"))):  # found by its answers; shown with a blank question
+                self._warn_once(
+                    "%s:%d: <qapair> %r: no <question> with text (answers show it blank)", file, lines[pair], label
+                )
             threads.append(
                 {
                     "label": label,
-                    "question": _text(pair.find("question")),
+                    "question": question,
                     "answers": answers,
                     "queries": [q for q in queries if q and q.strip("*")],
                 }
