@@ -855,6 +855,25 @@ def test_a_faq_file_with_a_namespace_is_read_and_threads_without_a_test_query_ar
     assert caplog.text.count(said) == 2  # once per source
 
 
+def test_a_persons_answer_decision_moves_none_of_the_retrievers_choices(tmp_path):
+    """One resolution (``answer_id``) drew another validation split: the weights went bm25 0.25 -> 0, dense 1.0 ->
+    0.25, test nDCG@10 0.964 -> 0.929, and unrelated questions got other answers (checker h441 F1). Selection now
+    reads the data's own queries, and the refit learns the decision."""
+    from heirloom_plugins.encoder.pretrained import load_minilm
+
+    faq = write(tmp_path / "faq.xml", _faq_xml(*((f"faq-{n}", 6) for n in range(4))))
+    records = list(StackFaqSource(path=str(faq), train_queries=5).records("train"))
+    decision = {"role": "query", "id": "handoff:1", "answer_id": "faq-2/1", "text": "my router blinks red"}
+    chosen = []
+    for given in (records, [*records, decision]):
+        model = EncoderRetriever(data="faq", epochs=1)
+        model.fit(given, parent=load_minilm())
+        chosen.append((metadata := model.state().metadata)["training"]["selection"])
+    assert chosen[0] == chosen[1] and chosen[0] is not None  # bm25 0 -> 0.25 and top-1 0.75 -> 0.5 before
+    learnt = dict(zip(metadata["queries"], metadata["query_labels"], strict=True))
+    assert learnt["my router blinks red"] == "faq-2"  # its thread's paraphrase, refitted on
+
+
 def test_a_retriever_holds_out_one_query_of_every_thread_to_choose_its_threshold(tmp_path):
     """A FAQ with two training paraphrases per thread: 0.2 of two rounded to none, so the
     confidence threshold stayed 0 and the documented profile never handed off."""

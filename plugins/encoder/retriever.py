@@ -9,8 +9,9 @@ A document's score for a query mixes three signals, each a different kind of evi
 
 The encoder is fine-tuned so training queries land near their documents (in-batch
 negatives). The BM25 parameters, the mixing weights and the confidence threshold are
-chosen on validation queries held out of the training queries (never on test); then, with
-``refit``, the encoder retrains on every training query.
+chosen on validation queries held out of the training queries (never on test), with an encoder
+fine-tuned on the rest, a person's decisions (``answer_id`` queries) left out of both so that they
+move no choice; then, with ``refit``, the encoder retrains on every training query.
 
 Records: ``{"role": "document", "id", "text", "label", "question"?, "answer"?}`` and
 ``{"role": "query", "text", "label"}`` (or ``"answer_id"``: a document's id instead of the
@@ -55,6 +56,8 @@ class Corpus:
     documents: list[dict[str, str]]
     queries: list[str]
     query_labels: list[str]
+    #: The positions of the queries a person's decision gave (an ``answer_id``, not a ``label``).
+    decided: frozenset[int] = frozenset()
 
     @classmethod
     def read(cls, data: Iterable[Any]) -> Corpus:
@@ -74,13 +77,15 @@ class Corpus:
             else:
                 queries.append((position, text, field(record, "label"), field(record, "answer_id")))
         by_id = {doc["id"]: doc["label"] for doc in documents}
-        texts, labels, stale = [], [], []
+        texts, labels, stale, decided = [], [], [], set()
         for position, text, label, answer_id in queries:
             if label is None and answer_id is None:
                 raise heirloom.HeirloomError(f"encoder-retriever: query {position} names no 'label' and no 'answer_id'")
             if label is None and answer_id not in by_id:  # a resolution naming an entry removed since: not learnt
                 stale.append(str(answer_id))
                 continue
+            if label is None:
+                decided.add(len(texts))
             texts.append(text)
             labels.append(str(label) if label is not None else by_id[answer_id])
         if stale:
@@ -89,7 +94,7 @@ class Corpus:
                 len(stale),
                 ", ".join(sorted(set(stale))[:10]),
             )
-        return cls(documents, texts, labels)
+        return cls(documents, texts, labels, frozenset(decided))
 
 
 @attrs.frozen
@@ -147,15 +152,22 @@ class EncoderRetriever(EncoderModel):
             raise heirloom.HeirloomError(
                 f"encoder-retriever: training queries name groups without documents: {unknown[:5]}"
             )
+        # Selection reads the data's own queries, not a person's decisions (as the intent model's does): one
+        # resolution drew another validation split and other weights, serving other answers for unrelated
+        # questions (checker h441 F1). The refit learns the decisions; with the data alone, they are all.
+        own = [i for i in range(len(corpus.queries)) if i not in corpus.decided] or list(range(len(corpus.queries)))
+        own_labels = [corpus.query_labels[i] for i in own]
         held = (  # a group whose share rounds to none (two queries) gives one: every group is validated
-            heirloom.stratified_holdout(corpus.query_labels, self.validation_fraction, self.seed, at_least=1)
+            {own[i] for i in heirloom.stratified_holdout(own_labels, self.validation_fraction, self.seed, at_least=1)}
             if self.validation_fraction
             else set()
         )
+        selecting = [i for i in (own if held else range(len(corpus.queries))) if i not in held]
         train = attrs.evolve(
             corpus,
-            queries=[q for i, q in enumerate(corpus.queries) if i not in held],
-            query_labels=[label for i, label in enumerate(corpus.query_labels) if i not in held],
+            queries=[corpus.queries[i] for i in selecting],
+            query_labels=[corpus.query_labels[i] for i in selecting],
+            decided=frozenset(),
         )
         progress.log(
             f"encoder-retriever: {len(corpus.documents)} documents, {len(train.queries)} training and "
@@ -181,6 +193,11 @@ class EncoderRetriever(EncoderModel):
             fusion, selection = self._choose(encoder, train, *validation, progress)
             if self.refit:
                 encoder, history = self._tune(parent, corpus, progress, "refitting on every training query")
+            elif corpus.decided:  # the validation queries left out, a person's decisions learnt
+                learnt = sorted({*selecting, *corpus.decided})
+                decisions = attrs.evolve(train, queries=[corpus.queries[i] for i in learnt],
+                                         query_labels=[corpus.query_labels[i] for i in learnt])  # fmt: skip
+                encoder, history = self._tune(parent, decisions, progress, "fine-tuning with a person's decisions")
         self._install(encoder, corpus, fusion)
         self._training = {"loss": history, "selection": selection, "documents": len(corpus.documents)}
         self.remember_texts(corpus.queries, parent)
