@@ -894,17 +894,25 @@ def test_labels_of_a_file_in_another_unicode_form_are_an_error_and_look_alikes_a
     with pytest.raises(heirloom.HeirloomError, match=r"j.jsonl:2: the 'label' field: label .* is label 'positive' \("):
         list(JsonlSource(train=str(path)).records())
     train, test = write(tmp_path / "train.csv", "text,label\nhair,k\u0131l\nclay,kil\n"), tmp_path / "test.csv"
-    write(test, "text,label\nthe vowel,\u026a\nthe other,i\n")  # IPA's two vowels
+    write(
+        test, "text,label\nthe vowel,\u026a\nthe other,i\nlove,lob \u2764\ufe0f\nlove too,lob \u2764\n"
+    )  # IPA's vowels
     with caplog.at_level("WARNING", logger="heirloom.text"):
         assert [r["label"] for r in CsvSource(train=str(train), test=str(test)).records()] == [
-            "k\u0131l", "kil", "\u026a", "i"
+            "k\u0131l", "kil", "\u026a", "i", "lob \u2764\ufe0f", "lob \u2764"
         ]  # fmt: skip
     assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
-        "the 'label' column: labels 'k\u0131l' and 'kil' print alike (look-alike letters); they are two "
+        "the 'label' column: labels 'k\u0131l' and 'kil' print alike (look-alike letters or marks); they are two "
         "classes: if they are one, write them the same",
-        "the 'label' column: labels '\u026a' and 'i' print alike (look-alike letters); they are two "
+        "the 'label' column: labels '\u026a' and 'i' print alike (look-alike letters or marks); they are two "
         "classes: if they are one, write them the same",
+        # an emoji's variation selector (U+FE0F): two classes, unsaid (checker h442 F3)
+        "the 'label' column: labels 'lob \u2764\ufe0f' and 'lob \u2764' print alike (look-alike letters or marks); "
+        "they are two classes: if they are one, write them the same",
     ]
+    assert heirloom.label_problem("lob \u2764\ufe0f", ["lob \u2764"], "body.label", allow_new=True).startswith(
+        "label 'lob \u2764\ufe0f' prints as 'lob \u2764'"
+    )  # feedback refuses it as it refuses a full-width twin
 
 
 def test_labels_that_differ_only_by_case_spaces_or_underscores_are_said_once_each(tmp_path, caplog):

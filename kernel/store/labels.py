@@ -39,11 +39,12 @@ UNPRINTABLE = INVISIBLE | {"Zl", "Zp", "Cn", "Co", "Cs"}
 FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 _NOTHING = INVISIBLE | {"Mn", "Me"}
 #: Marks written only sometimes: Arabic harakat, Quranic annotation marks and the superscript
-#: alef; Hebrew points and cantillation; the tatweel (U+0640), which only lengthens a stroke.
+#: alef; Hebrew points and cantillation; the tatweel (U+0640), which only lengthens a stroke; variation
+#: selectors (an emoji's U+FE0F: "lob \u2764\ufe0f" and "lob \u2764" were two classes, unsaid: h442 F3).
 #: Two labels that differ by these print as one word to their readers.
 OPTIONAL_MARKS = re.compile(
     "[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e8\u06ea-\u06ed\u0591-\u05bd\u05bf\u05c1\u05c2"
-    "\u05c4\u05c5\u05c7\u0640]"
+    "\u05c4\u05c5\u05c7\u0640\ufe00-\ufe0f\U000e0100-\U000e01ef]"
 )
 #: Letters of other scripts that print as a Latin one (a label wholly in them looks Latin):
 #: Cyrillic, Greek, Armenian, Cherokee, Coptic, small capitals, dotless i and j and IPA letters, as

@@ -239,7 +239,7 @@ class TextSource(heirloom.Source):
         looks = self.__dict__.setdefault("_label_looks", {})  # how each prints -> the label read first
         if (alike := looks.setdefault(heirloom.printed_form(label), label)) != label:
             log.warning(
-                "%s: labels %r and %r print alike (look-alike letters); they are two classes: if they are "
+                "%s: labels %r and %r print alike (look-alike letters or marks); they are two classes: if they are "
                 "one, write them the same",
                 where,
                 alike,
