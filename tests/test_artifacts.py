@@ -669,6 +669,13 @@ def test_promote_if_better_compares_validation_scores_on_the_same_validation_rec
     put(store, "medical/triage", 6, metrics=scored(0.96777, 0.9), data_fingerprints=evaluated("fp-data-1"))
     closer = models(store, "promote", "medical/triage@6", "production", "--if-better", "accuracy")
     assert closer.returncode == 0 and "(validation accuracy 0.96776 -> 0.96777)" in closer.stdout, said(closer)
+    # the same records read through a union source with the feedback (ITERATION.md): another name, the same
+    # fingerprint, refused as other data until checker h443 F1
+    renamed = {"labelled": "fp-data-3", "labelled:validation": "fp-validation-1", "labelled:test": "fp-test-1"}
+    put(store, "medical/triage", 7, metrics=scored(0.99, 0.90), data_fingerprints=renamed)
+    union = models(store, "promote", "medical/triage@7", "production", "--if-better", "accuracy")
+    assert union.returncode == 0, said(union)
+    assert "medical/triage@6 -> medical/triage@7 (validation accuracy 0.9678 -> 0.9900)" in union.stdout
 
 
 def test_promote_if_better_on_a_null_metric_says_it_was_not_measured(store):
