@@ -798,8 +798,13 @@ def _with_allergy(records: list[Any], code: str, display: str | None, kind: str 
         # ICD-10-CM's own title of Z88.0: its "status" was an unread word, and no drug was ever selected (h440 F4)
         ("icd10cm:Z88.0", "Allergy status to penicillin", "Allergy status to penicillin"),
         ("icd10:Z88.0", "Personal history of allergy to penicillin", "Personal history of allergy to penicillin"),
+        ("x:1", "Penicillin intolerance", "Penicillin intolerance"),  # as a diagnosis: not read (v36 F6)
+        ("x:1", "Anaphylaxis due to penicillin", "Anaphylaxis due to penicillin"),
     ],
-    ids=["by-display", "by-code-only", "by-icd10-code", "misspelt", "icd10cm-title", "who-icd10-title"],
+    ids=[
+        *("by-display", "by-code-only", "by-icd10-code", "misspelt", "icd10cm-title", "who-icd10-title"),
+        *("intolerance", "anaphylaxis"),
+    ],
 )
 @pytest.mark.parametrize("kind", ["allergy", "condition"])
 def test_treatment_never_recommends_a_drug_the_patient_is_allergic_to(treatment, records, code, display, named, kind):
@@ -1150,6 +1155,11 @@ def test_an_allergy_the_filter_cannot_read_is_listed_for_a_person_to_check(treat
     unknown = _with_allergy(records[:3], "snomed:999999999", None)
     answers = treatment.predict([Query(one.record, one.encounter.id) for one, _ in TREATMENT.examples(unknown)])
     assert answers and all(answer["unread_allergies"] == ["snomed:999999999"] for answer in answers)
+    # an ICD-10 allergy status on the problem list whose drug the filter does not know: listed, not passed over
+    for code in ("icd10cm:Z88.1", "icd10cm:Z880"):  # (v36 F5; the second without its dot)
+        status = _with_allergy(records[:3], code, None, "condition")
+        answers = treatment.predict([Query(one.record, one.encounter.id) for one, _ in TREATMENT.examples(status)])
+        assert answers and all(answer["unread_allergies"] == [code] for answer in answers), code
 
 
 def test_no_drug_is_selected_for_a_patient_with_an_allergy_the_filter_cannot_read(treatment, records):
@@ -2580,6 +2590,17 @@ def test_a_reference_range_in_another_unit_than_the_value_flags_nothing(tmp_path
     resources[-1] = ranged("mg", 50.0, "mg/dL", {"value": 70, "code": "MG/DL"})  # the same unit, as UCUM codes it
     (record,) = FhirSource(path=str(_fhir(tmp_path / "same", *resources))).records()
     assert summarize(record)["labs"][0]["flags"] == ["below reference range (70-100 mg/dL)"]
+    # one unit named two ways: a display over its UCUM code, a micro sign for a u (checker v36 F4)
+    potassium = _measure("k", "e1", "6298-3", 6.0, "mmol/L", "2022-03-01T10:00:00Z")
+    potassium["valueQuantity"]["code"] = "mmol/L"
+    per_litre = {"unit": "millimole per liter", "code": "mmol/L"}
+    potassium["referenceRange"] = [{"low": {"value": 3.5, **per_litre}, "high": {"value": 5.1, **per_litre}}]
+    creatinine = _measure("c", "e1", "2160-0", 200.0, "\u00b5mol/L", "2022-03-01T10:00:00Z")
+    creatinine["referenceRange"] = [{"high": {"value": 110, "unit": "umol/L"}}]
+    (record,) = FhirSource(path=str(_fhir(tmp_path / "named", ME, resources[1], potassium, creatinine))).records()
+    assert sorted(flag for lab in summarize(record)["labs"] for flag in lab["flags"]) == [
+        "above reference range (-110 \u00b5mol/L)", "above reference range (3.5-5.1 mmol/L)"
+    ]  # fmt: skip
 
 
 def test_observation_values_of_one_quantity_are_read_on_one_scale(tmp_path):

@@ -256,25 +256,33 @@ def _value(holder: dict[str, Any], at: str = "") -> tuple[Any, str | None]:
     return None, None
 
 
-def _range(holder: dict[str, Any], unit: str | None, at: str = "") -> tuple[float | None, float | None]:
+def _range(holder: dict[str, Any], at: str = "") -> tuple[float | None, float | None]:
     """The first ``referenceRange``'s low and high values (None where absent, or where that end's unit is not the
-    value's ``unit``: a 70-100 mg/dL range flagged a glucose of 5.0 mmol/L as low, checker h440 F2)."""
+    value's: a 70-100 mg/dL range flagged a glucose of 5.0 mmol/L as low, checker h440 F2). Units agree when the
+    quantities share a unit or a code (UCUM's ``mmol/L`` under a display of "millimole per liter": v36 F4)."""
     path, ranges = first(holder.get("referenceRange"), f"{at}referenceRange")
     if ranges is None:
         return None, None
+    quantity = holder.get("valueQuantity")
+    units = _units(quantity) if isinstance(quantity, dict) else set()
     ends = []
     for name in ("low", "high"):
         end = obj(ranges.get(name), f"{path}.{name}", QUANTITY)
         value = number(end.get("value"), f"{path}.{name}.value") if end is not None else None
-        own = end and (text(end.get("unit"), f"{path}.{name}.unit") or text(end.get("code"), f"{path}.{name}.code"))
-        ends.append(None if own and unit and own.strip().casefold() != unit.strip().casefold() else value)
+        own = _units(end, f"{path}.{name}") if end is not None else set()
+        ends.append(None if own and units and not own & units else value)
     return ends[0], ends[1]
+
+
+def _units(quantity: dict[str, Any], at: str = "valueQuantity") -> set[str]:
+    """A Quantity's ``unit`` and ``code`` as compared: casefolded, a micro sign or Greek mu as ``u``."""
+    named = (text(quantity.get(key), f"{at}.{key}") for key in ("unit", "code"))
+    return {name.strip().casefold().replace("\u00b5", "u").replace("\u03bc", "u") for name in named if name}
 
 
 def _measured(holder: dict[str, Any], at: str = "") -> tuple[Any, str | None, float | None, float | None]:
     """An observation's (or component's) value, unit and the reference range's low and high in that unit."""
-    value, unit = _value(holder, at)
-    return value, unit, *_range(holder, unit, at)
+    return *_value(holder, at), *_range(holder, at)
 
 
 def _encounter(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:

@@ -266,11 +266,18 @@ _STOP = re.compile(
 #: ICD-10's titles too: ICD-10-CM's Z88 "Allergy status to penicillin", the WHO's "Personal history of allergy to
 #: penicillin" (read with "status" left over, a shipped code's own title was listed unread: checker h440 F4).
 _ALLERGY_WORDS = re.compile(
-    r"\b(personal history of allergy to|allergy status to|allergy to|allergy|allergic to|intolerance to|intolerance"
+    r"\b(personal history of allergy to|allergy status to|allergy to|allergy|allergic to"
+    r"|(?:allergic reaction|anaphylaxis) (?:to|caused by|due to)|intolerance to|intolerance"
     r"|hypersensitivity to|hypersensitivity)\b"
 )
-#: A Condition's display that records an allergy (a diagnosis of "Allergy to penicillin"; not "allergic rhinitis").
-_ALLERGY_STATEMENT = re.compile(r"\b(allergy|allergic to|hypersensitivity to|intolerance to)\b")
+#: A Condition's display that records an allergy ("Allergy to penicillin", "Penicillin intolerance", "Anaphylaxis
+#: due to penicillin" as diagnoses; not "allergic rhinitis" nor "Acute allergic reaction": checker v36 F6).
+_ALLERGY_STATEMENT = re.compile(
+    r"\b(allergy|allergic to|allergic reaction (?:to|caused by|due to)|hypersensitivity|intolerance|anaphyla\w*)\b"
+)
+#: ICD-10's "allergy status to drugs" codes (Z88.0-Z88.9, written with or without the dot): a Condition holding
+#: one records an allergy, read by its code where ALLERGY_CODES has it, else listed for a person (v36 F5).
+_ALLERGY_STATUS = re.compile(r"icd10(?:cm)?:Z88(?:\.?\d*)?", re.IGNORECASE)
 _QUALIFIER = re.compile(r"\([^)]*\)|\[[^]]*\]")
 #: SNOMED CT's semantic tags: the only brackets an allergy display loses ("(finding)"); others
 #: name more allergies ("Penicillin allergy (also ibuprofen)" hid the ibuprofen).
@@ -602,7 +609,11 @@ def recorded_allergies(record: Any, formulary: Formulary = SHIPPED) -> list[Alle
         if event.kind == "allergy"
         or (
             event.kind == "condition"
-            and (formulary.by_code(event.code) or _ALLERGY_STATEMENT.search(normal_text(event.display or "")))
+            and (
+                formulary.by_code(event.code)
+                or _ALLERGY_STATUS.fullmatch(event.code or "")
+                or _ALLERGY_STATEMENT.search(normal_text(event.display or ""))
+            )
         )
     ]
 
