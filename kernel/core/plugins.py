@@ -347,7 +347,7 @@ class PluginHost:
             return f"{' and '.join(labels)}, which {self.chosen} leaves out"
         gone = self._catalog.gone({*self.infos, *(ep.name for ep in self._left_out)}, kind, name)
         which = "none of which is installed now (install one)" if gone[1:] else "which is not installed (install it)"
-        return f"{' and '.join(gone)}, {which}" if gone else ""
+        return f"{' and '.join(gone)}, {which}" if gone and self.use_entry_points else ""  # else none is looked for
 
     def disabled(self) -> list[PluginInfo]:
         """The installed plugins the environment leaves out, each ``disabled`` naming the variable and what it last
