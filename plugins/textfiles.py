@@ -163,9 +163,9 @@ def _warn_of_another_script(path: str | Path, fd: int, encoding: str, setting: s
 
 def guessed_encodings(raw: bytes, failed: str | None = None) -> list[str]:
     """The encodings ``raw`` most likely is, best first, ``failed`` (the one that could not read it) left out:
-    charset-normalizer's guess, cp1252 first, and one that reads the bytes as cp1252 does is called so (a Windows export's
-    curly quote guessed "cp1250" or "mac_iceland"). An Arabic cp1256 file was told to try "cp1252" or "latin-1",
-    which read every byte as the wrong letters; a Japanese cp932 one went round between the two (h442 F1, F2)."""
+    charset-normalizer's guess, cp1252 first, and one that reads the bytes as cp1252 does is called so (a Windows
+    export's curly quote guessed "cp1250" or "mac_iceland"). An Arabic cp1256 file was told to try "cp1252" or
+    "latin-1", which read every byte as the wrong letters; a Japanese cp932 one went round between them (h442 F1-2)."""
     import charset_normalizer
 
     sample = raw[:GUESS_BYTES]
