@@ -110,7 +110,7 @@ def _bomless_remedy(name: str, start: bytes, encoding: str, setting: str) -> str
     )
 
 
-def _encoding_remedy(setting: str, encoding: str, raw: bytes = b"", at: int | None = None) -> str:
+def _encoding_remedy(setting: str, encoding: str, raw: bytes, at: int | None = None) -> str:
     """What to do about a CSV file (its bytes ``raw``, as far as known) that is not in the ``encoding`` the
     source's ``setting`` names: UTF-8's "utf-8-sig" when the bytes are UTF-8 text (a UTF-8 file read as cp1252
     stops at the closing quote "\u201d", whose last byte cp1252 lacks: it was told to set "cp1252", h347 F9),
@@ -330,11 +330,11 @@ def close_column(
 
 
 @contextlib.contextmanager
-def decoding(path: str | Path, encoding: str, remedy: str, *, setting: str | None = "encoding") -> Iterator[None]:
+def decoding(path: str | Path, encoding: str, *, setting: str | None = "encoding", fixed: str = "") -> Iterator[None]:
     """A file that is not ``encoding`` text is an error naming it and the line, not a
-    traceback (the line is found again in the raw bytes: the reader decodes ahead).
-    ``setting``: the source's setting that names the file's encoding (None: it has none,
-    and ``remedy`` says why not)."""
+    traceback (the line is found again in the raw bytes: the reader decodes ahead), and what
+    to do, worked out from its bytes then. ``setting``: the source's setting that names the
+    file's encoding (None: it has none, and ``fixed`` says why not)."""
     try:
         yield
     except UnicodeDecodeError:
@@ -347,9 +347,9 @@ def decoding(path: str | Path, encoding: str, remedy: str, *, setting: str | Non
         else:  # pragma: no cover - the same bytes decoded in one piece
             raise
         if wide := _wide_encoding(raw[:4]):
-            remedy = _wide_remedy(wide, setting, remedy)
-        elif setting is not None:
-            remedy = _encoding_remedy(setting, encoding, data, at)
+            remedy = _wide_remedy(wide, setting, fixed)
+        else:
+            remedy = fixed if setting is None else _encoding_remedy(setting, encoding, data, at)
         raise heirloom.HeirloomError(
             f"{path}:{line}: not {encoding} text (byte {byte!r} cannot be decoded); {remedy}"
         ) from None
@@ -404,7 +404,7 @@ def csv_rows(
     with open(fd, newline="", encoding=encoding) as handle:
         lines = _BoundedLines(handle, path)
         reader = csv.DictReader(lines, delimiter=delimiter, strict=True)  # strict: a quote inside quotes is doubled
-        with decoding(path, encoding, _encoding_remedy(setting, encoding), setting=setting), _csv_errors(path, reader):
+        with decoding(path, encoding, setting=setting), _csv_errors(path, reader):
             columns = reader.fieldnames = [name.strip() for name in reader.fieldnames or []]  # ' Rating ' is 'Rating'
             lines.fields = len(columns)
             twice = sorted({name for name in columns if columns.count(name) > 1 and name in required})

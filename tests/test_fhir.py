@@ -1317,7 +1317,7 @@ def test_clinical_resources_contained_in_another_are_read_as_the_patients_own(tm
     (``diagnosis.condition`` -> ``#dx1``) were dropped without a word: the allergy ruled nothing
     out. They are the container's patient's (or their own subject's), the diagnosis its visit's,
     in a bundle and in a bulk export alike; ``data stats`` counts them."""
-    from heirloom_plugins.medical.safety import record_allergies, ruled_out
+    from heirloom_plugins.medical.safety import excluded_by, recorded_allergies, ruled_out
 
     named = "Allergy to penicillin"
     penicillin = {"coding": [{"system": "http://snomed.info/sct", "code": "91936005", "display": named}]}
@@ -1345,7 +1345,7 @@ def test_clinical_resources_contained_in_another_are_read_as_the_patients_own(tm
             ("condition", "e1#dx1", "snomed:44054006", "e1"),
         ]
         amoxicillin = {"rxnorm:308182": frozenset({"amoxicillin"})}
-        assert ruled_out(record_allergies(record), amoxicillin) == {"rxnorm:308182": [named]}
+        assert ruled_out(excluded_by(recorded_allergies(record)), amoxicillin) == {"rxnorm:308182": [named]}
         assert stats_or_error(where)["contained_resources"] == 4
 
 

@@ -396,16 +396,14 @@ class TreatmentApi(CodesApi):
         the new one's, two lists at once (checker h402 F2)."""
         tables = model.tables() if self.formulary is None and isinstance(model, TreatmentModel) else self.tables
         allergies = recorded_allergies(query.record, tables)
-        filtered = self._filtered(query, answer, allergies, tables) if allergies else answer
+        filtered = self._filtered(answer, allergies, tables) if allergies else answer
         not_read = filtered["unread_allergies"]
         return {**filtered, "codes": unselected(filtered["codes"], not_read), FIELD: why_unselected(not_read)}
 
-    def _filtered(
-        self, query: Query, answer: dict[str, Any], allergies: list[Allergy], tables: Formulary
-    ) -> dict[str, Any]:
+    def _filtered(self, answer: dict[str, Any], allergies: list[Allergy], tables: Formulary) -> dict[str, Any]:
         """The answer without the drugs ``allergies`` rule out (``blocked``), and those ``tables`` cannot read."""
         drugs = {item["code"]: read_drug(item["display"], tables) for item in answer["codes"]}  # vetted: once each
-        found = withheld(query.record, drugs, tables)  # an unreadable name too, the reason in place of allergies
+        found = withheld(allergies, drugs, tables)  # an unreadable name too, the reason in place of allergies
         blocked = {item["code"]: {**item, "allergies": quoted_all(item["allergies"])} for item in answer["blocked"]}
         for item in answer["codes"]:  # each allergy quoted (caution.py): a long one was repeated whole per drug
             if names := found.get(item["code"]):

@@ -489,15 +489,18 @@ def read_drug(display: str | None, formulary: Formulary = SHIPPED) -> Drug:
     return ingredients(display, formulary), unreadable(display, formulary)
 
 
-def withheld(record: Any, drugs: Mapping[str, Drug], formulary: Formulary = SHIPPED) -> dict[str, list[str]]:
-    """Of ``drugs`` (``read_drug``, with the same ``formulary``), those ``record``'s allergies rule
-    out, with the names of the allergies that do; and for a record with any allergy, those whose
-    name cannot be read, with the reason in their place (``(not checked against the allergies:
-    ...)``). The one filter the shipped model applies before it decides and the treatment api after
-    any model's answer: the model's lacked the unreadable names the api withheld."""
-    if not recorded_allergies(record, formulary):
+def withheld(
+    allergies: list[Allergy], drugs: Mapping[str, Drug], formulary: Formulary = SHIPPED
+) -> dict[str, list[str]]:
+    """Of ``drugs`` (``read_drug``, with the same ``formulary``), those a record's ``allergies``
+    (``recorded_allergies``, asked once by the caller) rule out, with the names of the allergies that
+    do; and for a record with any allergy, those whose name cannot be read, with the reason in their
+    place (``(not checked against the allergies: ...)``). The one filter the shipped model applies
+    before it decides and the treatment api after any model's answer: the model's lacked the
+    unreadable names the api withheld."""
+    if not allergies:
         return {}
-    found = ruled_out(record_allergies(record, formulary), {key: parts for key, (parts, _) in drugs.items()})
+    found = ruled_out(excluded_by(allergies, formulary), {key: parts for key, (parts, _) in drugs.items()})
     unread_names = {key: [f"(not checked against the allergies: {why})"] for key, (_, why) in drugs.items() if why}
     return unread_names | found
 
@@ -600,7 +603,8 @@ def read_allergies(allergies: Iterable[Allergy]) -> tuple[list[Allergy], int]:
 
 def recorded_allergies(record: Any, formulary: Formulary = SHIPPED) -> list[Allergy]:
     """A record's allergies as the filter reads them: its AllergyIntolerances, and its Conditions that record an
-    allergy (a code the filter maps to a substance, or a display saying an allergy): a clinic coding in ICD-10
+    allergy (a code the filter maps to a substance, an ICD-10 allergy status ``Z88.x``, or a display saying an
+    allergy): a clinic coding in ICD-10
     puts "Z88.0 Allergy status to penicillin" on the problem list, and a penicillin was selected for that patient,
     nothing said (checker h440 F3)."""
     return [
@@ -618,11 +622,11 @@ def recorded_allergies(record: Any, formulary: Formulary = SHIPPED) -> list[Alle
     ]
 
 
-def record_allergies(record: Any, formulary: Formulary = SHIPPED) -> dict[str, frozenset[str]]:
-    """A record's allergies the filter reads (``read_allergies``), by name (display, else code),
-    with what each rules out: one display under two codes rules out what either does."""
+def excluded_by(allergies: list[Allergy], formulary: Formulary = SHIPPED) -> dict[str, frozenset[str]]:
+    """Of a record's ``allergies`` (``recorded_allergies``), those the filter reads (``read_allergies``), by
+    name (display, else code), with what each rules out: one display under two codes rules out what either does."""
     found: dict[str, frozenset[str]] = {}
-    read, _ = read_allergies(recorded_allergies(record, formulary))
+    read, _ = read_allergies(allergies)
     for code, display in read:  # the rest: listed unread
         name = display or code or ""
         found[name] = found.get(name, frozenset()) | allergy_substances(code, display, formulary)
@@ -630,7 +634,7 @@ def record_allergies(record: Any, formulary: Formulary = SHIPPED) -> dict[str, f
 
 
 def ruled_out(allergies: Mapping[str, frozenset[str]], drugs: Mapping[str, frozenset[str]]) -> dict[str, list[str]]:
-    """Of ``drugs`` (code: ingredients), those ``allergies`` (``record_allergies``) rule out, with
+    """Of ``drugs`` (code: ingredients), those ``allergies`` (``excluded_by``) rule out, with
     the names of the allergies that do."""
     found: dict[str, list[str]] = {}
     for name, excluded in allergies.items():

@@ -61,8 +61,8 @@ class TreatmentModel(MultiLabelModel):
         return cached[1]
 
     def _blocked(self, visits: list[Visit], fitted: Fitted) -> list[dict[str, list[str]]]:
-        drugs = self._drugs(fitted)  # the api's filter (safety.withheld): unreadable names too
-        return [withheld(one.record, drugs, self.tables()) for one in visits]
+        drugs, tables = self._drugs(fitted), self.tables()  # the api's filter (safety.withheld): unreadable names too
+        return [withheld(recorded_allergies(one.record, tables), drugs, tables) for one in visits]
 
     def _explain(
         self, one: Visit, found: Description, codes: list[dict[str, Any]], blocked: dict[str, list[str]], fitted: Fitted

@@ -708,7 +708,7 @@ class JsonlSource(TextSource):
             said = _nul_cause(head.decode("latin-1"), bomless_wide(head))  # as a CSV source's check finds it
             raise WrongFormat(f"{path}:1: a NUL byte, which no JSON text holds{said}")
         try:
-            with decoding(path, "utf-8-sig", JSON_IS_UTF8, setting=None):
+            with decoding(path, "utf-8-sig", setting=None, fixed=JSON_IS_UTF8):
                 codecs.getincrementaldecoder("utf-8-sig")().decode(head)  # not final: a line cut at the limit
         except heirloom.HeirloomError as exc:
             raise WrongFormat(str(exc)) from None
@@ -716,7 +716,7 @@ class JsonlSource(TextSource):
     def read(self, path: str) -> Iterator[dict[str, str]]:
         name = Path(path).name
         self._first_line_decodes(path)
-        utf8_only = decoding(path, "utf-8-sig", JSON_IS_UTF8, setting=None)
+        utf8_only = decoding(path, "utf-8-sig", setting=None, fixed=JSON_IS_UTF8)
         with open(regular_file(path), encoding="utf-8-sig") as handle, utf8_only:
             first = True
             for number, line in enumerate(handle, 1):
