@@ -717,11 +717,14 @@ def test_promote_if_better_refuses_a_count_of_records_and_offers_only_scores(sto
     """Checker h323 F2: ``--if-better seen_in_training`` (or ``support``) promoted the version that had trained
     on more validation texts, and the unknown-metric error offered them; a count is no score: exit 2. So is a
     name ending in ``_support`` (the intent model's ``oos_support``, which was ``oos_examples``, a score then), and
-    so are the names versions stored before gave counts (h340 F3: ``--if-better oos_examples`` promoted)."""
+    so are the names versions stored before gave counts (h340 F3: ``--if-better oos_examples`` promoted), and a
+    baseline's table: ``majority.accuracy`` promoted the version whose data's most frequent label was commoner,
+    and ``majority.tied``, a count of labels (h443 F3)."""
 
     def report(seen: int, accuracy: float) -> dict:
         rows = {"positive": {"f1": accuracy, "support": 40 + seen}}
         scores = {"accuracy": accuracy, "macro_f1": accuracy, "support": 120, "oos_support": 40 + seen}
+        scores |= {"majority": {"label": "positive", "accuracy": 0.4 + seen / 100, "tied": 2}}
         scores |= {"seen_in_training": seen, "oos_examples": 40 + seen, "queries_without_documents": seen}
         return {**scores, "validation": {**scores, "per_class": rows, "left_out": 0, "left_out_of": 120}}
 
@@ -729,7 +732,7 @@ def test_promote_if_better_refuses_a_count_of_records_and_offers_only_scores(sto
         put(store, "notes/sentiment", version, metrics=report(seen, 0.9), data_fingerprints=evaluated("fp-data-1"))
     assert models(store, "promote", "notes/sentiment@1", "production").returncode == 0
     counted = ("seen_in_training", "support", "per_class.positive.support", "left_out", "left_out_of", "oos_support")
-    counted += ("oos_examples", "queries_without_documents")
+    counted += ("oos_examples", "queries_without_documents", "majority.tied")
     for metric in counted:
         for alias in ("production", "canary"):  # a holder or none: refused before anything is compared
             refused = models(store, "promote", "notes/sentiment@2", alias, "--if-better", metric)
@@ -743,6 +746,11 @@ def test_promote_if_better_refuses_a_count_of_records_and_offers_only_scores(sto
     assert said_before in said(former), said(former)
     unknown = models(store, "promote", "notes/sentiment@2", "production", "--if-better", "nosuch")
     assert unknown.returncode == 2 and "(metrics: accuracy, macro_f1)" in said(unknown), said(unknown)
+    baseline = models(store, "promote", "notes/sentiment@2", "production", "--if-better", "majority.accuracy")
+    assert baseline.returncode == 2 and store.alias_version("notes", "sentiment", "production") == 1
+    assert "'majority.accuracy' is the 'majority' baseline's score, not the version's" in said(baseline)
+    misspelt = models(store, "promote", "notes/sentiment@2", "production", "--if-better", "majority.acuracy")
+    assert "did you mean" not in said(misspelt), said(misspelt)  # a baseline's score is never offered
     near = models(store, "promote", "notes/sentiment@2", "production", "--if-better", "supprt")
     assert near.returncode == 2 and "did you mean" not in said(near), said(near)
     tie = models(store, "promote", "notes/sentiment@2", "production", "--if-better", "per_class.positive.f1")

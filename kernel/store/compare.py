@@ -35,7 +35,11 @@ COUNTS = {
     LEFT_OUT: "how many records its score left out",
     LEFT_OUT_OF: "how many records it was given to score",
     "examples": "how many examples there were",
+    "tied": "how many labels tied as the most frequent",
 }
+#: Reports' tables of a baseline kept beside the version's own scores (the text models' ``majority``: always
+#: answering the most frequent training label): what the data allows, not how good the version is (h443 F3).
+BASELINES = frozenset({"majority"})
 #: Counts the shipped plugins stored under other names before they were named as counts (SUPPORT.md): a store
 #: from then still holds them, and ``--if-better`` promoted on them as scores.
 FORMER_COUNTS = {
@@ -131,6 +135,11 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
     offered = f"(metrics: {', '.join(names) or 'none'})"
     if counted := counts(metric.rsplit(".", 1)[-1]):
         raise RefError(f"{metric!r} is a count ({counted}), not a score: --if-better compares scores {offered}")
+    if baseline := _baseline(metric):
+        raise RefError(
+            f"{metric!r} is the {baseline!r} baseline's score, not the version's: --if-better compares the "
+            f"version's scores {offered}"
+        )
     value: Any = metrics
     for part in [metric] if metric in metrics else metric.split("."):
         value = value.get(part, ...) if isinstance(value, dict) else ...  # ...: absent, None: null
@@ -138,7 +147,7 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
         raise PromotionRefused(f"metrics are not comparable: {missing} {metric!r}: it is null (not measured)")
     if isinstance(value, bool) or not isinstance(value, int | float):
         paths = [path for path in metric_paths(metrics) if not path.startswith(f"{VALIDATION}.")]
-        paths = [path for path in paths if not counts(path.rsplit(".", 1)[-1])]
+        paths = [path for path in paths if not counts(path.rsplit(".", 1)[-1]) and not _baseline(path)]
         problem = f"{missing} {metric!r}{did_you_mean(metric, paths)} {offered}"
         if candidate:
             raise RefError(problem)
@@ -149,6 +158,11 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
 def _score(name: str, value: Any) -> bool:
     """Whether a report's top-level ``name`` holds a score ``--if-better`` offers: a number, not a count."""
     return isinstance(value, int | float) and not isinstance(value, bool) and not counts(name)
+
+
+def _baseline(metric: str) -> str:
+    """The baseline (``BASELINES``) a dotted ``metric`` reaches into, else ""."""
+    return next((part for part in metric.split(".")[:-1] if part in BASELINES), "")
 
 
 def counts(name: str) -> str:
