@@ -15,7 +15,15 @@ from heirloom.cli.common import get_kernel, resolve_or_exit
 from heirloom.core.errors import HeirloomError
 from heirloom.profile_toml import dotted
 from heirloom.store.artifacts import Artifact, ArtifactStore
-from heirloom.store.compare import PromotionRefused, beats, direction, figures, left_out_note, read_metric
+from heirloom.store.compare import (
+    SEEN_IN_TRAINING,
+    PromotionRefused,
+    beats,
+    direction,
+    figures,
+    left_out_note,
+    read_metric,
+)
 from heirloom.store.refs import RefError
 from heirloom.store.training import evaluate, model_specs
 
@@ -70,7 +78,7 @@ def rescored_gate(
         return f" ({split} {metric} now {figures(after)[0]})"
     holder = store.resolve(f"{target.project}/{target.model}@{held}")
     before, theirs = rescored(profile, store, holder, metric, split, candidate=False)
-    note = left_out_note(ours, target.ref, theirs, holder.ref)
+    note = left_out_note(ours, target.ref, theirs, holder.ref) + _seen_note(ours, target) + _seen_note(theirs, holder)
     if not beats(after, before, lower_is_better=lower_is_better):
         raise PromotionRefused(
             f"{target.ref} does not beat {holder.ref} on {split} {metric}{direction(lower_is_better)} of {profile}'s "
@@ -78,3 +86,16 @@ def rescored_gate(
         )
     was, now = figures(before, after)
     return f" (was {holder.ref}; {split} {metric} of {profile}'s data now {was} -> {now}{note})"
+
+
+def _seen_note(metrics: dict[str, Any], artifact: Artifact) -> str:
+    """How many of the records ``artifact``'s score counts it (or an ancestor) trained on, when any: a holder
+    trained without a validation split was rescored on its own training records, a refusal said as a loss, and
+    nothing said (checker h443 F2)."""
+    seen = metrics.get(SEEN_IN_TRAINING)
+    if not isinstance(seen, int) or isinstance(seen, bool) or seen <= 0:
+        return ""
+    return (
+        f"; {artifact.ref}'s score counts {seen} of its {metrics.get('support', '?')} records as trained on by it or "
+        f"an ancestor ({SEEN_IN_TRAINING}), which favours it"
+    )
