@@ -350,10 +350,11 @@ def test_a_parent_of_another_model_type_is_named_by_the_inherit_key(tmp_path):
     assert "inherit" not in said, said
 
 
-def test_a_parent_the_model_cannot_warm_start_from_is_refused_at_its_key_by_check_and_by_train(tmp_path):
+def test_a_parent_the_model_cannot_warm_start_from_is_refused_at_its_key_by_check_and_by_train(tmp_path, data_dir):
     """``inherit = "pretrained:minilm"`` in a text-classifier, or a parent hashing text otherwise (``fold``), passed
     ``profile check``; train read the data, then failed with exit 1 naming no file (checker 275 F6). A parent
-    sharing no label with the data warm-started without a word (F7)."""
+    sharing no label with the data warm-started without a word (F7). A refused train stores no pretrained state,
+    and the recommender and medical models refuse another type's parent as the text-classifier does (h444)."""
     env = {"HEIRLOOM_HOME": str(tmp_path / "home")}
     rows = "".join(f"my card {i} is lost,lost_card\nthe rate {i} today,exchange_rate\n" for i in range(10))
     write(tmp_path / "train.csv", "text,label\n" + rows)
@@ -377,6 +378,14 @@ def test_a_parent_the_model_cannot_warm_start_from_is_refused_at_its_key_by_chec
     checked = run_heirloom("profile", "check", str(kid), *pretrained, env=env)
     foreign = "--set: models.intent.inherit: pretrained:minilm is of model type pretrained: the parent was not written"
     assert checked.returncode == 2 and f"{foreign} by text-classifier (format 'heirloom.encoder/1'" in checked.stderr
+    refused = run_heirloom("train", str(kid), *pretrained, env=env)  # it stored 87 MB of MiniLM first (h444 F1)
+    assert refused.returncode == 2 and foreign in refused.stderr, refused.stderr
+    listed = run_heirloom("models", "list", "--json", env=env).stdout
+    assert [artifact["ref"] for artifact in json.loads(listed)] == ["team/intent@1"]
+    for shipped, model, wrote in [("recommend", "recs", "hybrid-recommender"), ("medical", "treatment", "medical")]:
+        other = run_heirloom("profile", "check", shipped, "--set", f"models.{model}.inherit=team/intent@1", env=env)
+        said = f"models.{model}.inherit: team/intent@1 is of model type text-classifier: the parent was not written by"
+        assert other.returncode == 2 and f"{said} {wrote}" in other.stderr, other.stderr  # h444 F3
     write(tmp_path / "mood.csv", "text,label\n" + "".join(f"great {i},happy\nawful {i},sad\n" for i in range(10)))
     moods = ("--set", "sources.s.train=mood.csv", "--set", "models.intent.fold=false")
     trained = run_heirloom("train", str(kid), *moods, cwd=tmp_path, env=env)

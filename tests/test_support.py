@@ -1587,6 +1587,7 @@ def test_a_waiting_resolution_is_a_record_that_trains_nothing_and_the_warning_na
         ("REFUND", "refund", True),  # case
         ("refund_statsu", "REFUND_STATUS", True),  # two letters swapped, and case
         ("card_arrival_late", "card_arrival", False),  # a new intent, not a typo of one
+        ("refund", "refunds", True),  # its last letter dropped (checker h444 F2)
         ("billing", "shipping", False),
     ],
 )

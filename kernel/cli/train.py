@@ -237,23 +237,22 @@ def progress_bars(transient: bool = False) -> Progress:
 
 
 def refuse_unstored_parents(kernel: Kernel, resolved: ResolvedProfile, specs: list[ComponentSpec]) -> None:
-    """Exit 2 where a model's ``inherit`` names a version the store lacks, asked of the store as it is (read only,
-    or none yet) before ``store_or_exit`` makes it: a train refused there made the store (checker h359 F1)."""
-    from heirloom.store.artifacts import StoreMissing
-    from heirloom.store.checks import open_store
+    """Exit 2 where a model's ``inherit`` names a version the store lacks or a parent it cannot warm-start from (as
+    ``profile check`` says it), asked of the store as it is (read only, or none yet) before ``store_or_exit`` makes
+    it: a train refused there made the store (h359 F1), and a pretrained state of another type in it (h444 F1)."""
+    from heirloom.store.checks import StoreOnce, foreign_parent_problems
 
     if not any(spec.keys.inherit for spec in specs):
         return
+    opened = StoreOnce(kernel, resolved)
     try:
-        store, missing = open_store(kernel, resolved, create=False), ""
-    except StoreMissing as exc:
-        store, missing = None, str(exc)
-    except HeirloomError:  # a store that cannot be opened: store_or_exit says why
-        return
-    try:
-        unstored_parent(kernel, resolved, specs, store, missing)
+        unstored_parent(kernel, resolved, specs, opened(), opened.missing)
     except RefError as exc:
         fail(f"error: {exc}", 2)
+    except HeirloomError:  # a store that cannot be opened: store_or_exit says why
+        return
+    if problems := foreign_parent_problems(kernel, resolved, opened, only={spec.name for spec in specs}):
+        report_profile_error(ProfileError(problems))
 
 
 def refuse_data_problems(kernel: Kernel, resolved: ResolvedProfile, specs: list[ComponentSpec]) -> None:

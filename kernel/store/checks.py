@@ -296,17 +296,19 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile, opened: StoreOn
     return problems
 
 
-def foreign_parent_problems(kernel: Kernel, profile: ResolvedProfile, opened: StoreOnce) -> list[Problem]:
+def foreign_parent_problems(
+    kernel: Kernel, profile: ResolvedProfile, opened: StoreOnce, only: Collection[str] | None = None
+) -> list[Problem]:
     """Parents their models cannot warm-start from: a version of the model's own type stored in a state format
     the installed type cannot read (on ``inherit``, as ``train`` refuses it), and what each model's optional
     ``check_parent`` says (parents.py: another type's state, other hashing settings). A ``pretrained:NAME``
     parent the store does not hold yet is loaded from its plugin whatever the model type, so a loader that raises
     or returns no State is said here as ``train`` says it (checker h301 F7). A parent not stored yet, or a version
     of another model this run trains first, is left to ``train``; one the store cannot resolve, to
-    reference_problems."""
+    reference_problems. ``only``: the models to check (``train``'s), else all."""
     problems = []
     for spec in profile.components:
-        ref = spec.keys.inherit if spec.kind == "model" else None
+        ref = spec.keys.inherit if spec.kind == "model" and (only is None or spec.name in only) else None
         named = (ref or "").partition("@")[0]
         sibling = named.startswith(f"{profile.project}/") and named != f"{profile.project}/{spec.name}"
         if not ref or ref == SERVED or sibling:

@@ -45,10 +45,11 @@ def check_alias(alias: str) -> str:
 
 def one_typo(written: str, meant: str) -> bool:
     """Whether ``written`` is ``meant`` with one letter left out, added, changed or two swapped,
-    both at least 5 letters long, and not ``meant`` with something added before or after it."""
+    both at least 5 letters long, and not ``meant`` with something added before or after it (``sentiment2``
+    is another model); ``meant`` without its first or last letter is one (``triag``: checker h444 F2)."""
     if min(len(written), len(meant)) < 5 or written.startswith(meant) or written.endswith(meant):
         return False
-    if meant.startswith(written) or meant.endswith(written) or abs(len(written) - len(meant)) > 1:
+    if abs(len(written) - len(meant)) > 1:
         return False
     start = len(os.path.commonprefix([written, meant]))  # noqa: RUF071 - characters, not paths
     rest_w, rest_m = written[start:], meant[start:]

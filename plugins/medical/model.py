@@ -34,6 +34,7 @@ from heirloom_plugins.medical.net import Net, Settings, net_from_state
 from heirloom_plugins.medical.patients import Visit, find_encounter, visit
 from heirloom_plugins.medical.tasks import DIAGNOSIS, Task
 from heirloom_plugins.model_needs import shape_problem
+from heirloom_plugins.parent_format import other_format
 
 if TYPE_CHECKING:
     import torch
@@ -426,6 +427,10 @@ class MultiLabelModel(heirloom.Model):
         if fitted.net is not None and fitted.blend:
             tensors.update(fitted.net.tensors())
         return heirloom.State({k: t.detach().cpu().contiguous() for k, t in tensors.items()}, metadata)
+
+    def check_parent(self, metadata: dict[str, Any]) -> list[tuple[str, str]]:
+        """A parent of another model type, said by ``profile check`` and by ``train`` before the data is read."""
+        return other_format(metadata, self.format, f"medical-{self.task.name}")
 
     def load(self, state: heirloom.State) -> None:
         self._fitted = self._unpack(state, "state")

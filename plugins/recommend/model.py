@@ -21,10 +21,11 @@ import attrs
 import numpy as np
 
 import heirloom
+from heirloom_plugins.parent_format import other_format
 from heirloom_plugins.recommend import ease, sizing
 from heirloom_plugins.recommend.checks import grid, share
 from heirloom_plugins.recommend.data import Catalogue, Histories, catalogue_of, listed, read_records
-from heirloom_plugins.recommend.fitted import Fitted, how_chosen
+from heirloom_plugins.recommend.fitted import FORMAT, Fitted, how_chosen
 from heirloom_plugins.recommend.protocol import CUTOFF, measure, scores
 from heirloom_plugins.recommend.ranking import top_k
 from heirloom_plugins.recommend.records import id_key
@@ -470,6 +471,10 @@ class HybridRecommender(heirloom.Model):
     # -- state ----------------------------------------------------------------------------
     def state(self) -> heirloom.State:
         return self._require().state(attrs.asdict(self))
+
+    def check_parent(self, metadata: dict[str, Any]) -> list[tuple[str, str]]:
+        """A parent of another model type, said by ``profile check`` and by ``train`` before the data is read."""
+        return other_format(metadata, FORMAT, "hybrid-recommender")
 
     def load(self, state: heirloom.State) -> None:
         self._adopt(Fitted.from_state(state, "state"))

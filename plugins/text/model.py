@@ -26,6 +26,7 @@ from heirloom_plugins.ngrams.features import MAX_BUCKETS, Featurizer, HashingSet
 from heirloom_plugins.ngrams.head import NgramHead
 from heirloom_plugins.ngrams.linear import Outcome, Weights, fit_bytes, logits, train
 from heirloom_plugins.ngrams.vectors import Bags, Counts, Vocabulary, count
+from heirloom_plugins.parent_format import other_format
 
 if TYPE_CHECKING:
     import torch
@@ -314,10 +315,8 @@ class TextClassifier(heirloom.Model):
         """``(setting, problem)`` for a parent (its state's metadata) this model cannot warm-start from, asked by
         ``profile check`` and by ``train`` before any record is read: ``fit`` said so only after reading the data,
         naming neither the file nor the setting (checker 275 F6). The hook is optional (docs/PLUGINS.md)."""
-        if (found := metadata.get("format")) != FORMAT:
-            return [
-                ("inherit", f"the parent was not written by text-classifier (format {found!r}, expected {FORMAT!r})")
-            ]
+        if foreign := other_format(metadata, FORMAT, "text-classifier"):
+            return foreign
         try:
             theirs = HashingSettings.from_json(metadata.get("hashing"), "the parent")
         except heirloom.HeirloomError as exc:
