@@ -1167,6 +1167,32 @@ def test_a_listening_plugin_that_fails_to_load_is_said_at_each_system_start(tmp_
     assert said.count("heirloom_deaf (heirloom-deaf 1.0) failed to load") == 1  # not again at the stop
 
 
+NEVER_LOADS = """
+import os
+
+open(os.environ["IMPORTED"], "a").write("x")
+raise RuntimeError("it never loads")
+"""
+
+
+def test_a_plugin_that_never_loaded_is_imported_again_only_where_it_may_be_needed(tmp_path):
+    """Checker h446 F1: a plugin that failed to load and never loaded was imported again by every command (one
+    importing torch first made each seconds slower, unsaid). The catalog remembers the failure under its
+    fingerprint: ``profile check`` imports it no more; a system start (it may listen) and ``plugins`` do."""
+    _install(tmp_path, "heirloom-gone", "heirloom_gone", NEVER_LOADS)
+    imported = tmp_path / "imports"
+    profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\nrows = 3\n')
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "tests.toys", "IMPORTED": str(imported)}
+    for _ in range(2):
+        assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0
+    assert imported.read_text() == "x"
+    started = run_heirloom("data", "show", str(profile), "s", "--limit", "1", env=env)
+    said = " ".join(started.stderr.split())
+    assert "heirloom_gone (heirloom-gone 1.0) failed to load: RuntimeError: it never loads" in said, said
+    listed = {info["name"]: info for info in json.loads(run_heirloom("plugins", "--json", env=env).stdout)}
+    assert listed["heirloom_gone"]["status"] == "failed" and imported.read_text() == "xxx"
+
+
 def test_a_profile_extending_one_not_read_says_its_tables_problems_may_follow_from_it(tmp_path):
     """Past the right first line (the shipping plugin failed to load), ``profile check`` checked the user's tables
     without the parent's and said ``sources.rows: no `use` (a new source needs one)`` and, against the default

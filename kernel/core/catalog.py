@@ -25,6 +25,8 @@ from heirloom.files import write_atomic
 from heirloom.selection import release
 
 CATALOG_VERSION = 5
+#: The hooks a plugin that failed and never loaded may implement, so import again to ask: a store, listeners.
+UNKNOWN_HOOKS = ["heirloom_open_store", "heirloom_system_started", "heirloom_system_stopping"]
 #: Things plugins register by name besides component types, and the hook that registers each.
 NAMED_HOOKS = {
     "profiles": "heirloom_register_profiles",
@@ -32,10 +34,6 @@ NAMED_HOOKS = {
     "consoles": "heirloom_register_consoles",
     "datasets": "heirloom_register_datasets",
 }
-
-
-def empty_provides() -> dict[str, list[str]]:
-    return {kind: [] for kind in KINDS}
 
 
 @attrs.define
@@ -48,7 +46,7 @@ class PluginInfo:
     version: str | None = None
     status: str = "listed"  # listed (not imported) | loaded | failed
     error: str | None = None
-    provides: dict[str, list[str]] = attrs.field(factory=empty_provides)
+    provides: dict[str, list[str]] = attrs.field(factory=lambda: {kind: [] for kind in KINDS})
     #: Profiles, pretrained states, consoles, data sets it registers, by name (``NAMED_HOOKS``).
     named: dict[str, list[str]] = attrs.field(factory=lambda: {what: [] for what in NAMED_HOOKS})
     commands: list[str] | None = None  # None until its commands hook ran ([]: it adds none; not imported to ask)
@@ -75,8 +73,7 @@ class PluginInfo:
 def fingerprint(ep: EntryPoint) -> str:
     """Changes when the plugin's distribution, version or entry module file changes."""
     try:
-        spec = importlib.util.find_spec(ep.module)
-        origin = spec.origin if spec else None
+        origin = getattr(importlib.util.find_spec(ep.module), "origin", None)
         stamp = os.stat(origin).st_mtime_ns if origin and os.path.exists(origin) else 0
     except Exception:  # noqa: BLE001 - a broken package still gets listed
         stamp = -1
@@ -100,8 +97,7 @@ class Catalog:
         return plugins if isinstance(plugins, dict) else {}
 
     def knows(self, info: PluginInfo) -> bool:
-        cached = self.entries.get(info.name)
-        return bool(cached) and cached.get("fingerprint") == info.fingerprint
+        return bool(info.fingerprint) and self.entries.get(info.name, {}).get("fingerprint") == info.fingerprint
 
     def fill(self, info: PluginInfo) -> PluginInfo:
         """Copy what the catalog remembers into a listed plugin's info, if still valid."""
@@ -124,11 +120,14 @@ class Catalog:
         return found
 
     def save(self, infos: dict[str, PluginInfo]) -> None:
-        """Remember loaded entry-point plugins; a failed one keeps what it last provided (errors name its provider)."""
+        """Remember loaded plugins; a failed one keeps what it last provided, under its fingerprint now (h446 F1)."""
         kept = ("fingerprint", "provides", "named", "commands", "hooks")
         for name, info in infos.items():
             if info.fingerprint and info.status == "loaded":
                 self.entries[name] = {key: getattr(info, key) for key in kept}
+            elif info.fingerprint and info.status == "failed":
+                last = self.entries.get(name, {"provides": {}, "commands": [], "hooks": UNKNOWN_HOOKS})
+                self.entries[name] = {**last, "fingerprint": info.fingerprint}
         payload = {"version": CATALOG_VERSION, "plugins": self.entries}
         if not self.path.parent.parent.is_dir():  # no HEIRLOOM_HOME yet: a mistyped one is not made by a read (F13)
             return

@@ -26,7 +26,7 @@ import attrs
 import pluggy
 
 from heirloom.core import hookspecs
-from heirloom.core.catalog import NAMED_HOOKS, Catalog, PluginInfo, empty_provides, fingerprint
+from heirloom.core.catalog import NAMED_HOOKS, Catalog, PluginInfo, fingerprint
 from heirloom.core.components import KIND_BASES, KINDS
 from heirloom.core.errors import HeirloomError, PluginError
 from heirloom.core.settings import ComponentKeys, ModelKeys
@@ -140,7 +140,7 @@ class PluginHost:
             info.status, info.error = "failed", _describe(exc) + where(exc, info.module)
             return
         info.status, info.error = "loaded", None
-        info.provides = empty_provides()
+        info.provides = {kind: [] for kind in KINDS}
         for kind, component, cls in staged:
             cls.heirloom_registered = f"{component}, plugin {info.label}"  # how manager_name names a manager
             self.components[kind].setdefault(component, []).append((name, cls))

@@ -18,6 +18,7 @@ import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from heirloom.converter import entry_type, make_converter
+from heirloom.core.catalog import UNKNOWN_HOOKS
 from heirloom.core.components import KINDS, PATH_KEY, TABLES, declared_references, references
 from heirloom.core.errors import Problem, ProfileError
 from heirloom.core.paths import data_root
@@ -241,7 +242,7 @@ class Validator:
         message = f"unknown {kind} type {use!r}{did_you_mean(use, known)} (known: {', '.join(known) or 'none'}"
         hinted = did_you_mean(use, known) or not self.host.use_entry_points  # then selection() says what to do
         message += f"{self.host.selection()})" + ("" if hinted else f"; {NOT_INSTALLED}")
-        if could := [info for info in failed if not info.hooks]:  # the catalog knows what the others provide
+        if could := [info for info in failed if info.hooks in ([], UNKNOWN_HOOKS)]:  # known: what others provide
             details = "; ".join(f"{info.label}: {info.error}" for info in could)
             message += f". This profile needs it and these plugins failed to load: {details}"
         return message
