@@ -1647,7 +1647,7 @@ def test_the_fit_from_scratch_hint_for_a_dotted_model_name_works_pasted_into_a_s
 @pytest.mark.parametrize(
     ("odd", "said_"),
     [
-        ("numpy", "ToyModel.evaluate()'s metrics must be JSON-serialisable: it holds a float32 at accuracy"),
+        ("numpy", "evaluate()'s metrics must be JSON-serialisable: it holds a numpy float32 (store value.item()"),
         ("dict", "ToyModel.evaluate() returned {'accuracy': 1.0, 'records': 1}, not a heirloom.Report(metrics="),
     ],
 )
@@ -2557,7 +2557,7 @@ def _holding_itself() -> dict[str, list]:
     [
         (
             heirloom.State({}, {"scale": [1.0, float("nan")]}),
-            "must be JSON-serialisable: it holds NaN or infinity at scale[1]",
+            "must be JSON-serialisable: it holds NaN or infinity (store None for a value not measured) at scale[1]",
         ),
         (  # a plugin author's set: the key was not named
             heirloom.State({}, {"vocab": {"words": [1, {"a"}]}}),
@@ -2582,7 +2582,7 @@ def _holding_itself() -> dict[str, list]:
         ),
         (  # a NaN 120 levels down was blamed on the nesting
             heirloom.State({}, {"a": functools.reduce(lambda inner, _: {"a": inner}, range(119), float("nan"))}),
-            "it holds NaN or infinity at a.a.a.a.a",
+            "it holds NaN or infinity (store None for a value not measured) at a.a.a.a.a",
         ),
         (
             heirloom.State({"a": (tied := np.zeros(8)), "b": np.ones(2), "c": tied[4:]}, {}),

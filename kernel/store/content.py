@@ -71,13 +71,17 @@ def _unstorable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None
     if depth > MAX_METADATA_NESTING:
         return where[:300], f"nesting deeper than {MAX_METADATA_NESTING} levels (or a value that holds itself)"
     if isinstance(value, float) and not math.isfinite(value):
-        return where[:300], "NaN or infinity"
+        return where[:300], "NaN or infinity (store None for a value not measured)"
     if isinstance(value, int) and abs(value) >= _TOO_LONG:
         return where[:300], f"an integer of over {READABLE_DIGITS:,} digits (no Python reads it back: store it as text)"
     if isinstance(value, str) and (said := _not_utf8(value)):
         return where[:300], said
     if not isinstance(value, dict | list | tuple):
-        return None if isinstance(value, str | int | float | bool | None) else (where, f"a {type(value).__name__}")
+        if isinstance(value, str | int | float | bool | None):
+            return None
+        if type(value).__module__ == "numpy":  # a mean's float32: said as check_model says it (h446 F2)
+            return where, f"a numpy {type(value).__name__} (store value.item(), or .tolist() for an array)"
+        return where, f"a {type(value).__name__}"
     if isinstance(value, dict) and len(kinds := _key_kinds(value)) > 1:  # sort_keys cannot order 1 and "two"
         return (
             where,
