@@ -285,7 +285,7 @@ def test_an_actor_ray_gives_up_on_is_replaced(served):
 
 
 def test_a_cluster_gone_is_said_and_no_actor_is_replaced_into_it(served):
-    """Not "max_restarts = 5 used up" (no restart was used), and no new actor started into a cluster that is gone."""
+    """Not "max_restarts = 2 used up" (no restart was used), and no new actor started into a cluster that is gone."""
     said = served["head_down"]["log"]
     assert "the Ray cluster at resources.address = " in said and " does not answer (" in said, said
     assert not [line for line in said.splitlines() if "ERROR" in line and "heirloom.ray" in line], said
