@@ -34,7 +34,7 @@ from heirloom_plugins.textfiles import (
     one_character,
     repeats_header,
 )
-from heirloom_plugins.timelines import ISO_EXAMPLES, iso_moment
+from heirloom_plugins.timelines import ISO_EXAMPLES, iso_moment, ordinal_day
 
 log = logging.getLogger("heirloom.recommend")
 
@@ -371,6 +371,13 @@ def _basic_date(text: str, column: str, where: str) -> datetime | None:
     year's first day (ISO 8601's year): as seconds, a shop's purchase years were all 1970 (checker h439 F1)."""
     if re.fullmatch(r"[0-9]{4}", text) and 1900 <= int(text) <= 2100:
         return datetime(int(text), 1, 1)
+    if re.fullmatch(r"[0-9]{7}", text) and 1900 <= int(text[:4]) <= 2100:  # YYYYDDD, the basic ordinal (v36 F9)
+        if day := ordinal_day(int(text[:4]), int(text[4:])):
+            return day
+        raise heirloom.HeirloomError(
+            f"{where}: the {column!r} column is {text!r}, not a Unix time or an ISO 8601 date (seven digits of the "
+            "years 1900 to 2100 are an ordinal date, YYYYDDD, and this one is none)"
+        )
     if not (re.fullmatch(r"[0-9]{8}", text) and 1900 <= int(text[:4]) <= 2100):
         return None
     try:
