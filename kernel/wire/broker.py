@@ -187,7 +187,7 @@ class Broker(BrokerRoutes):
         if not self.draining:
             self.draining = True
             self._drain_deadline = time.perf_counter() + self.settings.grace
-            log.info("draining: %d request(s) in flight, grace %.1fs", len(self.forwarded), self.settings.grace)
+            log.info("draining: %d request(s) in flight, grace %gs", len(self.forwarded), self.settings.grace)
             self._tell_workers(b"DRAIN")
 
     def run(self) -> int:

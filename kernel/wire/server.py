@@ -187,7 +187,7 @@ class Server:
         if not self.draining:
             self.draining = True
             self._drain_deadline = time.perf_counter() + self.settings.grace
-            log.info("draining: %d request(s) in flight, grace %.1fs", self.admission.in_flight, self.settings.grace)
+            log.info("draining: %d request(s) in flight, grace %gs", self.admission.in_flight, self.settings.grace)
             if self.link is not None:
                 self.link.beat_soon()  # the broker stops sending work at the next turn
 
