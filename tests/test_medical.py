@@ -800,10 +800,13 @@ def _with_allergy(records: list[Any], code: str, display: str | None, kind: str 
         ("icd10:Z88.0", "Personal history of allergy to penicillin", "Personal history of allergy to penicillin"),
         ("x:1", "Penicillin intolerance", "Penicillin intolerance"),  # as a diagnosis: not read (v36 F6)
         ("x:1", "Anaphylaxis due to penicillin", "Anaphylaxis due to penicillin"),
+        # "history" was an unread word: every drug unselected (v36 F7)
+        ("x:1", "History of penicillin allergy", "History of penicillin allergy"),
+        ("x:1", "H/O: penicillin allergy (history)", "H/O: penicillin allergy (history)"),
     ],
     ids=[
         *("by-display", "by-code-only", "by-icd10-code", "misspelt", "icd10cm-title", "who-icd10-title"),
-        *("intolerance", "anaphylaxis"),
+        *("intolerance", "anaphylaxis", "history-of", "h-o"),
     ],
 )
 @pytest.mark.parametrize("kind", ["allergy", "condition"])
