@@ -37,6 +37,8 @@ def test_banking_intents_inherit_the_core_and_grow_the_label_space(env):
     child = run_heirloom("train", "banking-intents", *quick("intent"), env=env, timeout=300)
     assert child.returncode == 0, child.stderr
     assert "stored banking-intents/intent@1" in child.stdout and "parent banking-intents-core/intent@1" in child.stdout
+    said = " ".join((child.stdout + child.stderr).split())  # the metadata alone said it (h444 F5)
+    assert "warm start labels: kept 40; added " in said and " and 27 more (each starts as the blend" in said, said
     lineage = json.loads(run_heirloom("models", "lineage", "banking-intents/intent", "--json", env=env).stdout)
     refs = [entry["ref"] for entry in (lineage["lineage"] if isinstance(lineage, dict) else lineage)]
     assert refs == ["banking-intents/intent@1", "banking-intents-core/intent@1"]

@@ -83,6 +83,12 @@ def test_train_and_eval_warn_when_validation_is_perfect_and_test_clearly_is_not(
     assert on_validation.returncode == 0, on_validation.stderr
     assert json.loads(on_validation.stdout)["models"]["m"]["accuracy"] == 1.0  # stdout stays JSON
     assert warning in on_validation.stderr
+    other = Path(profile).with_name("other.csv")  # records it was not scored on: the gap is theirs (h444 F4)
+    _csv(other, TEST_ROWS[:-1])
+    changed = run_heirloom("eval", profile, "--set", f"sources.s.test={other}", env=env)
+    said = " ".join((changed.stdout + changed.stderr).split())
+    assert changed.returncode == 0 and "are not the ones it was scored on" in said, said
+    assert "cannot tell versions apart" not in said
 
 
 def test_no_saturation_warning_when_test_is_as_good_or_validation_below_its_best():

@@ -454,13 +454,14 @@ def eval_command(
 def _with_warning(
     artifact: Artifact, split: str, report: Report, same: bool | None, resolved: ResolvedProfile, spec: ComponentSpec
 ) -> Report:
-    """``report`` and, on the records it was scored on when trained, a score unlike the stored one's warning; else
-    the saturation warning, when its scores and the version's stored ones of the other split call for it (eval
-    scores one split; train printed it beside both): stored figures the loaded version does not reproduce say
-    nothing of the split."""
+    """``report`` and, on the records it was scored on when trained, a score unlike the stored one's warning; else,
+    not on other records (a renamed label's errors were blamed on validation: h444 F4), the saturation warning when
+    its scores and the version's stored ones of the other split call for it (eval scores one split; train printed
+    it beside both): stored figures the loaded version does not reproduce say nothing of the split."""
     stored = artifact.metrics
     said = (same and unrestored_warning(artifact, split, report.metrics, profile_digest(resolved))) or (
-        saturation_warning(
+        same is not False
+        and saturation_warning(
             *((stored.get(VALIDATION) or {}, report.metrics) if split == TEST else (report.metrics, stored)),
             validation_hint(resolved, spec),
         )

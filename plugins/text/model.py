@@ -245,6 +245,8 @@ class TextClassifier(heirloom.Model):
             "warm_start_check": checked,
             "label_counts": dict(sorted(Counter(labels).items())),
         }
+        if said := _label_changes(training["warm_start"]):
+            progress.log(said)
         vocabulary = problem.vocabulary
         if validation is None and len(tried) > 1 and self.refit:
             every = person.repeated(range(len(texts)), repeats)
@@ -532,6 +534,23 @@ def _lineage(labels: list[str], parent: Fitted | None) -> dict[str, list[str]] |
         "added": [label for label in labels if label not in parent.labels],
         "dropped": [label for label in parent.labels if label not in labels],
     }
+
+
+def _label_changes(lineage: dict[str, list[str]] | None) -> str:
+    """Train's line on the labels a warm start added or dropped ("" for none): only the metadata said it, and a
+    dropped label, never predicted again, went unsaid (checker h444 F5)."""
+    if not lineage or not (lineage["added"] or lineage["dropped"]):
+        return ""
+    said = [f"kept {len(lineage['kept'])}"]
+    if lineage["added"]:
+        said.append(f"added {_few(lineage['added'])} (each starts as the blend of the parent's labels its texts get)")
+    if lineage["dropped"]:
+        said.append(f"dropped {_few(lineage['dropped'])} (not in the training data: never predicted by this version)")
+    return "warm start labels: " + "; ".join(said)
+
+
+def _few(labels: list[str]) -> str:
+    return ", ".join(labels[:10]) + (f" and {len(labels) - 10} more" if len(labels) > 10 else "")
 
 
 def _examples(data: Iterable[Any], kinds: list[str | None] | None = None) -> tuple[list[str], list[str]]:
