@@ -129,9 +129,9 @@ def saturation_warning(validation: dict[str, Any], test: dict[str, Any], hint: s
         if type(best) in (int, float) and type(held) in (int, float) and best >= 1 and held <= best - SATURATED_GAP:
             return (
                 f"warning: validation {name} is {best:.4f} but test {name} {held:.4f}: validation cannot tell versions "
-                f"apart (each one that fits the training data scores the best possible on it, and promote --if-better "
-                "ties); it needs records unlike the training ones, worded as the test and production texts are "
-                f"({hint})"
+                f"apart (none scores above the best possible, so promote --if-better ties): it needs records like "
+                "the test and production ones rather than the training ones, and enough that a perfect score is no "
+                f"luck ({hint})"
             )
     return ""
 
