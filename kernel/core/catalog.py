@@ -25,8 +25,9 @@ from heirloom.files import write_atomic
 from heirloom.selection import release
 
 CATALOG_VERSION = 5
-#: The hooks a plugin that failed and never loaded may implement, so import again to ask: a store, listeners.
+#: The hooks a plugin that failed and never loaded may implement, so import again to ask: a store, listeners, names.
 UNKNOWN_HOOKS = ["heirloom_open_store", "heirloom_system_started", "heirloom_system_stopping"]
+UNKNOWN_HOOKS += ["heirloom_register_datasets", "heirloom_register_consoles"]  # each asked for by name
 #: Things plugins register by name besides component types, and the hook that registers each.
 NAMED_HOOKS = {
     "profiles": "heirloom_register_profiles",
