@@ -15,9 +15,13 @@ endif
 
 install: $(STAMP)
 
+# uv installs the same pinned set as pip in a sixth of the time (the CI extras: 27 s against pip's 170 s, bytecode
+# compiled as pip compiles it), given pip's find-links; where it cannot, pip installs as before.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet uv && UV_FIND_LINKS="$$PIP_FIND_LINKS" UV_HTTP_TIMEOUT=20 $(BIN)/uv pip install \
+		--quiet --compile-bytecode --python $(BIN)/python -c constraints.txt -e '.[$(EXTRAS)]' \
+		|| $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $@
 
 # Byte-compile our sources: where PYTHONDONTWRITEBYTECODE is set (container images often set it), every
