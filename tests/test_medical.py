@@ -2573,6 +2573,20 @@ def test_an_undated_prescription_is_as_late_as_its_visit_in_the_summary_and_its_
         assert medications["current"] == [], ids
         assert [(m["status"], m["encounter"]) for m in medications["past"]] == [("stopped", "late")], ids
         assert _latest_status(record, "medication") == {("rxnorm:313782", None): "stopped"}, ids
+    # told by the patient at each visit (MedicationStatement.context): placed so too, never a prescription (v36 F8)
+    for ids in (("a", "z"), ("z", "a")):
+        told = [prescription(ids[0], "late", "stopped"), prescription(ids[1], "early", "active")]
+        for statement in told:
+            statement |= {"resourceType": "MedicationStatement", "context": statement.pop("encounter")}
+            del statement["intent"]
+        (record,) = FhirSource(path=str(_fhir(tmp_path / f"told-{''.join(ids)}", ME, *visits_, *told))).records()
+        assert sorted((e.during, e.encounter) for e in record.timeline if e.kind == "medication") == [
+            ("early", None),
+            ("late", None),
+        ]
+        summary = summarize(record)
+        assert summary["medications"]["current"] == [] and summary["medications"]["past"][0]["status"] == "stopped", ids
+        assert [e["medications"] for e in summary["encounters"]] == [[], []]  # no visit's own prescription
 
 
 def test_a_reference_range_in_another_unit_than_the_value_flags_nothing(tmp_path):

@@ -78,7 +78,9 @@ class Event:
     abatement); datetimes are UTC ``YYYY-MM-DDTHH:MM:SSZ``, dates stay ``YYYY-MM-DD``, so
     the strings sort in time order. ``code`` is ``system:code`` (see ``heirloom_plugins.code_systems``). An
     encounter's ``value`` is its class (``AMB``, ``EMER``, ``IMP``); an observation's
-    ``low``/``high`` are its reference range, when it carries one.
+    ``low``/``high`` are its reference range, when it carries one. ``during`` is the visit a
+    MedicationStatement was told at (its ``context``): it places an undated statement in time, and,
+    unlike ``encounter``, never makes it one of that visit's own events (a treatment label).
     """
 
     kind: str
@@ -95,6 +97,7 @@ class Event:
     text: str | None = None
     low: float | None = None
     high: float | None = None
+    during: str | None = None
 
 
 @attrs.frozen

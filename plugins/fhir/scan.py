@@ -565,11 +565,20 @@ class Scan:
             )
             visit = target if target and target[0] == "Encounter" and target not in self._withdrawn else None
             found = event(resource, visit[1] if visit else None, self.prefer)
+            if key[0] == "MedicationStatement" and visit is None:
+                found = attrs.evolve(found, during=self._visit_of(entry.resource.get("context"), catalog))
             if found.kind == "observation":
                 self.tally.measured(found)
             events.append(found)
         except SHAPE_ERRORS as exc:
             self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {_detail(exc)}"), whole_file=False)
+
+    def _visit_of(self, holder: Any, catalog: Catalog) -> str | None:
+        """The id of the unit's (not withdrawn) Encounter a Reference names, if it names one: a statement's
+        ``context``, read only to place it in time (undated, it was listed by id: checker v36 F8)."""
+        ref = reference_of(holder, "Encounter")
+        target = catalog.resolve(ref) if ref else None
+        return target[1] if target and target[0] == "Encounter" and target not in self._withdrawn else None
 
     def _record(self, path: Path, entry: Entry, pid: str, events: list[Event]) -> PatientRecord:
         name = path.name if self.root.is_file() else path.relative_to(self.root).as_posix()

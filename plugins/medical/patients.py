@@ -166,6 +166,7 @@ class EventInput:
     text: str | None = None
     low: float | None = attrs.field(default=None, validator=_finite)
     high: float | None = attrs.field(default=None, validator=_finite)
+    during: str | None = None
 
     def __attrs_post_init__(self) -> None:
         """An encounter is named by its id (its events' ``encounter``, a request's ``encounter``, the

@@ -121,10 +121,11 @@ def drug_names(record: Any) -> dict[str, str]:
 
 def in_time_order(record: Any) -> list[tuple[str | None, Any]]:
     """The record's events with when they happened, in that order: an event without a date of its own happened
-    during the encounter it names (docs/MEDICAL.md), so it is placed at that encounter's start. After the dated
+    during the encounter it names, or a statement's ``during`` (docs/MEDICAL.md), so it is placed at that encounter's
+    start. After the dated
     events by id, a 2019 prescription still active was "current" beside the 2021 one that stopped it (h440 F1)."""
     starts = {e.id: e.date for e in record.timeline if e.kind == "encounter" and e.id and e.date}
-    timed = [(event.date or starts.get(event.encounter), event) for event in record.timeline]
+    timed = [(event.date or starts.get(event.encounter or event.during), event) for event in record.timeline]
     return sorted(timed, key=lambda pair: (pair[0] is None, pair[0] or ""))
 
 
