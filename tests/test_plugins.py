@@ -1445,6 +1445,12 @@ def test_a_store_hooks_sys_exit_fails_the_command_naming_its_plugin_and_its_prin
     declined = run_heirloom("models", "list", "--json", env=env)
     assert declined.returncode == 0 and json.loads(declined.stdout) == [], declined.stderr
     assert "a stray line from the store hook" in declined.stderr
+    from heirloom.store.artifacts import ArtifactStore
+
+    ArtifactStore(tmp_path / "home" / "store")  # a store there: the hook is asked once, not twice (checker v35 F3)
+    listed = run_heirloom("models", "list", "--json", env=env)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stderr
+    assert listed.stderr.count("a stray line from the store hook") == 1, listed.stderr
     exited = run_heirloom("models", "list", "--json", env={**env, "OPENER_EXITS": "1"})
     said = " ".join(exited.stderr.split())
     assert exited.returncode == 2 and exited.stdout == "", said  # as for a plugin that failed to load

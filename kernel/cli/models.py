@@ -61,14 +61,16 @@ def _open_store(ctx: click.Context, param: click.Parameter, value: Path | None) 
     if value:  # one that exists (checked above)
         return ArtifactStore(value)
     try:  # only asks whether a store is there: opened as before below, a damaged one is said as before
-        get_kernel(ctx).store(create=False)
+        probe = get_kernel(ctx).store(create=False)
     except StoreMissing as exc:
         if ctx.command.name != "list":
             fail(f"error: no store yet: {exc} (heirloom train makes one)", EXIT_INVALID)
         print_json([]) if ctx.params.get("as_json") else echo(f"no artifacts: no store yet: {exc}")
         ctx.exit(0)
     except HeirloomError:
-        pass
+        probe = None
+    if type(probe) is ArtifactStore:  # the kernel's, opened to write (and migrate): the hook not asked twice (v35 F3)
+        return ArtifactStore(probe.root)
     return get_kernel(ctx).store()
 
 
