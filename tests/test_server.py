@@ -1476,15 +1476,22 @@ def test_a_route_slower_than_the_timeout_is_said_to_be_slow_not_the_daemon_unrea
 
 def test_an_inline_handler_holding_the_io_thread_is_logged_naming_its_route(tmp_path):
     """PLUGINS.md, Route ``inline``: cheap handlers run on the I/O loop. One that slept froze every client and
-    probe (``_health`` past its deadline) and the log said nothing of it (checker h433 F7)."""
+    probe (``_health`` past its deadline) and the log said nothing of it (checker h433 F7), nor of one that then
+    raised, nor of an inline reply past its deadline (checker v34 F5)."""
     daemon = Daemon(tmp_path)
     daemon.wait_ready()
+    held = "t.slow_inline (api type 'testing', plugin tests.testing_api): its inline handler held the daemon's I/O "
     with daemon.client(timeout=10) as client:
+        with pytest.raises(Internal, match="slept on the I/O thread, then failed"):
+            client.call("t.slow_inline", -400)
+        daemon.wait_logged(held)  # the hold, then the failure
+        with pytest.raises(DeadlineExceeded):
+            client.call("t.slow_inline", 300, timeout=0.05)
+        daemon.wait_logged("t.slow_inline (api type 'testing', plugin tests.testing_api): answered 0.3")
+        assert "past its deadline of 0.05 s" in daemon.log()
         client.call("t.slow_inline", 50)  # quick enough: not said
         client.call("t.slow_inline", 400)
         client.call("t.slow_inline", 400)  # said once a minute at most
-    held = "t.slow_inline (api type 'testing', plugin tests.testing_api): its inline handler held the daemon's I/O "
-    daemon.wait_logged(held)
     assert daemon.terminate() == 0
     logged = daemon.log()
     assert logged.count(held) == 1 and re.search(re.escape(held) + r"thread 0\.4\d s", logged), logged

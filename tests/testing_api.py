@@ -159,6 +159,13 @@ _LIBC.malloc.restype, _LIBC.malloc.argtypes, _LIBC.free.argtypes = ctypes.c_void
 _PINNED: list[int] = []
 
 
+def slow_inline(ms: int) -> None:
+    """Sleeps ``abs(ms)`` milliseconds on the I/O thread (an author's mistake), then raises if ``ms`` is negative."""
+    time.sleep(abs(ms) / 1000)
+    if ms < 0:
+        raise RuntimeError("slept on the I/O thread, then failed")
+
+
 def fragment(mib: int) -> int:
     """Takes ``mib`` MiB of the C heap in 64 KiB pieces (under glibc's mmap threshold), touches them,
     then frees all but the last: what a model's tokenizer leaves behind, freed but resident until
@@ -274,9 +281,9 @@ class TestingApi(heirloom.Api):
             heirloom.Route("ran", handler=lambda body: self.ran, inline=True, description="Marks t.slow has run."),
             heirloom.Route(
                 "slow_inline",
-                handler=lambda body: time.sleep(body / 1000),
+                handler=slow_inline,
                 inline=True,
-                description="Sleeps body milliseconds on the I/O thread: an author's mistake.",
+                description="Sleeps abs(body) ms on the I/O thread (an author's mistake), then raises if body < 0.",
             ),
             heirloom.Route("pid", handler=lambda body: os.getpid()),
             heirloom.Route("fragment", handler=fragment, description="body MiB of C heap, freed but resident."),

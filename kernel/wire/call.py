@@ -88,11 +88,13 @@ class Call:
 
     def inline_done(self, began: float) -> float:
         """``perf_counter()`` as its inline handler returns; one that held the I/O thread past SLOW_INLINE_S is
-        logged, naming its route (once a minute at most): every request and probe waited on it, unsaid (h433 F7)."""
+        logged, naming its route (once a minute at most): every request and probe waited on it, unsaid (h433 F7);
+        so is one answered past its deadline (the small replies' path answers without ``settle``: v34 F5)."""
         now = time.perf_counter()
         if now - began > SLOW_INLINE_S:
             every = _slow_inline.setdefault(self.endpoint.name, Every(60.0))
             every.log(log, logging.WARNING, SLOW_INLINE, named(self.endpoint), now - began)
+        _say_if_late(self)
         return now
 
 
@@ -221,7 +223,8 @@ def invalid_part(part: str, exc: BaseException) -> RequestError:
 
 def _say_if_late(call: Call) -> None:
     """Log a request its handler finished past its deadline (a route at most once a minute): the
-    client has likely stopped waiting, and only the daemon knows the route, not the network, was slow."""
+    client has likely stopped waiting, and only the daemon knows the route, not the network, was slow. Once per call:
+    the deadline, spent, is cleared (an inline call is looked at as its handler returns, then as it is settled)."""
     now, route = time.perf_counter(), named(call.endpoint)
     if call.deadline is not None and now > call.deadline:
         late = "%s: answered %.2f s after its request arrived, past its deadline of %s s (its client may have gone)"
@@ -229,6 +232,7 @@ def _say_if_late(call: Call) -> None:
         budget = call.deadline - call.received  # 3 ms read "0.00 s", a budget the wire refuses at once (h434 F2)
         shown = f"{budget:.2f}" if budget >= 0.1 else f"{budget:.2g}"
         every.log(log, logging.WARNING, late, route, now - call.received, shown)
+    call.deadline = None
 
 
 def settle(call: Call, result: Any, complete: Complete, compute: float) -> None:

@@ -395,8 +395,8 @@ class Server:
             try:
                 result = call.endpoint.route.handler(call.body)
             except BaseException as exc:  # noqa: BLE001 - a plugin's SystemExit too (signals never raise here)
-                fail(call, exc, self._finish, call.endpoint.name)
-                return
+                call.inline_done(began)  # a handler that held the I/O thread and then raised is said too (v34 F5)
+                return fail(call, exc, self._finish, call.endpoint.name)
             now = call.inline_done(began)
             if call.idem is None and not isinstance(result, _SPECIAL_RESULTS):
                 try:
