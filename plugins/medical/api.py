@@ -335,7 +335,7 @@ class DiagnosisApi(CodesApi):
     """``<name>.predict``: the conditions likely diagnosed at an encounter, ranked, with probabilities."""
 
     route = "predict"
-    what = "Ranked condition codes (SNOMED CT) with display names and probabilities"
+    what = "Ranked condition codes (as the records code them) with display names and probabilities"
     output = DiagnosisOutput
     api_type = "medical-diagnosis"
     needs = DIAGNOSIS.answer
@@ -348,7 +348,7 @@ class TreatmentApi(CodesApi):
 
     route = "recommend"
     output = TreatmentOutput
-    what = "Ranked drugs (RxNorm) with the conditions each answers, allergy conflicts withheld,"
+    what = "Ranked drug codes (as the records code them) with the conditions each answers, allergy conflicts withheld,"
     api_type = "medical-treatment"
     needs = TREATMENT.answer
 
