@@ -1311,6 +1311,36 @@ def test_commands_that_only_read_make_no_mistyped_heirloom_home(tmp_path):
     assert [path.name.startswith("plugins-") for path in (home / "cache").iterdir()] == [True]
 
 
+def test_an_unstored_parent_is_refused_with_what_to_do_whatever_the_store(tmp_path):
+    """ITERATION.md, section 1. A model inheriting itself before any version of it exists passed ``profile check``
+    with no store, then ``train`` refused it offering an unrelated stored model (checker h447 F1); ``train it first``
+    named a command that stored the parent in the home store, not the profile's (F2); a name five edits from a
+    stored one was offered (F6)."""
+    (parents := tmp_path / "parents").mkdir()
+    write(parents / "team.toml", f'project = "team"\n{TOY_TABLES}')
+    itself = write(tmp_path / "next.toml", f'project = "next"\n{TOY_TABLES}inherit = "${{project}}/m@production"\n')
+    home = tmp_path / "home"
+    env = {"HEIRLOOM_HOME": str(home), "HEIRLOOM_STORE": None, "HEIRLOOM_PLUGINS": "tests.toys"}
+    env |= {"HEIRLOOM_PROFILE_PATH": str(parents), "PYTHONPATH": pythonpath()}
+    advice = "no version of 'next/m' yet, and it is this model itself, which nothing trains first: write inherit = "
+    for stored in (False, True):  # no store yet, then one holding team/m
+        for command in (("profile", "check"), ("train",)):
+            refused = run_heirloom(*command, str(itself), env=env)
+            assert refused.returncode == 2 and f'{itself}: models.m.inherit: {advice}"served"' in said(refused)
+        if not stored:
+            assert run_heirloom("train", "team", env=env).returncode == 0
+    elsewhere = write(
+        tmp_path / "own.toml", f'project = "own"\n[store]\npath = "own-store"\n{TOY_TABLES}inherit = "team/m"\n'
+    )
+    refused = run_heirloom("train", str(elsewhere), env=env)
+    hint = f"train it first: heirloom train team --set store.path={tmp_path / 'own-store'}"
+    assert refused.returncode == 2 and said(refused).endswith(hint), said(refused)
+    far = write(tmp_path / "far.toml", f'project = "far"\n{TOY_TABLES}inherit = "desk-a/m"\n')
+    refused = run_heirloom("train", str(far), env=env)
+    assert refused.returncode == 2 and "no model 'desk-a/m' in the store at" in said(refused), said(refused)
+    assert "did you mean" not in said(refused)  # team/m is no typo of it: desk-a may be trained next
+
+
 def test_train_refusing_a_damaged_store_index_makes_no_blobs_folder_beside_it(tmp_path):
     """``train`` made ``blobs/`` in a store whose ``index.sqlite`` it then refused as damaged (checker 305 F14)."""
     (damaged := tmp_path / "store").mkdir()

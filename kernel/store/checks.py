@@ -21,7 +21,6 @@ from heirloom.core.components import PATH_KEY, TABLES, Api, references
 from heirloom.core.errors import HeirloomError, Problem, ProfileError
 from heirloom.core.paths import data_root
 from heirloom.core.profile import SINGLE_COMPONENT_TABLES, key_parts
-from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import served_ref
 from heirloom.core.system import api_check
 from heirloom.links import cut_short, fetch_hint
@@ -34,10 +33,11 @@ from heirloom.store.parents import (
     PretrainedFailed,
     ask,
     checks_parents,
+    not_stored,
     parent_problems,
     pretrained_state,
 )
-from heirloom.store.refs import one_typo
+from heirloom.store.refs import RefError, typo_of
 from heirloom.suggest import abbreviates
 
 if TYPE_CHECKING:
@@ -270,22 +270,26 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile, opened: StoreOn
         return problems
     tables = profile.raw.data.get("models")  # every table, one that did not validate too: trained first, maybe
     own = {f"{profile.project}/{name}" for name in (tables if isinstance(tables, dict) else ())}
-    if (store := opened()) is None:  # nothing trained yet, as a model not in the store: the note says so
-        return problems
-    stored = store.list()  # one read of the index: names and aliases both come from it
+    store = opened()  # None: nothing trained yet, as a model not in the store (the note says so)
+    stored = store.list() if store is not None else []  # one read of the index: names and aliases both come from it
     known = sorted({f"{a.project}/{a.model}" for a in stored})
 
     for spec, ref in inherits:
+        named = ref.partition("@")[0]
         try:
+            if store is None:
+                raise RefError(opened.missing)
             store.resolve(ref)
         except HeirloomError as exc:
-            named = ref.partition("@")[0]
             itself = named == f"{profile.project}/{spec.name}"  # its own earlier version: nothing trains it first
-            if itself or (named not in own and (named in known or _typo_of(named, known))):
-                report(spec, "inherit", str(exc))
+            if itself or (named not in own and (named in known or typo_of(named, known))):
+                said = str(exc)  # a version or alias it lacks; with no version at all, why, and what to do
+                if named not in known:
+                    said = not_stored(kernel, profile, spec.name, named, store, opened.missing)
+                report(spec, "inherit", said)
     for spec, alias in aliases:
         held = {name for a in stored if (a.project, a.model) == (profile.project, spec.name) for name in a.aliases}
-        hint = _typo_of(alias, held) or abbreviates(alias, held)  # serve = "prod" beside production: v17 F3
+        hint = typo_of(alias, held) or abbreviates(alias, held)  # serve = "prod" beside production: v17 F3
         if alias not in held and hint:
             report(spec, "serve", f"no version holds alias {alias!r}{hint} (aliases: {', '.join(sorted(held))})")
     for spec, number in numbers:  # a model with no version yet is not trained yet: left to serve
@@ -348,14 +352,6 @@ def _parent_metadata(
         return None
     artifact = store.resolve(ref)
     return artifact.ref, artifact.model_type, store.metadata(artifact), artifact.plugin_versions
-
-
-def _typo_of(name: str, choices: Iterable[str]) -> str:
-    """``did_you_mean`` over the ``choices`` one typo from ``name`` ("" if none): a name further
-    off (``medical/diagnosis`` beside ``medical-small/diagnosis``) may be one not trained or
-    promoted yet, which a check must not refuse."""
-    folded = name.casefold()  # and in any case: "PRODUCTON" beside production (v24 F5)
-    return did_you_mean(name, [choice for choice in choices if one_typo(folded, choice.casefold())])
 
 
 def _stored_ref(ref: str | None) -> bool:

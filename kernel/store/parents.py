@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import shlex
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from heirloom.core.components import State
 from heirloom.core.errors import ForeignState, HeirloomError, Problem, described
+from heirloom.core.paths import home
 from heirloom.core.system import field_pairs
 from heirloom.store.content import state_digest
-from heirloom.store.refs import RefError
+from heirloom.store.refs import RefError, typo_of
 
 T = TypeVar("T")
 
@@ -75,13 +78,34 @@ def unstored_parent(
         named = ref.partition("@")[0]
         try:
             if store is None:
-                raise RefError(f"no model {named!r} in the store: {missing}")
+                raise RefError(missing)
             store.resolve(ref)  # an alias it lacks is said with the promote that sets it (artifacts.py)
         except RefError as exc:
             unknown = store is None or not store.list(*named.split("/"))
-            said = f"{exc}{train_first(kernel, profile, named) if unknown else ''}"
+            said = not_stored(kernel, profile, spec.name, named, store, missing) if unknown else str(exc)
             key = f"{spec.key}.inherit"
             raise RefError(f"{profile.raw.provenance.get(key, profile.raw.file)}: {key}: {said}") from None
+
+
+def not_stored(
+    kernel: Kernel, profile: ResolvedProfile, model: str, named: str, store: ArtifactStore | None, missing: str
+) -> str:
+    """Why model ``model``'s parent ``named``, of which no version is stored, cannot be inherited, and what to do.
+    The model itself: nothing trains it first, ``served`` is how to write it (checker h447 F1: a stored model far off
+    was offered). Else the store (``missing``: why there is none), a stored name one typo off (a name further off may
+    be one not trained yet, as ``profile check`` holds: h447 F6), and the command that trains it into this store."""
+    if named == f"{profile.project}/{model}":
+        return (
+            f"no version of {named!r} yet, and it is this model itself, which nothing trains first: write "
+            'inherit = "served" to warm-start from the version it serves (its first train fits from scratch)'
+        )
+    if store is None:
+        return f"no model {named!r} in the store: {missing}{train_first(kernel, profile, named)}"
+    known = sorted({f"{a.project}/{a.model}" for a in store.list()})
+    listed = f"(models: {', '.join(known) or 'none'})"
+    return f"no model {named!r} in the store at {store.root}{typo_of(named, known)} {listed}" + train_first(
+        kernel, profile, named
+    )
 
 
 def train_first(kernel: Kernel, profile: ResolvedProfile, named: str) -> str:
@@ -96,7 +120,21 @@ def train_first(kernel: Kernel, profile: ResolvedProfile, named: str) -> str:
     except HeirloomError:  # two plugins register the name: no one command to name
         return ""
     found = found or [name for name in _named_after(kernel, project) if _project_of(kernel, name) == project]
-    return f"; train it first: heirloom train {found[0]}" if len(found) == 1 else ""
+    return f"; train it first: heirloom train {found[0]}{_into(kernel, profile, found[0])}" if len(found) == 1 else ""
+
+
+def _into(kernel: Kernel, profile: ResolvedProfile, name: str) -> str:
+    """`` --set store.path=PATH`` where profile ``name`` keeps its versions in another store than ``profile`` (a
+    ``[store] path`` of either, no ``HEIRLOOM_STORE``): trained as the hint said, the parent went to the other store
+    and the same error came back (checker h447 F2); "" where the two share one, or ``name`` does not resolve."""
+    if os.environ.get("HEIRLOOM_STORE"):
+        return ""
+    try:
+        theirs = kernel.resolve(name).settings["store"].path
+    except HeirloomError:
+        return ""
+    ours = profile.settings["store"].path
+    return "" if theirs == ours else f" --set store.path={shlex.quote(ours or str(home() / 'store'))}"
 
 
 def _named_after(kernel: Kernel, project: str) -> list[str]:

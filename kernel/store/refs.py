@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import attrs
 
 from heirloom.core.errors import HeirloomError, RefError
 from heirloom.core.settings import ALIAS_PATTERN, NAME_PATTERN
+from heirloom.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from heirloom.store.artifacts import Artifact, ArtifactStore
@@ -55,6 +57,14 @@ def one_typo(written: str, meant: str) -> bool:
     rest_w, rest_m = written[start:], meant[start:]
     swapped = len(rest_w) >= 2 and rest_w[:2] == rest_m[1::-1] and rest_w[2:] == rest_m[2:]
     return rest_w[1:] == rest_m[1:] or rest_w[1:] == rest_m or rest_w == rest_m[1:] or swapped
+
+
+def typo_of(name: str, choices: Iterable[str]) -> str:
+    """``did_you_mean`` over the ``choices`` one typo from ``name`` ("" if none): a name further
+    off (``medical/diagnosis`` beside ``medical-small/diagnosis``) may be one not trained or
+    promoted yet, which a check must not refuse."""
+    folded = name.casefold()  # and in any case: "PRODUCTON" beside production (v24 F5)
+    return did_you_mean(name, [choice for choice in choices if one_typo(folded, choice.casefold())])
 
 
 @attrs.frozen
