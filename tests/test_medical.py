@@ -803,10 +803,12 @@ def _with_allergy(records: list[Any], code: str, display: str | None, kind: str 
         # "history" was an unread word: every drug unselected (v36 F7)
         ("x:1", "History of penicillin allergy", "History of penicillin allergy"),
         ("x:1", "H/O: penicillin allergy (history)", "H/O: penicillin allergy (history)"),
+        ("x:1", "Hx of PCN allergy", "Hx of PCN allergy"),  # and these (v37 F9)
+        ("x:1", "PMH: previous penicillin allergy (past history)", "PMH: previous penicillin allergy (past history)"),
     ],
     ids=[
         *("by-display", "by-code-only", "by-icd10-code", "misspelt", "icd10cm-title", "who-icd10-title"),
-        *("intolerance", "anaphylaxis", "history-of", "h-o"),
+        *("intolerance", "anaphylaxis", "history-of", "h-o", "hx-of", "pmh-previous"),
     ],
 )
 @pytest.mark.parametrize("kind", ["allergy", "condition"])
