@@ -1162,6 +1162,7 @@ TYPO = "models.m.serve: no version holds alias 'prodution'; did you mean 'produc
         ("next", 'inherit = "tem/m"', "models.m.inherit: no model 'tem/m' in the store"),
         ("next", 'inherit = "taem/m"', "models.m.inherit: no model 'taem/m' in the store"),  # two letters swapped
         ("next", 'inherit = "eam/m"', "models.m.inherit: no model 'eam/m' in the store"),  # its first letter dropped
+        ("next", 'inherit = "Team/m"', "models.m.inherit: no model 'Team/m' in the store"),  # its case (v37 F4)
         # more than one typo from a stored name, or one that only adds to it: another model, not trained yet
         # (medical/diagnosis was refused beside medical-small/diagnosis, before the profile medical had trained)
         ("next", 'inherit = "team-eu/m"', None),

@@ -62,9 +62,10 @@ def one_typo(written: str, meant: str) -> bool:
 def typo_of(name: str, choices: Iterable[str]) -> str:
     """``did_you_mean`` over the ``choices`` one typo from ``name`` ("" if none): a name further
     off (``medical/diagnosis`` beside ``medical-small/diagnosis``) may be one not trained or
-    promoted yet, which a check must not refuse."""
+    promoted yet, which a check must not refuse. One in another case only is one too (``helpdesk2/Triage``: v37 F4)."""
     folded = name.casefold()  # and in any case: "PRODUCTON" beside production (v24 F5)
-    return did_you_mean(name, [choice for choice in choices if one_typo(folded, choice.casefold())])
+    near = [c for c in choices if (c != name and c.casefold() == folded) or one_typo(folded, c.casefold())]
+    return did_you_mean(name, near)
 
 
 @attrs.frozen

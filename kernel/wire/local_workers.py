@@ -165,7 +165,7 @@ class LocalWorkers:
             try:
                 local.process.wait(timeout=max(0.0, until - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("worker pid %d did not exit within %g s; killing it", local.process.pid, grace)
+                log.warning("worker pid %d did not exit within %.1f s of SIGTERM; killing it", local.process.pid, grace)
                 local.process.kill()
                 local.process.wait()
         for local in self.processes:
