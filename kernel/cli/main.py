@@ -104,6 +104,7 @@ class HeirloomGroup(click.Group):
             from heirloom.core.schema import did_you_mean  # here: `heirloom call` must not import the profile code
 
             name, plugins = click.utils.make_str(args[0]), get_kernel(ctx).plugins
+            plugins.load_all()  # one the catalog remembers failing, never loaded, may provide it: named (v37 F2)
             owner = plugins.command_plugins().get(name)
             if owner is not None and plugins.infos[owner].status == "failed":
                 info = plugins.infos[owner]

@@ -391,11 +391,10 @@ class PluginHost:
     def notify(self, hook_name: str, **kwargs: Any) -> list[BaseException]:
         """Call a notification hook on every plugin that implements it (imported first, though the
         system uses none of its components), each in isolation; return the errors."""
-        listed = [info for info in self.infos.values() if info.status == "listed"]
-        self.ensure(hooks=[hook_name])  # a plugin that fails to load for it is said (h341 F11), once: it is not listed
-        failed = [
-            f"plugin {i.label} failed to load: {i.error}; it hears no {hook_name}"
-            for i in listed
-            if i.status == "failed"
-        ]
+        earlier = hook_name == "heirloom_system_started"  # and at the start, one that failed earlier (v37 F3), once
+        mine = [i for i in self.infos.values() if hook_name in (i.hooks or [hook_name])]
+        listed = [i for i in mine if i.status == "listed" or (earlier and i.status == "failed")]
+        self.ensure(hooks=[hook_name])  # a plugin that fails to load for it is said (h341 F11)
+        said = "plugin {} failed to load: {}; it hears no {}"
+        failed = [said.format(i.label, i.error, hook_name) for i in listed if i.status == "failed"]
         return [*map(PluginError, failed), *self.call_each(hook_name, **kwargs)]
