@@ -1316,13 +1316,17 @@ def test_an_unstored_parent_is_refused_with_what_to_do_whatever_the_store(tmp_pa
     """ITERATION.md, section 1. A model inheriting itself before any version of it exists passed ``profile check``
     with no store, then ``train`` refused it offering an unrelated stored model (checker h447 F1); ``train it first``
     named a command that stored the parent in the home store, not the profile's (F2); a name five edits from a
-    stored one was offered (F6)."""
+    stored one was offered (F6). A pretrained state no plugin registers made an empty store (v37 F5)."""
     (parents := tmp_path / "parents").mkdir()
     write(parents / "team.toml", f'project = "team"\n{TOY_TABLES}')
     itself = write(tmp_path / "next.toml", f'project = "next"\n{TOY_TABLES}inherit = "${{project}}/m@production"\n')
     home = tmp_path / "home"
     env = {"HEIRLOOM_HOME": str(home), "HEIRLOOM_STORE": None, "HEIRLOOM_PLUGINS": "tests.toys"}
     env |= {"HEIRLOOM_PROFILE_PATH": str(parents), "PYTHONPATH": pythonpath()}
+    unregistered = write(tmp_path / "pre.toml", f'project = "pre"\n{TOY_TABLES}inherit = "pretrained:nosuch"\n')
+    refused = run_heirloom("train", str(unregistered), env=env)
+    assert refused.returncode == 2 and "no plugin registers pretrained:nosuch" in said(refused), said(refused)
+    assert not (home / "store").exists()  # refused before the store is made (checker v37 F5: an empty one was)
     advice = "no version of 'next/m' yet, and it is this model itself, which nothing trains first: write inherit = "
     for stored in (False, True):  # no store yet, then one holding team/m
         for command in (("profile", "check"), ("train",)):

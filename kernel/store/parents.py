@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from heirloom.core.components import State
-from heirloom.core.errors import ForeignState, HeirloomError, Problem, described
+from heirloom.core.errors import ForeignState, HeirloomError, PluginError, Problem, described
 from heirloom.core.paths import home
 from heirloom.core.system import field_pairs
 from heirloom.store.content import state_digest
@@ -69,19 +69,23 @@ def unstored_parent(
     """RefError (``FILE: KEY: why``) for the first of ``specs`` whose ``inherit`` names a version ``store`` lacks
     (``store`` None: there is none yet, ``missing`` says why), asked before ``train`` makes the store: a train refused
     there made one (ARTIFACTS.md: a refused train makes none; a mistyped HEIRLOOM_STORE became an empty store, checker
-    h359 F1). Not asked of ``served``, a pretrained state, or the latest of another model trained in the same run."""
+    h359 F1). Not asked of ``served`` or the latest of another model trained in the same run; of a pretrained state,
+    only whether a plugin registers it."""
     own = {spec.name: f"{profile.project}/{spec.name}" for spec in specs}
     for spec in specs:
         ref = spec.keys.inherit
-        if not ref or ref == SERVED or ref.startswith(PRETRAINED) or ref in set(own.values()) - {own[spec.name]}:
+        if not ref or ref == SERVED or ref in set(own.values()) - {own[spec.name]}:
             continue
         named = ref.partition("@")[0]
         try:
+            if ref.startswith(PRETRAINED):  # one no plugin registers: refused before the store is made (v37 F5)
+                kernel.plugins.pretrained(ref.removeprefix(PRETRAINED))
+                continue
             if store is None:
                 raise RefError(missing)
             store.resolve(ref)  # an alias it lacks is said with the promote that sets it (artifacts.py)
-        except RefError as exc:
-            unknown = store is None or not store.list(*named.split("/"))
+        except (RefError, PluginError) as exc:
+            unknown = not isinstance(exc, PluginError) and (store is None or not store.list(*named.split("/")))
             said = not_stored(kernel, profile, spec.name, named, store, missing) if unknown else str(exc)
             key = f"{spec.key}.inherit"
             raise RefError(f"{profile.raw.provenance.get(key, profile.raw.file)}: {key}: {said}") from None
