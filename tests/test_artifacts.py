@@ -719,13 +719,15 @@ def test_promote_if_better_refuses_a_count_of_records_and_offers_only_scores(sto
     name ending in ``_support`` (the intent model's ``oos_support``, which was ``oos_examples``, a score then), and
     so are the names versions stored before gave counts (h340 F3: ``--if-better oos_examples`` promoted), and a
     baseline's table: ``majority.accuracy`` promoted the version whose data's most frequent label was commoner,
-    and ``majority.tied``, a count of labels (h443 F3)."""
+    and ``majority.tied``, a count of labels (h443 F3); so are scores named after a baseline and a version's
+    settings (v37 F1)."""
 
     def report(seen: int, accuracy: float) -> dict:
         rows = {"positive": {"f1": accuracy, "support": 40 + seen}}
         scores = {"accuracy": accuracy, "macro_f1": accuracy, "support": 120, "oos_support": 40 + seen}
         scores |= {"majority": {"label": "positive", "accuracy": 0.4 + seen / 100, "tied": 2}}
         scores |= {"seen_in_training": seen, "oos_examples": 40 + seen, "queries_without_documents": seen}
+        scores |= {"popularity_ndcg_at_10": 0.2 + seen / 100, "l2": 3.0 - seen / 10, "threshold": 0.5}  # (v37 F1)
         return {**scores, "validation": {**scores, "per_class": rows, "left_out": 0, "left_out_of": 120}}
 
     for version, seen in ((1, 0), (2, 13)):
@@ -749,6 +751,13 @@ def test_promote_if_better_refuses_a_count_of_records_and_offers_only_scores(sto
     baseline = models(store, "promote", "notes/sentiment@2", "production", "--if-better", "majority.accuracy")
     assert baseline.returncode == 2 and store.alias_version("notes", "sentiment", "production") == 1
     assert "'majority.accuracy' is the 'majority' baseline's score, not the version's" in said(baseline)
+    named_after = models(store, "promote", "notes/sentiment@2", "production", "--if-better", "popularity_ndcg_at_10")
+    assert named_after.returncode == 2 and "is the 'popularity' baseline's score" in said(named_after)
+    for setting in ("l2", "threshold"):  # a setting the version chose: --lower-is-better promoted on l2 (v37 F1)
+        lower = ("--if-better", setting, "--lower-is-better")
+        chosen = models(store, "promote", "notes/sentiment@2", "production", *lower)
+        assert chosen.returncode == 2 and f"'{setting}' is a setting the version chose, not a score" in said(chosen)
+    assert store.alias_version("notes", "sentiment", "production") == 1
     misspelt = models(store, "promote", "notes/sentiment@2", "production", "--if-better", "majority.acuracy")
     assert "did you mean" not in said(misspelt), said(misspelt)  # a baseline's score is never offered
     near = models(store, "promote", "notes/sentiment@2", "production", "--if-better", "supprt")

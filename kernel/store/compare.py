@@ -38,8 +38,12 @@ COUNTS = {
     "tied": "how many labels tied as the most frequent",
 }
 #: Reports' tables of a baseline kept beside the version's own scores (the text models' ``majority``: always
-#: answering the most frequent training label): what the data allows, not how good the version is (h443 F3).
-BASELINES = frozenset({"majority"})
+#: answering the most frequent training label), or scores named after one (the recommender's
+#: ``popularity_ndcg_at_10``): what the data allows, not how good the version is (h443 F3, v37 F1).
+BASELINES = frozenset({"majority", "popularity"})
+#: Settings a version chose, which reports keep beside its scores (the medical models' ``threshold``): no score,
+#: so ``--if-better`` refuses them (it promoted a version by its smaller ``l2``: checker v37 F1).
+SETTINGS = frozenset({"threshold", "l2", "blend", "floor", "learning_rate", "epochs", "temperature"})
 #: Counts the shipped plugins stored under other names before they were named as counts (SUPPORT.md): a store
 #: from then still holds them, and ``--if-better`` promoted on them as scores.
 FORMER_COUNTS = {
@@ -140,6 +144,8 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
             f"{metric!r} is the {baseline!r} baseline's score, not the version's: --if-better compares the "
             f"version's scores {offered}"
         )
+    if metric.rsplit(".", 1)[-1] in SETTINGS:
+        raise RefError(f"{metric!r} is a setting the version chose, not a score: --if-better compares scores {offered}")
     value: Any = metrics
     for part in [metric] if metric in metrics else metric.split("."):
         value = value.get(part, ...) if isinstance(value, dict) else ...  # ...: absent, None: null
@@ -147,7 +153,7 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
         raise PromotionRefused(f"metrics are not comparable: {missing} {metric!r}: it is null (not measured)")
     if isinstance(value, bool) or not isinstance(value, int | float):
         paths = [path for path in metric_paths(metrics) if not path.startswith(f"{VALIDATION}.")]
-        paths = [path for path in paths if not counts(path.rsplit(".", 1)[-1]) and not _baseline(path)]
+        paths = [path for path in paths if _score(path.rsplit(".", 1)[-1], 0) and not _baseline(path)]
         problem = f"{missing} {metric!r}{did_you_mean(metric, paths)} {offered}"
         if candidate:
             raise RefError(problem)
@@ -156,13 +162,17 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
 
 
 def _score(name: str, value: Any) -> bool:
-    """Whether a report's top-level ``name`` holds a score ``--if-better`` offers: a number, not a count."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and not counts(name)
+    """Whether a report's top-level ``name`` holds a score ``--if-better`` offers: a number, not a count, a
+    baseline's or a setting."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and not counts(name) and not _baseline(name) and name not in SETTINGS
 
 
 def _baseline(metric: str) -> str:
-    """The baseline (``BASELINES``) a dotted ``metric`` reaches into, else ""."""
-    return next((part for part in metric.split(".")[:-1] if part in BASELINES), "")
+    """The baseline (``BASELINES``) a dotted ``metric`` reaches into or its last part is named after
+    (``popularity_ndcg_at_10``), else ""."""
+    parts = metric.split(".")
+    return next((part for part in [*parts[:-1], parts[-1].partition("_")[0]] if part in BASELINES), "")
 
 
 def counts(name: str) -> str:
