@@ -948,7 +948,11 @@ def test_a_key_missing_from_a_table_another_use_replaced_says_it_was_replaced_an
     assert str(raised.value) == f"child.toml: models.m.data: required key missing (child.toml {replaced}; {lost})"
     with pytest.raises(heirloom.ProfileError) as raised:
         kernel.resolve("base.toml", ["models.m.use=toy-classifier"])
-    assert str(raised.value) == f"base.toml: models.m.data: required key missing (--set {replaced}; {lost})"
+    assert str(raised.value) == f"--set: models.m.data: required key missing (--set {replaced}; {lost})"
+    write(tmp_path / "grandchild.toml", 'extends = ["child"]\n[sources.t]\nuse = "toy-source"\n')  # not models.m
+    with pytest.raises(heirloom.ProfileError) as raised:  # the file that set the table, not the last (h447 F3)
+        kernel.resolve("grandchild.toml")
+    assert str(raised.value).startswith("child.toml: models.m.data: required key missing")
     with pytest.raises(heirloom.ProfileError) as raised:  # a key the table never had: no replacement to tell of
         kernel.resolve("base.toml", ["models.m.use=toy-classifier", "models.m.data=s", "models.m.epochs=x"])
     assert "replaced" not in str(raised.value)
@@ -1907,8 +1911,8 @@ def test_a_malformed_alias_in_inherit_is_refused_without_a_store_and_beside_its_
     checked = run_heirloom("profile", "check", "finance-sentiment", *both, cwd=tmp_path, env=env)
     keys = [line.split(": ")[1] for line in checked.stderr.splitlines()]
     assert keys == ["models.sentiment.inherit", "models.sentiment.serve"], checked.stderr
-    for selector in ("latest", "a" * 100):  # ``@latest``: the newest, as a ref says it
-        inherit = ("--set", f"models.sentiment.inherit=finance/sentiment@{selector}")
+    for selector in ("latest", "a" * 100):  # ``@latest``: the newest, as a ref says it (of a model not trained yet)
+        inherit = ("--set", f"models.sentiment.inherit=other/sentiment@{selector}")
         assert run_heirloom("profile", "check", "finance-sentiment", *inherit, cwd=tmp_path, env=env).returncode == 0
 
 

@@ -88,13 +88,14 @@ class Validator:
         return as_written(self.raw.unexpanded(value), text)
 
     def file_of(self, key: str) -> str:
-        """The file that set ``key``, else the most derived one (``--set`` first) that set something
-        under it (for an extension's check across fields: its file, not the base's), else above."""
+        """The file that set ``key``, else the most derived one (``--set`` first) that set something under it (an
+        extension's check across fields: its file), or under its table (a missing key: h447 F3), else above."""
         prov, key = self.raw.provenance, list_key(key)  # an item's file is its list's
         if key in prov:
             return prov[key]
-        if below := [f for k, f in prov.items() if k.startswith(key + ".")]:
-            return max(below, key=lambda f: self.raw.files.index(f) if f in self.raw.files else len(self.raw.files))
+        for scope in (key, key.rpartition(".")[0]):
+            if below := [f for k, f in prov.items() if k.startswith(scope + ".")]:
+                return max(below, key=lambda f: self.raw.files.index(f) if f in self.raw.files else len(self.raw.files))
         for above in (key.rsplit(".", cut)[0] for cut in range(1, key.count(".") + 1)):
             if above in prov:
                 return prov[above]
