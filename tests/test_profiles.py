@@ -732,8 +732,8 @@ def test_a_link_loop_or_a_dangling_link_as_a_profile_is_said_to_be_one_by_the_na
     for ref in ("by_path.toml", "by_name.toml"):
         checked = run_heirloom("profile", "check", ref, cwd=tmp_path)
         assert checked.returncode == 2 and checked.stderr.splitlines() == [
-            f"{ref}: extends: no profile file loop1.toml: {loop}",
-            f"{ref}: extends: no profile file dangling.toml: {dangling}",
+            f"{ref}: extends: no profile file {tmp_path / 'loop1.toml'}: {loop}",
+            f"{ref}: extends: no profile file {tmp_path / 'dangling.toml'}: {dangling}",
         ], checked.stderr
 
 
@@ -826,12 +826,13 @@ def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     by_path = write(tmp_path / "sub" / "by_path.toml", 'extends = ["../profiles/missing.toml"]\n')
     with pytest.raises(heirloom.ProfileError) as caught:  # the path it resolved to, not a "name"
         kernel.resolve(str(by_path))
-    assert f"no profile file {tmp_path / 'profiles' / 'missing.toml'}" in str(caught.value)
+    written = f"(a .toml file; '../profiles/missing.toml' read from {by_path}'s folder)"  # as written too (h447 F4)
+    assert f"no profile file {tmp_path / 'profiles' / 'missing.toml'} {written}" in str(caught.value)
     write(tmp_path / "passwd", "root:x:0:0:root:/root:/bin/bash\n")  # a file, but no profile: never parsed
     other = write(tmp_path / "other.toml", f'extends = ["{tmp_path / "passwd"}"]\n')
     with pytest.raises(heirloom.ProfileError) as caught:
         kernel.resolve(str(other))
-    assert f"extends: no profile file {tmp_path / 'passwd'} (a .toml file)" in str(caught.value)
+    assert f"extends: no profile file {tmp_path / 'passwd'} (a .toml file;" in str(caught.value)
 
 
 def test_a_hint_proposes_neither_the_extending_file_itself_nor_a_file_for_a_shipped_name(tmp_path):

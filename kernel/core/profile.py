@@ -226,9 +226,9 @@ class ProfileLoader:
                 refuse("extends", f"{parent!r} is a URL: extends names profile files and names (nothing is downloaded)")
             elif parent_path is None:
                 by_path = parent.endswith(".toml") or "/" in parent
-                link = Path(os.path.normpath(path.parent / (parent if by_path else f"{parent}.toml")))
-                file = f"no profile file {display_path(link)}" + (f": it {why}" if (why := broken_link(link)) else "")
-                file += "" if why else " (a .toml file)"
+                link = Path(os.path.abspath(path.parent / (parent if by_path else f"{parent}.toml")))  # h447 F4
+                file = f"no profile file {link}" + (f": it {why}" if (why := broken_link(link)) else "")
+                file += "" if why else f" (a .toml file; {parent!r} read from {label}'s folder)"
                 where = f"looked next to {label}, in {', '.join(display_path(d) for d in self.search_dirs())}"
                 named = f"no profile named {parent!r} ({where} and plugin profiles)"
                 itself = not by_path and _same(self.find(parent, path.parent), resolved)
