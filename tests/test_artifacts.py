@@ -1353,6 +1353,10 @@ def test_an_unstored_parent_is_refused_with_what_to_do_whatever_the_store(tmp_pa
     refused = run_heirloom("train", str(far), env=env)
     assert refused.returncode == 2 and "no model 'desk-a/m' in the store at" in said(refused), said(refused)
     assert "did you mean" not in said(refused)  # team/m is no typo of it: desk-a may be trained next
+    for written in ("Team/m", "team/m2"):  # a typo, and a model the profile team has not: nothing to train first
+        write(far, f'project = "far"\n{TOY_TABLES}inherit = "{written}"\n')
+        refused = run_heirloom("train", str(far), env=env)
+        assert refused.returncode == 2 and "train it first" not in said(refused), said(refused)  # (checker v38 F3)
 
 
 def test_train_refusing_a_damaged_store_index_makes_no_blobs_folder_beside_it(tmp_path):

@@ -805,10 +805,11 @@ def _with_allergy(records: list[Any], code: str, display: str | None, kind: str 
         ("x:1", "H/O: penicillin allergy (history)", "H/O: penicillin allergy (history)"),
         ("x:1", "Hx of PCN allergy", "Hx of PCN allergy"),  # and these (v37 F9)
         ("x:1", "PMH: previous penicillin allergy (past history)", "PMH: previous penicillin allergy (past history)"),
+        ("x:1", "Past hx: previously allergic to penicillin", "Past hx: previously allergic to penicillin"),  # v38 F5
     ],
     ids=[
         *("by-display", "by-code-only", "by-icd10-code", "misspelt", "icd10cm-title", "who-icd10-title"),
-        *("intolerance", "anaphylaxis", "history-of", "h-o", "hx-of", "pmh-previous"),
+        *("intolerance", "anaphylaxis", "history-of", "h-o", "hx-of", "pmh-previous", "past-hx-previously"),
     ],
 )
 @pytest.mark.parametrize("kind", ["allergy", "condition"])
@@ -2589,6 +2590,12 @@ def test_an_undated_prescription_is_as_late_as_its_visit_in_the_summary_and_its_
         summary = summarize(record)
         assert summary["medications"]["current"] == [] and summary["medications"]["past"][0]["status"] == "stopped", ids
         assert [e["medications"] for e in summary["encounters"]] == [[], []]  # no visit's own prescription
+    held = prescription("s", "late", "active") | {"resourceType": "MedicationStatement"}  # inside its visit (v38 F1)
+    del held["encounter"], held["intent"]
+    holder = visits_[1] | {"contained": [held]}
+    (record,) = FhirSource(path=str(_fhir(tmp_path / "held", ME, visits_[0], holder))).records()
+    assert [(e.during, e.encounter) for e in record.timeline if e.kind == "medication"] == [("late", None)]
+    assert [e["medications"] for e in summarize(record)["encounters"]] == [[], []]
 
 
 def test_a_reference_range_in_another_unit_than_the_value_flags_nothing(tmp_path):

@@ -828,6 +828,13 @@ def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
         kernel.resolve(str(by_path))
     written = f"(a .toml file; '../profiles/missing.toml' read from {by_path}'s folder)"  # as written too (h447 F4)
     assert f"no profile file {tmp_path / 'profiles' / 'missing.toml'} {written}" in str(caught.value)
+    (tmp_path / "real" / "deep").mkdir(parents=True)  # through a folder link, '..' is the link target's parent
+    write(tmp_path / "real" / "deep" / "p.toml", 'extends = ["../upper.toml"]\n')
+    write(tmp_path / "upper.toml", '[apis.e]\nuse = "echo"\n')  # beside the link: not what is read (v38 F2)
+    os.symlink(tmp_path / "real" / "deep", tmp_path / "dlink")
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(tmp_path / "dlink" / "p.toml"))
+    assert f"no profile file {tmp_path / 'real' / 'upper.toml'} (a .toml file;" in str(caught.value)
     write(tmp_path / "passwd", "root:x:0:0:root:/root:/bin/bash\n")  # a file, but no profile: never parsed
     other = write(tmp_path / "other.toml", f'extends = ["{tmp_path / "passwd"}"]\n')
     with pytest.raises(heirloom.ProfileError) as caught:

@@ -225,8 +225,8 @@ class ProfileLoader:
             if parent_path is None and "://" in parent:  # the path's // was collapsed: a value not in the file
                 refuse("extends", f"{parent!r} is a URL: extends names profile files and names (nothing is downloaded)")
             elif parent_path is None:
-                by_path = parent.endswith(".toml") or "/" in parent
-                link = Path(os.path.abspath(path.parent / (parent if by_path else f"{parent}.toml")))  # h447 F4
+                rel = Path(parent if (by_path := parent.endswith(".toml") or "/" in parent) else f"{parent}.toml")
+                link = Path(os.path.realpath(path.parent / rel.parent)) / rel.name  # as tried (h447 F4, v38 F2)
                 file = f"no profile file {link}" + (f": it {why}" if (why := broken_link(link)) else "")
                 file += "" if why else f" (a .toml file; {parent!r} read from {label}'s folder)"
                 where = f"looked next to {label}, in {', '.join(display_path(d) for d in self.search_dirs())}"

@@ -107,8 +107,9 @@ def not_stored(
         return f"no model {named!r} in the store: {missing}{train_first(kernel, profile, named)}"
     known = sorted({f"{a.project}/{a.model}" for a in store.list()})
     listed = f"(models: {', '.join(known) or 'none'})"
-    return f"no model {named!r} in the store at {store.root}{typo_of(named, known)} {listed}" + train_first(
-        kernel, profile, named
+    typo = typo_of(named, known)  # a typo is no parent to train first: that stored one more version (v38 F3)
+    return f"no model {named!r} in the store at {store.root}{typo} {listed}" + (
+        "" if typo else train_first(kernel, profile, named)
     )
 
 
@@ -124,7 +125,19 @@ def train_first(kernel: Kernel, profile: ResolvedProfile, named: str) -> str:
     except HeirloomError:  # two plugins register the name: no one command to name
         return ""
     found = found or [name for name in _named_after(kernel, project) if _project_of(kernel, name) == project]
-    return f"; train it first: heirloom train {found[0]}{_into(kernel, profile, found[0])}" if len(found) == 1 else ""
+    if len(found) != 1 or not _trains(kernel, found[0], named.partition("/")[2]):
+        return ""
+    return f"; train it first: heirloom train {found[0]}{_into(kernel, profile, found[0])}"
+
+
+def _trains(kernel: Kernel, name: str, model: str) -> bool:
+    """Whether profile ``name`` has a model ``model``: ``finance/sentiment2`` was told to train finance-sentiment,
+    which stores finance/sentiment (checker v38 F3)."""
+    try:
+        models = kernel.load_profile(name).data.get("models")
+    except HeirloomError:
+        return False
+    return isinstance(models, dict) and model in models
 
 
 def _into(kernel: Kernel, profile: ResolvedProfile, name: str) -> str:

@@ -79,7 +79,7 @@ class Event:
     the strings sort in time order. ``code`` is ``system:code`` (see ``heirloom_plugins.code_systems``). An
     encounter's ``value`` is its class (``AMB``, ``EMER``, ``IMP``); an observation's
     ``low``/``high`` are its reference range, when it carries one. ``during`` is the visit a
-    MedicationStatement was told at (its ``context``): it places an undated statement in time, and,
+    MedicationStatement was told at (its ``encounter``, container or ``context``): it places it in time, and,
     unlike ``encounter``, never makes it one of that visit's own events (a treatment label).
     """
 

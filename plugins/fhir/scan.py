@@ -564,9 +564,11 @@ class Scan:
                 entry.resource if rid == entry.resource.get("id") else {**entry.resource, "id": rid}, drugs.code
             )
             visit = target if target and target[0] == "Encounter" and target not in self._withdrawn else None
-            found = event(resource, visit[1] if visit else None, self.prefer)
-            if key[0] == "MedicationStatement" and visit is None:
-                found = attrs.evolve(found, during=self._visit_of(entry.resource.get("context"), catalog))
+            statement = key[0] == "MedicationStatement"  # history: its visit places it, as none of its prescriptions
+            found = event(resource, visit[1] if visit and not statement else None, self.prefer)
+            if statement:  # its own encounter (R5), its container (v38 F1), else its context (R4)
+                visited = visit[1] if visit else self._visit_of(entry.resource.get("context"), catalog)
+                found = attrs.evolve(found, during=visited)
             if found.kind == "observation":
                 self.tally.measured(found)
             events.append(found)

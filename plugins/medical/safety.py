@@ -266,12 +266,12 @@ _STOP = re.compile(
 #: ICD-10's titles too: ICD-10-CM's Z88 "Allergy status to penicillin", the WHO's "Personal history of allergy to
 #: penicillin" (read with "status" left over, a shipped code's own title was listed unread: checker h440 F4).
 #: "history" too: "History of penicillin allergy", "H/O: ..." were listed unread (v36 F7), and "Hx of", "PMH:",
-#: "Past history of", "Previous ..." (v37 F9)
+#: "Past (medical) history (of)", "Hx. of", "Prior ...", "Previous(ly) ..." with or without a colon (v37 F9, v38 F5)
 _ALLERGY_WORDS = re.compile(
-    r"\b(personal history of allergy to|allergy status to|allergy to|allergy|allergic to"
+    r"\b(?:(personal history of allergy to|allergy status to|allergy to|allergy|allergic to"
     r"|(?:allergic reaction|anaphylaxis) (?:to|caused by|due to)|intolerance to|intolerance"
-    r"|hypersensitivity to|hypersensitivity|past history of|past history|history of:|history of|history"
-    r"|previous|h/o:|h/o|hx of|hx:|hx|pmh:|pmh)(?!\w)"
+    r"|hypersensitivity to|hypersensitivity)(?!\w)"
+    r"|(?:past (?:medical )?(?:history|hx)|history|hx\.?|h/o|pmh|prior|previous(?:ly)?)(?: of)?(?!\w):?)"
 )
 #: A Condition's display that records an allergy ("Allergy to penicillin", "Penicillin intolerance", "Anaphylaxis
 #: due to penicillin" as diagnoses; not "allergic rhinitis" nor "Acute allergic reaction": checker v36 F6).
