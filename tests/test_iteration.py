@@ -246,6 +246,10 @@ def test_the_rescore_gate_takes_a_model_whose_name_holds_a_dot(tmp_path):
     gated = run_heirloom("models", "promote", "p/sent.v2@2", "production", *gate, env=env)
     assert gated.returncode == 3, gated.stderr  # both scored, and compared: equal
     assert f"p/sent.v2@2 does not beat p/sent.v2@1 on validation accuracy of {profile}'s data now" in gated.stderr
+    unsplit = write(tmp_path / "unsplit.toml", profile.read_text().replace("validation = true", "validation = false"))
+    setting = ["--if-better", "support", "--rescore", str(unsplit)]  # no score, whatever the data: exit 2 first
+    refused = run_heirloom("models", "promote", "p/sent.v2@2", "production", *setting, env=env)
+    assert refused.returncode == 2 and "'support' is a count" in refused.stderr, refused.stderr  # (v38 F6: 3)
 
 
 def test_a_monitor_replayed_after_a_restart_rebuilds_its_state_without_raising_past_alerts(tmp_path):

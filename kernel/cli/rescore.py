@@ -23,6 +23,7 @@ from heirloom.store.compare import (
     figures,
     left_out_note,
     read_metric,
+    refuse_no_score,
 )
 from heirloom.store.refs import RefError
 from heirloom.store.training import evaluate, model_specs
@@ -34,6 +35,8 @@ def rescored(
     """``metric`` of ``artifact`` on ``split`` of PROFILE's data now, and the report's metrics.
     RefError when PROFILE is not the artifact's project or store, or the ``candidate`` reports no
     such metric (a typo); PromotionRefused when the holder reports none or cannot be scored."""
+    if candidate:  # a count or a setting, whatever the data now: before any scoring can fail (v38 F6)
+        refuse_no_score(metric, artifact.metrics)
     plain = resolve_or_exit(profile)  # its project and models first: a --set into a model it lacks says less
     if plain.project != artifact.project:
         raise RefError(f"--rescore {profile}: its project is {plain.project!r}, not {artifact.project!r}")

@@ -135,17 +135,7 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
     Else ``missing`` leads the error: RefError for a ``candidate`` (the metric names nothing: a
     typo, the caller's mistake), PromotionRefused for a holder (not comparable) and for a null one,
     which names a score the version did not measure (oos_recall with no out-of-scope texts), no typo."""
-    names = sorted(name for name, v in metrics.items() if _score(name, v))
-    offered = f"(metrics: {', '.join(names) or 'none'})"
-    if counted := counts(metric.rsplit(".", 1)[-1]):
-        raise RefError(f"{metric!r} is a count ({counted}), not a score: --if-better compares scores {offered}")
-    if baseline := _baseline(metric):
-        raise RefError(
-            f"{metric!r} is the {baseline!r} baseline's score, not the version's: --if-better compares the "
-            f"version's scores {offered}"
-        )
-    if metric.rsplit(".", 1)[-1] in SETTINGS:
-        raise RefError(f"{metric!r} is a setting the version chose, not a score: --if-better compares scores {offered}")
+    offered = refuse_no_score(metric, metrics)
     value: Any = metrics
     for part in [metric] if metric in metrics else metric.split("."):
         value = value.get(part, ...) if isinstance(value, dict) else ...  # ...: absent, None: null
@@ -159,6 +149,23 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
             raise RefError(problem)
         raise PromotionRefused(f"metrics are not comparable: {problem}")
     return float(value)
+
+
+def refuse_no_score(metric: str, metrics: dict[str, Any]) -> str:
+    """RefError for a ``metric`` no score by its name, whatever a report holds (a count, a baseline's score, a
+    setting), offering the scores of ``metrics``; else that offer. Asked before a rescore too (checker v38 F6)."""
+    names = sorted(name for name, v in metrics.items() if _score(name, v))
+    offered = f"(metrics: {', '.join(names) or 'none'})"
+    if counted := counts(metric.rsplit(".", 1)[-1]):
+        raise RefError(f"{metric!r} is a count ({counted}), not a score: --if-better compares scores {offered}")
+    if baseline := _baseline(metric):
+        raise RefError(
+            f"{metric!r} is the {baseline!r} baseline's score, not the version's: --if-better compares the "
+            f"version's scores {offered}"
+        )
+    if metric.rsplit(".", 1)[-1] in SETTINGS:
+        raise RefError(f"{metric!r} is a setting the version chose, not a score: --if-better compares scores {offered}")
+    return offered
 
 
 def _score(name: str, value: Any) -> bool:
