@@ -101,7 +101,7 @@ class Gateway:
             try:
                 urllib.request.urlopen(self.url + "/v2", timeout=2).close()
                 return
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):  # bound, still starting: under load
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.process.kill()
                     raise RuntimeError(f"heirloom gateway did not start:\n{self.log_path.read_text()}") from None

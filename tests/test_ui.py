@@ -114,7 +114,7 @@ def ui(store: Path, log: Path, *options: str):
         try:
             urllib.request.urlopen(url + "/", timeout=2).close()
             break
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError, TimeoutError):  # bound, still starting: under load
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 pytest.fail(f"heirloom ui did not start:\n{log.read_text()}")
