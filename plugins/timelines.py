@@ -52,8 +52,9 @@ ISO_EXAMPLES = "2026-12-06 or 2026-12-06T10:00:00Z"
 LEAP_SECOND = re.compile(r"([T ]\d{2}(:?)\d{2}\2)60(?=[.,Z+-]|$)")  # extended, basic, or after a space (v24 F6)
 
 
-#: ISO 8601's calendar month (``2024-03``) and ordinal date (``2024-061``), which ``fromisoformat`` refuses.
-MONTH, ORDINAL = re.compile(r"(\d{4})-(\d{2})"), re.compile(r"(\d{4})-(\d{3})([T ].+)?")
+#: ISO 8601's calendar month (``2024-03``) and ordinal date (``2024-061``; basic, ``2024061``, before a time too:
+#: checker v37 F10), which ``fromisoformat`` refuses.
+MONTH, ORDINAL = re.compile(r"(\d{4})-(\d{2})"), re.compile(r"(\d{4})-(\d{3})([T ].+)?|(\d{4})(\d{3})([T ].+)")
 
 
 def iso_moment(text: str) -> datetime:
@@ -62,8 +63,10 @@ def iso_moment(text: str) -> datetime:
     ordinal date as its day, with a time too (refused as no ISO 8601, checker h439 F2, v36 F9); ValueError otherwise."""
     if month := MONTH.fullmatch(text):
         return datetime(int(month[1]), int(month[2]), 1)
-    if (ordinal := ORDINAL.fullmatch(text)) and (day := ordinal_day(int(ordinal[1]), int(ordinal[2]))):
-        return iso_moment(f"{day.date().isoformat()}{ordinal[3]}") if ordinal[3] else day
+    if ordinal := ORDINAL.fullmatch(text):
+        year, number, time = ordinal.group(1, 2, 3) if ordinal[1] else ordinal.group(4, 5, 6)
+        if day := ordinal_day(int(year), int(number)):
+            return iso_moment(f"{day.date().isoformat()}{time}") if time else day
     try:
         return datetime.fromisoformat(text)
     except ValueError:

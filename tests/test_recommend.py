@@ -1106,8 +1106,9 @@ def test_a_year_a_month_or_an_ordinal_date_is_read_as_the_iso_8601_date_it_is(tm
     with pytest.raises(heirloom.HeirloomError, match=r"ratings\.csv:2: the 'time' column is '2023-366', not a Unix"):
         list(late.records())
     # the basic ordinal (seconds of January 1970 before) and an ordinal date-time (refused): v36 F9
-    rows = "user,item,rating,time\nu1,a,5,2024061\nu1,b,4,2024-061T10:00:00Z\n"
-    assert [r["time"] for r in ratings_csv(tmp_path / "basic", rows).records()] == [march, march + 36000]
+    rows = "user,item,rating,time\nu1,a,5,2024061\nu1,b,4,2024-061T10:00:00Z\nu1,c,3,2024061T110000Z\n"
+    at = [march, march + 36000, march + 39600]  # the basic ordinal date-time as the basic calendar one (v37 F10)
+    assert [r["time"] for r in ratings_csv(tmp_path / "basic", rows).records()] == at
     for typo in ("2023366", "2024000"):
         basic = ratings_csv(tmp_path / typo, f"user,item,rating,time\nu1,a,5,{typo}\n")
         with pytest.raises(heirloom.HeirloomError, match=f"'{typo}', not a Unix time or an ISO 8601 date .seven"):
