@@ -8,6 +8,7 @@ import json
 import re
 
 import attrs
+import numpy
 import pytest
 
 import heirloom
@@ -78,6 +79,7 @@ class Pretrained:
     def heirloom_register_pretrained(self, register):
         register("toy-dict", lambda: {"epochs": 7})
         register("toy-broken", lambda: {}["weights"])
+        register("toy-numpy", lambda: heirloom.State({}, {"format": "toy", "scale": numpy.float32(1)}))
 
     @heirloom.hookimpl
     def heirloom_register_models(self, register):
@@ -94,12 +96,14 @@ def test_a_pretrained_loader_returning_no_state_is_refused_naming_it_and_its_plu
         train(kernel, profile, model_specs(profile, ())[0], kernel.store(profile), heirloom.NullProgress())
     assert kernel.store(profile).list() == []
     checking, checked = write(tmp_path / "q.toml", TEAM.replace('"toy-model"', '"parent-checking"')), []
-    for name in ("toy-dict", "toy-broken"):
+    for name in ("toy-dict", "toy-broken", "toy-numpy"):
         resolved = kernel.resolve(str(checking), [f"models.m.inherit=pretrained:{name}"])
         checked += [str(problem) for problem in store_problems(kernel, resolved)[0]]
     raised = "pretrained:toy-broken (from plugin Pretrained) failed to load: KeyError: 'weights'"
+    unstorable = "pretrained:toy-numpy (from plugin Pretrained): its state cannot be stored: state metadata must be "
     key = "--set: models.m.inherit"
-    assert checked == [f"{key}: {returned}heirloom.State (a plugin bug?)", f"{key}: {raised}"]
+    assert checked[:2] == [f"{key}: {returned}heirloom.State (a plugin bug?)", f"{key}: {raised}"]
+    assert checked[2].startswith(f"{key}: {unstorable}JSON-serialisable: it holds a numpy float32"), checked  # v37 F6
 
 
 WEIGHTS = """

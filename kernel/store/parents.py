@@ -25,7 +25,7 @@ from heirloom.core.components import State
 from heirloom.core.errors import ForeignState, HeirloomError, PluginError, Problem, described
 from heirloom.core.paths import home
 from heirloom.core.system import field_pairs
-from heirloom.store.content import state_digest
+from heirloom.store.content import state_digest, state_metadata
 from heirloom.store.refs import RefError, typo_of
 
 T = TypeVar("T")
@@ -180,6 +180,10 @@ def pretrained_state(kernel: Kernel, ref: str) -> tuple[State, Any]:
     if not isinstance(state, State):
         wrong = f"returned a {type(state).__name__} ({state!r:.80}), not a heirloom.State"
         raise PretrainedFailed(f"{ref} (from plugin {plugin.label}): its loader {wrong} (a plugin bug?)")
+    try:  # a numpy scalar in its metadata: said here, naming the loader, not by train as exit 1 (v37 F6)
+        state_metadata(state)
+    except HeirloomError as exc:
+        raise PretrainedFailed(f"{ref} (from plugin {plugin.label}): its state cannot be stored: {exc}") from None
     return state, plugin
 
 
