@@ -1466,8 +1466,9 @@ def test_a_route_slower_than_the_timeout_is_said_to_be_slow_not_the_daemon_unrea
     assert called.returncode == 1, said
     assert (slow in said and "raise --timeout" in said) or (workers and broker in said), said
     if not workers:  # heirloom.Client names the route too (a broker may answer first: see above)
-        with daemon.client() as client, pytest.raises(DeadlineExceeded, match=r"t\.slow may take longer than that"):
+        with daemon.client() as client, pytest.raises(DeadlineExceeded, match=r"t\.slow may take longer") as waited:
             client.call("t.slow", {"ms": 1500}, timeout=0.5)
+        assert type(waited.value) is heirloom.NoReply  # the client's own wait, as README says (checker h448 F1)
     late = "t.slow (api type 'testing', plugin tests.testing_api): answered 2.5"  # which route, and how late
     daemon.wait_logged(late)  # by the daemon (its worker)
     assert "past its deadline of 1.00 s" in daemon.log()
