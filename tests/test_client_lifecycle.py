@@ -155,12 +155,22 @@ def test_no_reply_names_the_deadline_the_caller_gave(timeout):
 def test_a_request_never_sent_names_the_deadline_the_caller_gave():
     """No daemon listens, so no connection comes up and the request is never sent: the error said 'within the
     deadline' naming none (a 0.0001 s timeout on a loaded machine met this case, not the one above)."""
+    from heirloom.wire.aclient import AsyncClient
     from heirloom.wire.client import Client, NoReply
     from tests.helpers import free_tcp_address
 
     with Client(free_tcp_address(), timeout=0.3) as client, pytest.raises(NoReply) as caught:
         client.call("echo.echo", 1)
     said = str(caught.value)
+    assert re.search(r"could not reach tcp://\S+ within the deadline of 0.3 s \(is the daemon running", said), said
+
+    async def unreached() -> str:  # the async client says so too: it blamed the route (checker h448 F2)
+        async with AsyncClient(free_tcp_address(), timeout=0.3) as client:
+            with pytest.raises(NoReply) as caught:
+                await client.call("echo.echo", 1)
+        return str(caught.value)
+
+    said = asyncio.run(unreached())
     assert re.search(r"could not reach tcp://\S+ within the deadline of 0.3 s \(is the daemon running", said), said
 
 

@@ -46,6 +46,7 @@ from heirloom.wire.unanswered import (
     no_reply,
     refused_key_message,
     silence_hint,
+    unreached,
 )
 
 _EVENTS = int(zmq.EVENTS)
@@ -195,8 +196,9 @@ class AsyncClient:
 
     def _expire(self, request_id: int, route: str, budget: float, largest: int) -> None:
         future = self._pending.pop(request_id, None)
-        if future is not None and not future.done():
-            future.set_exception(NoReply(no_reply(self.address, route, budget, self._silence, largest)))
+        if future is not None and not future.done():  # never linked: the daemon unreached, as Client says (h448 F2)
+            said = no_reply(self.address, route, budget, self._silence, largest) if self._linked else None
+            future.set_exception(NoReply(said or unreached(self.address, budget, self._silence)))
 
     def _on_monitor(self) -> None:
         if self._closed:  # a call_soon from _attach may come after close
