@@ -14,6 +14,7 @@ from typing import Any
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` for the choice closest to ``name`` in any case (difflib's), "" for none close."""
     folded = {choice.casefold(): choice for choice in reversed(list(choices))}  # PREDICT: predict, not labels
     return "".join(f"; did you mean {folded[c]!r}?" for c in difflib.get_close_matches(name.casefold(), folded, 1))
 

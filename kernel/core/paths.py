@@ -11,7 +11,7 @@ APP = "heirloom"
 
 
 def home() -> Path:
-    """The store root: ``HEIRLOOM_HOME``, else the platform's user data dir."""
+    """heirloom's home (its store is ``home() / "store"``): ``HEIRLOOM_HOME``, else the platform's user data dir."""
     configured = os.environ.get("HEIRLOOM_HOME")
     return Path(configured) if configured else Path(platformdirs.user_data_dir(APP))
 

@@ -92,7 +92,7 @@ class AsyncClient:
         self._closed = False
 
     async def request(
-        self, route: str, body: Any = None, *, timeout: float | None = None, idempotency_key: str | None = None
+        self, route: str, body: Any = None, *, timeout: float | None = None, idempotency_key: str | int | None = None
     ) -> Reply:
         """Send one request and wait for its :class:`Reply`; a non-OK status raises its RemoteError."""
         if self._closed:

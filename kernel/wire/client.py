@@ -266,13 +266,13 @@ class Client:
 
     # -- calling -------------------------------------------------------------------------
     def submit(
-        self, route: str, body: Any = None, *, timeout: float | None = None, idempotency_key: str | None = None
+        self, route: str, body: Any = None, *, timeout: float | None = None, idempotency_key: str | int | None = None
     ) -> Future[Reply]:
         """Send one request now; the future resolves to a :class:`Reply` or a RemoteError."""
         budget = self.timeout if timeout is None else seconds(timeout)
         return self._submit(route, body, budget, idempotency_key, asked=budget)
 
-    def _submit(self, route: str, body: Any, budget: float, idempotency_key: str | None, asked: float) -> Future[Reply]:
+    def _submit(self, route: str, body: Any, budget: float, idempotency_key: Any, asked: float) -> Future[Reply]:
         """``asked``: the caller's timeout, which a no-reply error names (a retry's budget is what is left of it)."""
         request_id = next(self._ids)
         frames = frames_of(route, body, request_id, budget, idempotency_key)
@@ -292,7 +292,7 @@ class Client:
         body: Any = None,
         *,
         timeout: float | None = None,
-        idempotency_key: str | None = None,
+        idempotency_key: str | int | None = None,
         idempotent: bool | None = None,
     ) -> Reply:
         """Call and wait, retrying a retryable UNAVAILABLE/RESOURCE_EXHAUSTED only when that is safe.
@@ -327,7 +327,7 @@ class Client:
         return self.request(route, body, **kwargs).body
 
     async def acall(
-        self, route: str, body: Any = None, *, timeout: float | None = None, idempotency_key: str | None = None
+        self, route: str, body: Any = None, *, timeout: float | None = None, idempotency_key: str | int | None = None
     ) -> Any:
         """The asyncio form of :meth:`call` (no retries): ``await client.acall(route, body)``."""
         reply = await asyncio.wrap_future(self.submit(route, body, timeout=timeout, idempotency_key=idempotency_key))

@@ -351,7 +351,7 @@ def request_frames(
     body: Any = None,
     *,
     deadline_ms: float | None = None,
-    idempotency_key: str | None = None,
+    idempotency_key: str | int | None = None,
 ) -> list[bytes | memoryview]:
     """Frames of a request (what a DEALER sends)."""
     header: dict[str, Any] = {"id": request_id, "route": route}
