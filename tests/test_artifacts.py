@@ -78,6 +78,17 @@ def put(store: ArtifactStore, name: str, seed: int, **kwargs) -> heirloom.store.
     return store.put(project, model, make_state(seed), model_type="text-classifier", **kwargs)
 
 
+def test_put_given_a_ref_for_a_parent_or_a_dict_for_a_state_says_what_it_takes(store):
+    """ARTIFACTS.md, From Python: ``parent="finance/sentiment@1"`` (a ref, not ``store.resolve(ref)``) and a dict
+    of weights raised a bare AttributeError (checker h448 F5); nothing is stored."""
+    put(store, "finance/sentiment", 1)
+    for mistake in ({"parent": "finance/sentiment@1"}, {"state": {"w": 1}}):
+        arguments = {"state": make_state(2), **mistake}
+        with pytest.raises(heirloom.HeirloomError, match=r"^put takes a heirloom\.State, and as parent an Artifact"):
+            store.put("finance", "sentiment", model_type="text-classifier", **arguments)
+    assert [a.version for a in store.list()] == [1]
+
+
 def test_round_trip_preserves_tensors_and_metadata(store):
     state = make_state(1)
     artifact = store.put(
