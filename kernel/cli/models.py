@@ -326,8 +326,8 @@ def models_promote(
     held = store.alias_version(target.project, target.model, alias)
     if held is None and not new_alias:
         refuse_misspelt_alias(store, target, alias)
-    if metric is None and lower_is_better:
-        raise click.UsageError("--lower-is-better says how --if-better compares: give --if-better METRIC too")
+    if metric is None and (lower_is_better or split != VALIDATION):  # neither alone changes what moves
+        raise click.UsageError("--lower-is-better and --on say how --if-better compares: give --if-better METRIC too")
     if lower_is_better and metric is not None and metric.rpartition(".")[2] in compare.HIGHER_IS_BETTER:
         click.echo(f"warning: {metric} is a score (higher is better): --lower-is-better keeps the worse", err=True)
     if profile is not None:

@@ -401,6 +401,8 @@ class ArtifactStore:
         The :class:`Promotion` says what the transaction found and did (what to report).
         """
         check_alias(alias)
+        if if_better is None and (lower_is_better or on != VALIDATION):  # moved the alias unsaid (checker h448 F6)
+            raise HeirloomError("lower_is_better and on say how to compare by a metric: give if_better=METRIC too")
         try:
             verified = self.verify(ref)
         except RefError:

@@ -248,7 +248,7 @@ def check_better(
     With no holder, only checks that ``candidate`` has the metric (a typo fails early).
     """
     if split not in SPLITS:
-        raise PromotionRefused(f"cannot compare on split {split!r}; choose one of {', '.join(SPLITS)}")
+        raise HeirloomError(f"cannot compare on split {split!r}; choose one of {', '.join(SPLITS)}")
     new = metric_value(candidate, metric, split, candidate=True)
     if holder is None:
         return
