@@ -3,6 +3,7 @@ heads): full batch, step length from a strong Wolfe line search, a short history
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ def lbfgs(
     """An optimiser whose ``step(objective)`` runs up to ``iterations`` iterations."""
     import torch
 
+    _untraced_without_dynamo()
     return torch.optim.LBFGS(
         list(parameters),
         lr=1,
@@ -28,3 +30,19 @@ def lbfgs(
         tolerance_grad=tolerance_grad,
         tolerance_change=tolerance_change,
     )
+
+
+def _untraced_without_dynamo() -> None:
+    """Spare the import of ``torch._dynamo`` (2 s of CPU: sympy, its trace rules) that an optimiser's first
+    ``add_param_group`` and ``zero_grad`` cost, half of a small ``heirloom train``. torch wraps them in
+    ``torch._disable_dynamo``, which imports dynamo at the first call only to mark them "never trace", and keeps
+    that marked function on the function; where dynamo was never imported nothing traces, so the mark is the
+    function itself (heirloom compiles nothing). L-BFGS's ``step`` asks dynamo nothing; AdamW's imports it."""
+    if "torch._dynamo" in sys.modules:
+        return
+    import torch._compile
+
+    wrapper = torch._compile._disable_dynamo(lambda: None).__code__
+    for method in vars(torch.optim.Optimizer).values():
+        if getattr(method, "__code__", None) is wrapper and hasattr(method, "__wrapped__"):
+            vars(method.__wrapped__).setdefault("__dynamo_disable", method.__wrapped__)

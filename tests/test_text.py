@@ -1024,6 +1024,19 @@ def test_unknown_split_is_refused(allagree):
 
 
 # -- the model -------------------------------------------------------------------------------
+def test_training_a_text_classifier_imports_no_torch_dynamo():
+    """torch's optimisers import ``torch._dynamo`` at their first ``add_param_group`` only to mark it untraced: 2 s
+    of CPU, half of a small ``heirloom train``. A fresh process fits one and dynamo is still not imported."""
+    fit = (
+        "import sys\nfrom heirloom_plugins.text.model import TextClassifier\n"
+        "rows = [{'text': f'{w} {i}', 'label': w} for i in range(20) for w in ('up', 'down')]\n"
+        "model = TextClassifier(data='d')\nmodel.fit(rows)\n"
+        "assert model.predict(['up 3'])[0]['label'] == 'up'\nprint('torch._dynamo' in sys.modules)\n"
+    )
+    fitted = subprocess.run([sys.executable, "-c", fit], capture_output=True, text=True, timeout=120)
+    assert fitted.returncode == 0 and fitted.stdout.strip() == "False", fitted.stdout + fitted.stderr
+
+
 def test_model_beats_the_majority_class_by_a_wide_margin(fitted, allagree):
     report = fitted.evaluate(allagree.records("test"))
     assert report.metrics["accuracy"] > MAJORITY_ALLAGREE + 0.2
