@@ -312,10 +312,11 @@ def models_promote(
     scored on the same validation records; test metrics are stored for reporting only.
     A new ALIAS whose name is close to one the store has (prodution, Production) is taken
     for a misspelling unless --new-alias says otherwise. Exit 0 when the alias points at
-    REF, 2 for a reference or METRIC that names nothing or a count of records (support,
-    seen_in_training, left_out, left_out_of: no score), 3 when --if-better declines.
-    With --rescore PROFILE both are scored again, on PROFILE's data as it is now. Higher
-    wins; --lower-is-better for an error metric (mae, rmse, a loss).
+    REF; 2 for a reference or METRIC that names nothing, a count (support, seen_in_training),
+    a setting (l2, threshold) or a baseline's score (popularity_ndcg_at_10), or for --on,
+    --lower-is-better or --rescore without --if-better; 3 when --if-better declines. With
+    --rescore PROFILE both are scored again, on PROFILE's data as it is now. Higher wins;
+    --lower-is-better for an error metric (mae, rmse, a loss).
 
     \b
     heirloom models promote finance/sentiment@3 production --if-better accuracy
