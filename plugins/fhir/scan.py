@@ -550,8 +550,7 @@ class Scan:
             return
         seen.add(key)
         try:
-            ref = reference_of(entry.resource.get("encounter"), "Encounter")
-            target = catalog.resolve(ref) if ref else None
+            ref, target = self._named_encounter(entry.resource.get("encounter"), catalog)
             listed = diagnoses.visits.get(key)
             if target is None:
                 target = listed
@@ -563,23 +562,26 @@ class Scan:
             resource = with_medication(
                 entry.resource if rid == entry.resource.get("id") else {**entry.resource, "id": rid}, drugs.code
             )
-            visit = target if target and target[0] == "Encounter" and target not in self._withdrawn else None
+            visit = self._visit(target)
             statement = key[0] == "MedicationStatement"  # history: its visit places it, as none of its prescriptions
-            found = event(resource, visit[1] if visit and not statement else None, self.prefer)
-            if statement:  # its own encounter (R5), its container (v38 F1), else its context (R4)
-                visited = visit[1] if visit else self._visit_of(entry.resource.get("context"), catalog)
-                found = attrs.evolve(found, during=visited)
+            found = event(resource, None if statement else visit, self.prefer)
+            if statement:  # its own encounter (R5), its container (v38 F1), else its context (R4): read to place it
+                context = entry.resource.get("context")  # in time only (undated, it was listed by id: v36 F8)
+                found = attrs.evolve(found, during=visit or self._visit(self._named_encounter(context, catalog)[1]))
             if found.kind == "observation":
                 self.tally.measured(found)
             events.append(found)
         except SHAPE_ERRORS as exc:
             self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {_detail(exc)}"), whole_file=False)
 
-    def _visit_of(self, holder: Any, catalog: Catalog) -> str | None:
-        """The id of the unit's (not withdrawn) Encounter a Reference names, if it names one: a statement's
-        ``context``, read only to place it in time (undated, it was listed by id: checker v36 F8)."""
+    @staticmethod
+    def _named_encounter(holder: Any, catalog: Catalog) -> tuple[str | None, Target | None]:
+        """The Encounter reference ``holder`` (a Reference) writes, and the resource of the unit it resolves to."""
         ref = reference_of(holder, "Encounter")
-        target = catalog.resolve(ref) if ref else None
+        return ref, catalog.resolve(ref) if ref else None
+
+    def _visit(self, target: Target | None) -> str | None:
+        """The id of ``target`` if it is an Encounter, not withdrawn: a visit an event can belong to."""
         return target[1] if target and target[0] == "Encounter" and target not in self._withdrawn else None
 
     def _record(self, path: Path, entry: Entry, pid: str, events: list[Event]) -> PatientRecord:
