@@ -789,12 +789,14 @@ def test_promote_if_better_on_an_error_metric_wants_it_lower(store):
     better = models(store, "promote", "ops/forecaster@3", "production", "--if-better", "mae", "--lower-is-better")
     assert better.returncode == 0, better.stderr
     assert "ops/forecaster@1 -> ops/forecaster@3 (validation mae 1.0500 -> 0.9000)" in better.stdout
-    for flag in (["--lower-is-better"], ["--on", "test"]):  # each alone moved the alias, --on test unsaid
-        alone = models(store, "promote", "ops/forecaster@1", "production", *flag)
-        assert alone.returncode == 2 and "give --if-better METRIC too" in said(alone)
-    with pytest.raises(heirloom.HeirloomError, match="give if_better=METRIC too"):  # in Python (checker h448 F6)
-        store.promote("ops/forecaster@1", "production", on="test")
+    for flag in (["--lower-is-better"], ["--on", "test"], ["--on", "validation"]):  # each alone moved the alias
+        alone = models(store, "promote", "ops/forecaster@1", "production", *flag)  # unsaid (h448 F6; the default's
+        assert alone.returncode == 2 and "give --if-better METRIC too" in said(alone)  # name too: checker v39 F1)
+    for split in ("test", "validation"):  # in Python
+        with pytest.raises(heirloom.HeirloomError, match="give if_better=METRIC too"):
+            store.promote("ops/forecaster@1", "production", on=split)
     assert store.alias_version("ops", "forecaster", "production") == 3
+    assert store.promote("ops/forecaster@3", "production", on=None).moved is False  # None: not given
     put(store, "ops/forecaster", 4, metrics=scored(0.7, 0.7), data_fingerprints=evaluated("d"))  # an accuracy
     slip = models(store, "promote", "ops/forecaster@4", "staging", "--if-better", "accuracy", "--lower-is-better")
     assert slip.returncode == 0 and "accuracy is a score (higher is better)" in said(slip)

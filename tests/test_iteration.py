@@ -250,6 +250,10 @@ def test_the_rescore_gate_takes_a_model_whose_name_holds_a_dot(tmp_path):
     setting = ["--if-better", "support", "--rescore", str(unsplit)]  # no score, whatever the data: exit 2 first
     refused = run_heirloom("models", "promote", "p/sent.v2@2", "production", *setting, env=env)
     assert refused.returncode == 2 and "'support' is a count" in refused.stderr, refused.stderr  # (v38 F6: 3)
+    for typo, hint in (("accurcy", "; did you mean 'accuracy'?"), ("", "")):  # as the stored scores say, before
+        mistyped = ["--if-better", typo, "--rescore", str(unsplit)]  # the rescore fails (checker v39 F2: exit 3)
+        said = run_heirloom("models", "promote", "p/sent.v2@2", "production", *mistyped, env=env)
+        assert said.returncode == 2 and f"validation metric {typo!r}{hint}" in said.stderr, said.stderr
 
 
 def test_a_monitor_replayed_after_a_restart_rebuilds_its_state_without_raising_past_alerts(tmp_path):

@@ -276,10 +276,9 @@ def models_history(model: str, alias: str | None, as_json: bool, store: Artifact
     "--on",
     "split",
     type=click.Choice(SPLITS),
-    default=VALIDATION,
-    show_default=True,
-    help="The split --if-better compares: validation (the gate) or test (choosing on test makes its scores "
-    "optimistic).",
+    default=None,
+    help="The split --if-better compares: validation (the gate, the default) or test (choosing on test makes its "
+    "scores optimistic).",
 )
 @click.option(
     "--rescore",
@@ -300,7 +299,7 @@ def models_promote(
     alias: str,
     metric: str | None,
     lower_is_better: bool,
-    split: str,
+    split: str | None,
     profile: str | None,
     new_alias: bool,
     store: ArtifactStore,
@@ -327,8 +326,9 @@ def models_promote(
     held = store.alias_version(target.project, target.model, alias)
     if held is None and not new_alias:
         refuse_misspelt_alias(store, target, alias)
-    if metric is None and (lower_is_better or split != VALIDATION):  # neither alone changes what moves
+    if metric is None and (lower_is_better or split is not None):  # neither alone changes what moves (v39 F1)
         raise click.UsageError("--lower-is-better and --on say how --if-better compares: give --if-better METRIC too")
+    split = split or VALIDATION
     if lower_is_better and metric is not None and metric.rpartition(".")[2] in compare.HIGHER_IS_BETTER:
         click.echo(f"warning: {metric} is a score (higher is better): --lower-is-better keeps the worse", err=True)
     if profile is not None:
@@ -338,7 +338,9 @@ def models_promote(
         store.promote(target.ref, alias, held_by=held)  # moved while both were scored: refused, in its transaction
         echo(f"{target.project}/{target.model}@{alias} -> {target.ref}{gain}")
         return
-    done = store.promote(target.ref, alias, if_better=metric, on=split, lower_is_better=lower_is_better)
+    done = store.promote(
+        target.ref, alias, if_better=metric, on=split if metric else None, lower_is_better=lower_is_better
+    )
     name, holder = f"{target.project}/{target.model}@{alias}", done.holder  # as its transaction found it
     if done.held is None:
         echo(f"{name} -> {target.ref} (new alias)")

@@ -9,6 +9,7 @@ refuses when one score left out far more of them than the other (``left_out_note
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from heirloom.cli.common import get_kernel, resolve_or_exit
@@ -22,6 +23,7 @@ from heirloom.store.compare import (
     direction,
     figures,
     left_out_note,
+    metric_value,
     read_metric,
     refuse_no_score,
 )
@@ -35,8 +37,10 @@ def rescored(
     """``metric`` of ``artifact`` on ``split`` of PROFILE's data now, and the report's metrics.
     RefError when PROFILE is not the artifact's project or store, or the ``candidate`` reports no
     such metric (a typo); PromotionRefused when the holder reports none or cannot be scored."""
-    if candidate:  # a count or a setting, whatever the data now: before any scoring can fail (v38 F6)
+    if candidate:  # a count, a setting or a typo, whatever the data now: before any scoring can fail (v38 F6)
         refuse_no_score(metric, artifact.metrics)
+        with contextlib.suppress(PromotionRefused):  # none stored for the split, or a null: the rescore says (v39 F2)
+            metric_value(artifact, metric, split, candidate=True)
     plain = resolve_or_exit(profile)  # its project and models first: a --set into a model it lacks says less
     if plain.project != artifact.project:
         raise RefError(f"--rescore {profile}: its project is {plain.project!r}, not {artifact.project!r}")

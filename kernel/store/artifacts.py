@@ -383,7 +383,7 @@ class ArtifactStore:
         alias: str,
         *,
         if_better: str | None = None,
-        on: str = VALIDATION,
+        on: str | None = None,
         lower_is_better: bool = False,
         held_by: int | None = ANY_HOLDER,
     ) -> Promotion:
@@ -391,7 +391,7 @@ class ArtifactStore:
 
         With ``if_better=METRIC`` the alias moves only if ``ref`` scores higher on METRIC (lower
         with ``lower_is_better``: an error such as mae) than the current holder on split ``on``
-        (default validation; test is for reporting), both scored on the same records of that
+        (None: validation; test is for reporting), both scored on the same records of that
         split; otherwise PromotionRefused says why.
         Check and move happen in one transaction, after the candidate's blobs were read, checked
         against its digest and decoded: an alias never moves onto blobs that would not decode (a
@@ -401,8 +401,9 @@ class ArtifactStore:
         The :class:`Promotion` says what the transaction found and did (what to report).
         """
         check_alias(alias)
-        if if_better is None and (lower_is_better or on != VALIDATION):  # moved the alias unsaid (checker h448 F6)
+        if if_better is None and (lower_is_better or on is not None):  # moved the alias unsaid (h448 F6, v39 F1)
             raise HeirloomError("lower_is_better and on say how to compare by a metric: give if_better=METRIC too")
+        on = VALIDATION if on is None else on
         try:
             verified = self.verify(ref)
         except RefError:
