@@ -253,7 +253,7 @@ def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, pa
     linear in the values merged."""
     for key, value in overlay.items():
         here, old = [*path, key], base.get(key)
-        swaps_type = isinstance(value, dict) and "use" in value and isinstance(old, dict)
+        swaps_type = isinstance(value, dict) and "use" in value and isinstance(old, dict) and "use" in old  # (v39 F3)
         if swaps_type and _is_component_table(here) and _env_text(value["use"]) != _env_text(old.get("use")):
             replaced[dotted(here)] = _replacement(provenance, here, old, value["use"], label)
             _clear(old, provenance, here)  # swapping the component type replaces the table
@@ -346,10 +346,10 @@ def _apply_overrides(data: dict, provenance: dict, items: list[str], problems: l
         tuple(parts[:-1]): SetValue(text).name() for parts, text in filter(None, split.values()) if parts[-1] == "use"
     }
     for at, use in created.items():
-        table = functools.reduce(lambda node, part: node.get(part) if isinstance(node, dict) else None, at, data)
-        if _is_component_table(list(at)) and isinstance(table, dict) and _env_text(table.get("use")) != _env_text(use):
-            replaced[dotted(at)] = _replacement(provenance, list(at), table, use, OVERRIDE_SOURCE)
-            _clear(table, provenance, list(at))  # another type replaces the table, as a file's `use` does: the
+        old = functools.reduce(lambda node, part: node.get(part) if isinstance(node, dict) else None, at, data)
+        if _is_component_table(list(at)) and isinstance(old, dict) and _env_text(old.get("use", use)) != _env_text(use):
+            replaced[dotted(at)] = _replacement(provenance, list(at), old, use, OVERRIDE_SOURCE)
+            _clear(old, provenance, list(at))  # another type replaces the table, as a file's `use` does: the
             # inherited keys were the old type's (then "unknown key"); other --set values stay
     for item in items:
         if (given := split[item]) is None:
