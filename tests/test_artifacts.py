@@ -86,6 +86,10 @@ def test_put_given_a_ref_for_a_parent_or_a_dict_for_a_state_says_what_it_takes(s
         arguments = {"state": make_state(2), **mistake}
         with pytest.raises(heirloom.HeirloomError, match=r"^put takes a heirloom\.State, and as parent an Artifact"):
             store.put("finance", "sentiment", model_type="text-classifier", **arguments)
+    with pytest.raises(
+        heirloom.HeirloomError, match=r"tensors must be a dict of name to tensor \(\{\} for none\), got No"
+    ):
+        store.put("finance", "sentiment", heirloom.State(None, {}), model_type="text-classifier")  # (v39 F5)
     assert [a.version for a in store.list()] == [1]
 
 

@@ -240,6 +240,10 @@ def state_digest(state: State, state_format: int = 1) -> str:
 
 def encode_tensors(tensors: dict[str, Any]) -> tuple[str, bytes]:
     """``(framework, safetensors bytes)``, using the adapter of the tensors' own library."""
+    if not isinstance(tensors, dict):  # State(None, {}): a bare AttributeError (checker v39 F5)
+        raise HeirloomError(
+            f"a state's tensors must be a dict of name to tensor ({{}} for none), got {type(tensors).__name__}"
+        )
     if plain := [f"{name!r} is a {type(t).__name__}" for name, t in tensors.items() if not hasattr(t, "shape")]:
         raise HeirloomError(  # the framework was guessed from a list's module, "builtins", and blamed
             f"a state's tensors must be arrays or tensors (numpy, torch): {', '.join(plain[:5])} "
