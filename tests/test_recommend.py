@@ -238,7 +238,7 @@ def test_with_no_user_to_score_nothing_is_claimed_chosen_or_measured(tmp_path):
     assert model.fitted.training["trials"] is None and model.fitted.choice.l2 == 500.0
     report = model.evaluate(source.records("test"))
     assert report.metrics["ndcg_at_10"] is None and report.metrics["cold_ndcg_at_10"] is None
-    assert "n/a (no test user has held-out items)" in report.text
+    assert "n/a (no user has held-out items)" in report.text
 
 
 def test_validation_is_carved_from_train_and_is_the_split_the_model_tunes_on(movielens):
@@ -512,7 +512,7 @@ def test_the_docs_three_rating_example_trains_without_calling_its_empty_splits_t
     write_docs_example(tmp_path)
     trained = run_heirloom("train", str(write(tmp_path / "shop.toml", SHOP_PROFILE)))
     assert trained.returncode == 0 and "stored shop/recs@1" in trained.stdout, trained.stderr
-    assert "n/a (no test user has held-out items)" in trained.stdout
+    assert "n/a (no user has held-out items)" in trained.stdout
     assert "hold the same records" not in trained.stdout + trained.stderr
 
 
@@ -610,7 +610,7 @@ def test_rescoring_after_appended_ratings_refuses_scores_on_clearly_different_pa
     said = " ".join(refused.stderr.split())
     left = f"shop/recs@1's score left out {counts} {had}"
     assert f"{left}, shop/recs@2's 0 of {holder['left_out_of']}, so the two were scored on different" in said, said
-    assert "train the holder's settings again on today's data" in said
+    assert "train the holder's settings again on today's data, promote that version without --if-better" in said
     assert run_heirloom("models", "promote", "shop/recs@2", "production").returncode == 0  # checked by hand: moves
 
 

@@ -208,8 +208,8 @@ def left_out_note(new: dict[str, Any], candidate: str, old: dict[str, Any], hold
     if abs(ours / of_ours - theirs / of_theirs) > SAME_RECORDS:
         raise PromotionRefused(
             f"metrics are not comparable: {note}, so the two were scored on different records; train the "
-            f"holder's settings again on today's data and compare that version, or check `heirloom eval` and "
-            f"promote without --if-better"
+            f"holder's settings again on today's data, promote that version without --if-better (the holder, refitted "
+            f"on today's records) and gate this one against it, or check `heirloom eval` and promote without it"
         )
     return f"; {note}"
 

@@ -547,12 +547,12 @@ def _report_text(
 ) -> str:
     """``left``: the held-out pairs left out, trained on and kept from validation; ``faint``: most training
     interactions weighed under 0.01 by ``half_life_days``, the likelier cause."""
-    lines = [f"ranking all items each user has not interacted with, top 10, {users} test users"]
+    lines = [f"ranking all items each user has not interacted with, top 10, {users} users with held-out items"]
     if any(left):  # the splits moved since it trained (appended ratings), or a file states a pair in two splits
         said = [f"{n} {why}" for n, why in zip(left, ("it trained on", "it kept from validation"), strict=True) if n]
         lines.append(f"  (held-out pairs this version has, left out: it never recommends them: {', '.join(said)})")
     for name in ("ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "coverage"):
-        shown = "n/a (no test user has held-out items)" if users == 0 else f"{metrics[name]:.4f}"
+        shown = "n/a (no user has held-out items)" if users == 0 else f"{metrics[name]:.4f}"
         lines.append(f"  {name:<16} {shown}")
     if users:  # the most popular items each user lacks: a model below it does not help on these data
         lines.append(f"baseline, the most popular items: ndcg_at_10 {metrics['popularity_ndcg_at_10']:.4f}")
