@@ -248,6 +248,11 @@ def test_a_sources_bug_is_named_as_the_sources_even_when_it_also_fails_to_stop(t
     assert last.startswith(
         "error: computing the fingerprint of sources.rows (toy-source, plugin tests.toys) failed: ValueError"
     ), last
+    listed = run_heirloom(  # was "training models.m (toy-model, plugin ...) failed": the model's (checker h451 F1)
+        "train", str(profile), "--set", "sources.rows.bug=false", "--set", "sources.rows.bad_splits=true", env=toys
+    )
+    said = "error: listing the splits of sources.rows (toy-source, plugin tests.toys) failed: NotADirectoryError"
+    assert listed.stderr.strip().splitlines()[-1].startswith(said), listed.stderr
 
 
 def test_data_stats_prints_its_counts_before_a_source_that_fails_to_stop(tmp_path):

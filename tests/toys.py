@@ -42,6 +42,8 @@ class ToySource(heirloom.Source):
     #: ``fingerprint`` raises ValueError, or (``no_fingerprint``) returns None: a plugin's bugs.
     bad_fingerprint: bool = False
     no_fingerprint: bool = False
+    #: ``splits`` raises NotADirectoryError, as a source given a file for its folder does: a plugin's bug.
+    bad_splits: bool = False
     #: The number (from 1) of the record of each split yielded as a list, no dict or attrs object: a plugin's bug.
     list_record: int = 0
     #: ``records`` returns one dict, not records one by one: a plugin's bug.
@@ -52,6 +54,8 @@ class ToySource(heirloom.Source):
         _record(f"start {ctx.name}")
 
     def splits(self):
+        if self.bad_splits:
+            raise NotADirectoryError(20, "Not a directory", "rows.jsonl")
         return self.listed_splits or (["train", "validation", "test"] if self.validation else super().splits())
 
     def stop(self):

@@ -37,7 +37,7 @@ from heirloom.store.digest import profile_digest
 from heirloom.store.memory_watch import MemoryWatch, watched_memory
 from heirloom.store.outcome import Outcome
 from heirloom.store.parents import SERVED, naming_a_foreign_parent, parent_of, parent_problems
-from heirloom.store.reading import Evaluation, PluginBug, blaming_the_source, reading, score
+from heirloom.store.reading import Evaluation, PluginBug, blaming_the_source, reading, score, source_splits
 from heirloom.store.refs import RefError
 from heirloom.suggest import disabled_by
 
@@ -263,8 +263,9 @@ def train(
         valid = type(keep) is int and keep >= 1
         store.refuse_if_full(profile.project, spec.name, quota, keep if valid else None)
         progress = MemoryWatch(progress, resources, f"training {spec.key}")
-        splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
-        for odd in unknown_splits(source_name, source.splits()):  # a typo of validation: scored on none, unsaid
+        listed = source_splits(source, source_name)
+        splits = [split for split in (VALIDATION, TEST) if split == TEST or split in listed]
+        for odd in unknown_splits(source_name, listed):  # a typo of validation: scored on none, unsaid
             progress.log(odd)
         with blaming_the_source(source, "computing the fingerprint", f"fingerprinting source {source_name!r}"):
             fingerprint = source.fingerprint()
@@ -402,7 +403,7 @@ def _naming_the_model(spec: ComponentSpec, source_name: str) -> Iterator[None]:
 
 def fit(model: Any, source: Source, source_name: str, parent_state: State | None, progress: Progress) -> None:
     """Fit ``model`` on ``source``'s train split (and its validation split, if it takes one)."""
-    splits = source.splits()
+    splits = source_splits(source, source_name)
     validation = reading(source, VALIDATION, NullProgress(), f"reading the validation split of {source_name}")
     extra = {VALIDATION: validation} if VALIDATION in splits and takes_validation(model) else {}
     train_split = reading(source, "train", progress, f"reading the train split of {source_name}")
@@ -453,8 +454,8 @@ def evaluate(
             raise HeirloomError(handle.unavailable or f"{untrained}; run: heirloom train {profile.name}")
         source_name = data_source(spec, model)
         source: Source = system.component(source_name, "source")
-        if split not in source.splits():
-            raise HeirloomError(f"source {source_name!r} has no {split} split (splits: {', '.join(source.splits())})")
+        if split not in (listed := source_splits(source, source_name)):
+            raise HeirloomError(f"source {source_name!r} has no {split} split (splits: {', '.join(listed)})")
         said = f"evaluating {version} on {split}"
         evaluation = score(
             model, source, source_name, split, progress or NullProgress(), said, f"{spec.key} ({spec.use})"
