@@ -179,6 +179,16 @@ def train_toys(profile: Path, setting: str) -> tuple[subprocess.CompletedProcess
     return trained, trained.stderr.strip().splitlines()[-1]
 
 
+def test_a_data_change_is_shown_up_to_where_the_two_fingerprints_differ(tmp_path):
+    """Two fingerprints alike in their first 12 characters read ``daed03fe7868 -> daed03fe7868`` (checker h451 F2)."""
+    profile = toy_team(tmp_path, 'fingerprint_prefix = "daed03fe7868ab"\n')
+    assert train_toys(profile, "sources.rows.rows=20")[0].returncode == 0
+    trained, _ = train_toys(profile, "sources.rows.rows=21")
+    assert "rows differs from the data team/m@1 trained on (daed03fe7868abtoy-20 -> daed03fe7868abtoy-21;" in " ".join(
+        trained.stderr.split()
+    ), trained.stderr
+
+
 def test_a_sources_error_while_train_scores_a_split_names_the_source(tmp_path):
     """Checker h317 F2: a source's HeirloomError while ``train`` scored the validation or test split read
     ``error: scoring the model on the test split: ...``, naming no source of several; it is said as the train

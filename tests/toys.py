@@ -42,6 +42,8 @@ class ToySource(heirloom.Source):
     #: ``fingerprint`` raises ValueError, or (``no_fingerprint``) returns None: a plugin's bugs.
     bad_fingerprint: bool = False
     no_fingerprint: bool = False
+    #: What the fingerprint starts with: two of one long start differ only past it.
+    fingerprint_prefix: str = ""
     #: ``splits`` raises NotADirectoryError, as a source given a file for its folder does: a plugin's bug.
     bad_splits: bool = False
     #: The number (from 1) of the record of each split yielded as a list, no dict or attrs object: a plugin's bug.
@@ -79,7 +81,7 @@ class ToySource(heirloom.Source):
     def fingerprint(self) -> str:
         if self.bad_fingerprint:
             raise ValueError("cannot hash")
-        return None if self.no_fingerprint else f"toy-{self.rows}"
+        return None if self.no_fingerprint else f"{self.fingerprint_prefix}toy-{self.rows}"
 
 
 @attrs.define

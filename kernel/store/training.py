@@ -17,6 +17,7 @@ import hashlib
 import inspect
 import itertools
 import logging
+import os
 import shlex
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
@@ -384,7 +385,9 @@ def _say_if_the_data_changed(
     made was otherwise unexplained, and after a rollback the latest was not where training started."""
     before = since.data_fingerprints.get(source) if since is not None else None
     if before is not None and before != fingerprint:
-        changed = f"{before[:12]} -> {fingerprint[:12]}; heirloom data stats prints it"
+        same = os.path.commonprefix([before, fingerprint])  # noqa: RUF071 - digests, not paths
+        width = max(12, len(same) + 1)  # up to where they differ: both read the same (checker h451 F2)
+        changed = f"{before[:width]} -> {fingerprint[:width]}; heirloom data stats prints it"
         progress.log(f"{spec.key}: {source} differs from the data {since.ref} trained on ({changed})")
 
 
