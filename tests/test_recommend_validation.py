@@ -273,7 +273,8 @@ def test_rescoring_after_a_new_user_scores_the_holders_own_validation_pairs(tmp_
         appended.write("".join(f"newcomer,i{j},5\n" for j in range(8)))
     assert run_heirloom("train", profile, env=env).returncode == 0
     scored = run_heirloom("eval", profile, "--split", "validation", env=env)
-    assert "ranking all items each user has not interacted with, top 10, 31 users with held-out items" in scored.stdout, scored
+    ranked = "ranking all items each user has not interacted with, top 10, 31 users with held-out items"
+    assert ranked in scored.stdout, scored
     assert "left out" not in scored.stdout + scored.stderr
     holder = json.loads(run_heirloom("eval", profile, "--split", "validation", "--json", env=env).stdout)
     assert (holder["models"]["recs"]["version"], holder["models"]["recs"]["left_out"]) == ("shop/recs@1", 0)
