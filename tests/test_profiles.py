@@ -966,7 +966,6 @@ def test_a_key_missing_from_a_table_another_use_replaced_says_it_was_replaced_an
     assert "replaced" not in str(raised.value)
 
 
-
 def test_a_table_given_its_first_use_later_is_merged_not_replaced_in_either_order(tmp_path, kernel):
     """One extended file set a key of a table, a later one gave the table its first ``use``: the key was dropped,
     as by another type, saying ``changed use from None (?)``, or not at all once nothing else was wrong; in the
@@ -979,6 +978,7 @@ def test_a_table_given_its_first_use_later_is_merged_not_replaced_in_either_orde
         assert kernel.resolve(str(tmp_path / "both.toml")).raw.data["models"]["m"]["epochs"] == 4, order
     typed = kernel.resolve(str(tmp_path / "tuned.toml"), ["models.m.use=toy-model", "models.m.data=s"])
     assert typed.raw.data["models"]["m"] == {"epochs": 4, "use": "toy-model", "data": "s"}
+
 
 def test_an_empty_serve_or_inherit_in_a_child_profile_unsets_what_its_parent_set(tmp_path, kernel):
     """Two teams could not go back to serving the latest version in a profile extending one
