@@ -1310,6 +1310,12 @@ def test_an_encounter_class_in_r5s_shape_is_a_bad_resource_not_a_classless_visit
     r5 = write(tmp_path / "r5.json", bundle(PATIENT, {**encounter, "class": [{"coding": [{"code": "AMB"}]}]}))
     with pytest.raises(FhirDataError, match=re.escape("cannot read: class is a list (FHIR R5's shape)")):
         stats_or_error(r5)
+    drug = {"concept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "723"}]}}
+    request = {"resourceType": "MedicationRequest", "id": "m1", "status": "active", "intent": "order"}
+    request |= {"subject": {"reference": "urn:uuid:p1"}, "medication": drug}  # "missing ... medication[x]" (h450 F1)
+    r5 = write(tmp_path / "r5.json", bundle(PATIENT, request))
+    with pytest.raises(FhirDataError, match=re.escape("MedicationRequest/m1 (entry[1]): medication is FHIR R5's shape")):
+        stats_or_error(r5)
 
 
 def test_clinical_resources_contained_in_another_are_read_as_the_patients_own(tmp_path):

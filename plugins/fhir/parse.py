@@ -227,6 +227,8 @@ def problem(resource: Any) -> str | None:
     if "id" in resource and (not isinstance(resource["id"], str) or not resource["id"]):
         return f"id must be a non-empty string, got {found(resource['id'])}"
     missing = [name for name in REQUIRED.get(kind, ()) if not _present(resource, name)]
+    if missing == ["medication[x]"] and "medication" in resource:  # said as R5's Encounter.class is (h450 F1)
+        return "medication is FHIR R5's shape; this reader takes R4's medicationCodeableConcept or medicationReference"
     if missing:
         return f"missing required field(s): {', '.join(missing)}"
     return _reference_problem(resource) if kind in REQUIRED else None
