@@ -936,6 +936,32 @@ def test_conditions_whose_encounter_does_not_resolve_are_counted_and_said(tmp_pa
     assert f"the first: {first}" in caplog.text
 
 
+def test_a_condition_of_a_visit_that_could_not_be_read_is_unlinked_not_at_a_ghost_visit(tmp_path):
+    """An Encounter skipped as unreadable (R5's class, a bad date) left its Conditions at that visit: the summary
+    listed problems at visits the record lacked, and no Condition was counted unlinked (checker h450 F2). Whatever
+    the order of the resources, in a bundle or a bulk export."""
+    bad = {**visit("e2", "2001-03-03T03:00:00Z"), "class": [{"code": "AMB"}]}
+    linked = [
+        condition("c1", encounter={"reference": "Encounter/e1"}),
+        condition("c2", encounter={"reference": "Encounter/e2"}),
+    ]
+    path = write(tmp_path / "b.json", bundle(PATIENT, *linked, visit("e1", "2001-02-03T03:00:00Z"), bad))
+    bulk = tmp_path / "bulk"
+    for name, resources in (
+        ("Condition", linked),
+        ("Encounter", [visit("e1", "2001-02-03T03:00:00Z"), bad]),
+        ("Patient", [PATIENT]),
+    ):
+        lines = [{**r, "subject": {"reference": "Patient/p1"}} if name != "Patient" else r for r in resources]
+        write(bulk / f"{name}.ndjson", "".join(json.dumps(r) + "\n" for r in lines))
+    for read in (path, bulk):
+        source = FhirSource(path=str(read), on_error="skip")
+        (record,) = source.records()
+        assert {e.id: e.encounter for e in record.timeline if e.kind == "condition"} == {"c1": "e1", "c2": None}, read
+        stats = source.tally.to_json()
+        assert stats["unlinked_conditions"] == 1 and "Condition/c2" in stats["unlinked_examples"][0], stats
+
+
 def weight(value: Any, subject: str) -> dict[str, Any]:
     """An Observation of a weight, whatever its value."""
     return {
@@ -1314,7 +1340,9 @@ def test_an_encounter_class_in_r5s_shape_is_a_bad_resource_not_a_classless_visit
     request = {"resourceType": "MedicationRequest", "id": "m1", "status": "active", "intent": "order"}
     request |= {"subject": {"reference": "urn:uuid:p1"}, "medication": drug}  # "missing ... medication[x]" (h450 F1)
     r5 = write(tmp_path / "r5.json", bundle(PATIENT, request))
-    with pytest.raises(FhirDataError, match=re.escape("MedicationRequest/m1 (entry[1]): medication is FHIR R5's shape")):
+    with pytest.raises(
+        FhirDataError, match=re.escape("MedicationRequest/m1 (entry[1]): medication is FHIR R5's shape")
+    ):
         stats_or_error(r5)
 
 

@@ -267,6 +267,8 @@ class Scan:
         self._patients: dict[str, str] = {}
         #: ``(type, id)`` of the withdrawn resources seen: an event's link to one is dropped.
         self._withdrawn: set[tuple[str, str]] = set()
+        #: The unit's Encounters that could not be read (skipped): a link to one is no visit, said as unlinked.
+        self._unreadable: set[tuple[str, str]] = set()
 
     def records(self, split: str | None) -> Iterator[PatientRecord]:
         paths = discover(self.root)
@@ -315,7 +317,8 @@ class Scan:
         chosen = set(wanted)
         events: dict[str, list[Event]] = defaultdict(list)
         seen: dict[str, set[tuple[str, str]]] = defaultdict(set)
-        for e in entries + inside:
+        self._unreadable = set()
+        for e in sorted(entries + inside, key=_visits_first):
             if e.resource["resourceType"] in EVENTS:
                 owner = self._owner(patient_reference(e.resource), catalog, patients)
                 if owner is None:
@@ -403,14 +406,17 @@ class Scan:
         events: list[Event] = []
         seen: set[tuple[str, str]] = set()
         inside: dict[tuple[int, int], list[Entry]] = {}  # a container read once for all it holds
+        entries: list[tuple[Path, Entry]] = []
         for i, o, w, j in owned:
             if j < 0:
-                entry = read_line(handles[i], o, w)
+                entries.append((paths[i], read_line(handles[i], o, w)))
             else:
                 if (i, o) not in inside:
                     inside[i, o] = contained_events(read_line(handles[i], o, w))
-                entry = inside[i, o][j]
-            self._add_event(events, seen, paths[i], entry, catalog, drugs, diagnoses)
+                entries.append((paths[i], inside[i, o][j]))
+        self._unreadable = set()
+        for path, entry in sorted(entries, key=lambda found: _visits_first(found[1])):
+            self._add_event(events, seen, path, entry, catalog, drugs, diagnoses)
         return self._record(paths[index], read_line(handles[index], offset, where), pid, events)
 
     # -- steps ---------------------------------------------------------------------------
@@ -551,6 +557,7 @@ class Scan:
         seen.add(key)
         try:
             ref, target = self._named_encounter(entry.resource.get("encounter"), catalog)
+            target = None if target in self._unreadable else target  # no visit: unlinked, not a ghost's (h450 F2)
             listed = diagnoses.visits.get(key)
             if target is None:
                 target = listed
@@ -573,6 +580,8 @@ class Scan:
             events.append(found)
         except SHAPE_ERRORS as exc:
             self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {_detail(exc)}"), whole_file=False)
+            if key[0] == "Encounter":
+                self._unreadable.add(key)
 
     @staticmethod
     def _named_encounter(holder: Any, catalog: Catalog) -> tuple[str | None, Target | None]:
@@ -582,7 +591,9 @@ class Scan:
 
     def _visit(self, target: Target | None) -> str | None:
         """The id of ``target`` if it is an Encounter, not withdrawn: a visit an event can belong to."""
-        return target[1] if target and target[0] == "Encounter" and target not in self._withdrawn else None
+        if not target or target[0] != "Encounter" or target in self._withdrawn or target in self._unreadable:
+            return None
+        return target[1]
 
     def _record(self, path: Path, entry: Entry, pid: str, events: list[Event]) -> PatientRecord:
         name = path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
@@ -646,6 +657,11 @@ def _version(entry: Entry) -> str | None:
     meta = entry.resource.get("meta") if entry.resource else None
     version = meta.get("versionId") if isinstance(meta, dict) else None
     return version if isinstance(version, str) else None
+
+
+def _visits_first(entry: Entry) -> bool:
+    """A unit's Encounters are read before what links to them: one that cannot be read is then no visit to link."""
+    return entry.resource["resourceType"] != "Encounter"
 
 
 def _stray(path: Path, entry: Entry) -> str:
