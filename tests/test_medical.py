@@ -622,6 +622,11 @@ def test_allergies_by_brand_class_or_member_rule_out_the_cross_reactive_class(di
         ("Allergy to acetaminophen", "Hydrocodone/Acetaminophen 5/325 MG Oral Tablet"),
         ("Allergy to clavulanate", "Amoxicillin-Clavulanate 875-125 MG Oral Tablet"),
         ("Allergy to trimethoprim", "Sulfamethoxazole/Trimethoprim 800/160 MG Oral Tablet"),
+        ("Allergy to clavulanic acid", "Amoxicillin 250 MG / Clavulanate 125 MG Oral Tablet"),  # h450 F3
+        ("Prinivil", "Lisinopril 10 MG Oral Tablet"),
+        ("Glucophage", "Metformin hydrochloride 500 MG Oral Tablet"),
+        ("Macrobid", "Nitrofurantoin 100 MG Oral Capsule"),
+        ("Z-Pak", "Azithromycin 250 MG Oral Tablet"),
         ("Allergy to penicillin", "\uff21\uff2d\uff2f\uff38 500 MG Oral Capsule"),  # full-width letters: AMOX
         ("Allergy to penicillin", "A\u200bmox\u200bicil\u200blin 500 MG Oral Capsule"),  # zero-width spaces
         ("Allergy to penicillin", "AMOX\u0130C\u0130LL\u0130N 500 MG Oral Capsule"),  # Turkish dotted I

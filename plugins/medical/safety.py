@@ -237,6 +237,13 @@ BRANDS: dict[str, tuple[str, ...]] = {
     "asa": ("aspirin",),
     "benzylpenicillin": ("penicillin g",),
     "phenoxymethylpenicillin": ("penicillin v",),
+    # the acid's name of one, and brands of drugs the data prescribes, on a clinic's allergy lists (h450 F3)
+    "clavulanic acid": ("clavulanate",),
+    "prinivil": ("lisinopril",),
+    "glucophage": ("metformin",),
+    "macrobid": ("nitrofurantoin",),
+    "macrodantin": ("nitrofurantoin",),
+    "z-pak": ("azithromycin",),
 }
 #: RxNorm ingredient (IN) names besides the ones above, so that a drug's name is read to an
 #: ingredient the filter knows (``unreadable``): every ingredient of the 100 drugs the Synthea data
