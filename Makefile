@@ -36,11 +36,7 @@ lint: $(STAMP)
 
 # Three workers on two cores: a fifth of the time two left idle goes to tests waiting on daemons and sockets
 # (measured: 20 % idle with two, 10 % with three; the same files took 13 % less time).
-# First pytest's own byte-code: its assertion-rewritten test modules, which it caches only where bytecode may be
-# written. Each worker rewrote them all (11 s of CPU each, 3 at once); collected once here, they read them (-qq:
-# the count per file).
 test: lint bytecode
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -qq --collect-only -p no:cacheprovider
 	$(BIN)/pytest -n 3 --dist loadfile
 
 demo: bytecode
