@@ -1814,6 +1814,9 @@ def test_train_warns_once_per_plugin_module_whose_version_the_lineage_cannot_rec
     assert installed.returncode == 0, installed.stderr
     assert warning.format("heirloom_short") not in installed.stderr and warning.format("tests.toys") in installed.stderr
     assert store.list("team", "m")[-1].plugin_versions == {"heirloom-short": "1.0"}
+    again = run_heirloom("train", str(profile), "n", env=env)  # nothing new but the release: "unchanged" (h451 F3)
+    assert again.returncode == 0 and "stored team/n@2" in again.stdout, again.stdout + again.stderr
+    assert store.list("team", "n")[-1].plugin_versions == {"heirloom-short": "1.0"}
 
 
 def test_train_says_no_records_only_when_a_split_had_none(store, tmp_path):

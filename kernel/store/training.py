@@ -189,6 +189,7 @@ def _identical(stored: list[Artifact], digest: str, record: dict[str, Any], sour
             artifact.digest == digest
             and (record["parent"] == artifact.ref or sibling)
             and _scored(artifact.data_fingerprints, source) == scored
+            and record["releases"].keys() <= artifact.plugin_versions.keys()  # an installed plugin's is recorded
         ):
             return artifact
     return None
@@ -200,17 +201,19 @@ def _scored(fingerprints: dict[str, str], source: str) -> dict[str, str]:
 
 
 def _same_as(
-    store: ArtifactStore, parent: Artifact | None, use: str, digest: str, data: tuple[str, str]
+    store: ArtifactStore, parent: Artifact | None, use: str, digest: str, data: tuple[str, str], releases: dict
 ) -> Artifact | None:
     """``parent`` (the version the model serves) when it came from this very profile (``digest``) and ``data``
     (``(source, fingerprint)``): refitting it on what it has seen would store a copy of itself with drifted weights;
     else a version refitted from it so, which a refit would give again (the served one, of other settings, was
-    refitted at every train until promoted: h418 F2)."""
+    refitted at every train until promoted: h418 F2). A version lacking the release of a plugin it was made with,
+    trained before the plugin was installed, is not it: the next stores one that records it (checker h451 F3)."""
     if parent is None or parent.model_type != use:
         return None
     made_here = [parent, *(a for a in store.list(parent.project, parent.model) if a.parent == parent.ref)]
     same = (a for a in made_here if a.profile_digest == digest and a.model_type == use)
-    return next((a for a in same if a.data_fingerprints.get(data[0]) == data[1]), None)
+    recorded = (a for a in same if releases.keys() <= a.plugin_versions.keys())
+    return next((a for a in recorded if a.data_fingerprints.get(data[0]) == data[1]), None)
 
 
 def _older_format(store: ArtifactStore, parent: Artifact, spec: ComponentSpec) -> int | None:
@@ -278,7 +281,13 @@ def train(
         since = parent if own else next(reversed(store.list(profile.project, spec.name)), None)
         _say_if_the_data_changed(spec, source_name, fingerprint, since, progress)
         digest_now, served_parent = profile_digest(profile), spec.keys.inherit == SERVED
-        found = _same_as(store, parent, spec.use, digest_now, (source_name, fingerprint)) if served_parent else None
+        source_spec = next(s for s in system.specs if s.kind == "source" and s.name == source_name)
+        releases = _plugin_versions(kernel, [("model", spec.use), ("source", source_spec.use)])
+        found = (
+            _same_as(store, parent, spec.use, digest_now, (source_name, fingerprint), releases)
+            if served_parent
+            else None
+        )
         unchanged = found is not None
         if unchanged and found is parent and (older := _older_format(store, parent, spec)):
             said = f"stored in state format {older}, and {spec.use} writes {spec.cls.state_format}: refitted"
@@ -334,7 +343,7 @@ def train(
             by = kernel.plugins.provider("model", spec.use)
             said = f"{spec.key} ({spec.use}, from plugin {by.label if by else '?'}): its state() cannot be stored"
             raise HeirloomError(f"{said}: {exc}") from None
-        record = {"parent": parent.ref if parent else None, "data_fingerprints": fingerprints}
+        record = {"parent": parent.ref if parent else None, "data_fingerprints": fingerprints, "releases": releases}
 
         def identical(stored: list[Artifact]) -> Artifact | None:
             nonlocal same  # asked again under the store's write lock: another train may have stored it meanwhile
@@ -342,7 +351,6 @@ def train(
             return same
 
         same = identical(store.list(profile.project, spec.name))
-        source_spec = next(s for s in system.specs if s.kind == "source" and s.name == source_name)
         artifact = same or store.put(
             profile.project,
             spec.name,
@@ -352,7 +360,7 @@ def train(
             profile_digest=digest_now,
             data_fingerprints=fingerprints,
             metrics=metrics,
-            plugin_versions=_plugin_versions(kernel, [("model", spec.use), ("source", source_spec.use)]),
+            plugin_versions=releases,
             quota_mb=quota,
             keep_versions=keep if valid else None,
             state_format=spec.cls.state_format,
