@@ -627,6 +627,14 @@ def test_allergies_by_brand_class_or_member_rule_out_the_cross_reactive_class(di
         ("Glucophage", "Metformin hydrochloride 500 MG Oral Tablet"),
         ("Macrobid", "Nitrofurantoin 100 MG Oral Capsule"),
         ("Z-Pak", "Azithromycin 250 MG Oral Tablet"),
+        # their other spellings, and a dose or a release beside a drug named: listed unread (checker v40 F1)
+        *(("Allergy to " + name, "Azithromycin 250 MG Oral Tablet") for name in ("Z-Pack", "Zpack", "ZPak")),
+        ("Glucophage XR", "Metformin hydrochloride 500 MG Oral Tablet"),
+        ("Prinivil 10 MG", "Lisinopril 10 MG Oral Tablet"),
+        ("Amoxil 500 mg", "Amoxicillin 500 MG Oral Capsule"),
+        ("Zestoretic", "Lisinopril 10 MG Oral Tablet"),
+        ("Prinzide", "Lisinopril 10 MG Oral Tablet"),
+        ("clavulanic", "Amoxicillin 250 MG / Clavulanate 125 MG Oral Tablet"),
         ("Allergy to penicillin", "\uff21\uff2d\uff2f\uff38 500 MG Oral Capsule"),  # full-width letters: AMOX
         ("Allergy to penicillin", "A\u200bmox\u200bicil\u200blin 500 MG Oral Capsule"),  # zero-width spaces
         ("Allergy to penicillin", "AMOX\u0130C\u0130LL\u0130N 500 MG Oral Capsule"),  # Turkish dotted I

@@ -239,11 +239,14 @@ BRANDS: dict[str, tuple[str, ...]] = {
     "phenoxymethylpenicillin": ("penicillin v",),
     # the acid's name of one, and brands of drugs the data prescribes, on a clinic's allergy lists (h450 F3)
     "clavulanic acid": ("clavulanate",),
+    "clavulanic": ("clavulanate",),
     "prinivil": ("lisinopril",),
+    "zestoretic": ("lisinopril", "hydrochlorothiazide"),
+    "prinzide": ("lisinopril", "hydrochlorothiazide"),
     "glucophage": ("metformin",),
     "macrobid": ("nitrofurantoin",),
     "macrodantin": ("nitrofurantoin",),
-    "z-pak": ("azithromycin",),
+    **dict.fromkeys(("z-pak", "z-pack", "zpak", "zpack"), ("azithromycin",)),
 }
 #: RxNorm ingredient (IN) names besides the ones above, so that a drug's name is read to an
 #: ingredient the filter knows (``unreadable``): every ingredient of the 100 drugs the Synthea data
@@ -298,6 +301,9 @@ _SEMANTIC_TAG = re.compile(
 #: situations code them or as written: not an allergy the filter cannot read (listed, every drug selected withheld).
 NO_ALLERGY_CODES = frozenset(("snomed:409137002", "snomed:716186003", "snomed:428607008", "snomed:429625007"))
 _NO_ALLERGY = re.compile(r"(?:no known (?:drug |food |environmental |medication )?allerg(?:y|ies)|nkda|nka)")
+#: A dose or a release's word beside a drug an allergy names (``Zestril 10 MG``, ``Glucophage XR``): the allergy
+#: is to the drug whatever its dose, and was listed unread, every selection withheld (checker v40 F1).
+_DOSE_OR_RELEASE = re.compile(r"^(\d[\d.,/]*\w*|mg|mcg|ml|iu|units?|xr|er|sr|cr|dr|xl|ec)$")
 #: Words of an allergy display that name nothing (``penicillin with codeine``, ``also ibuprofen``).
 _FILLER_TEXT = "to of with also and or the a an in by from medication medications drug drugs agent agents antibiotic"
 FILLER_WORDS = frozenset(_FILLER_TEXT.split())
@@ -799,7 +805,11 @@ def _read(part: str, drug_words: frozenset[str], formulary: Formulary) -> bool:
     phrased = {word for name in _phrases(part, formulary) for word in _WORDS.split(name)}
     named |= {w for w in words if phrased.intersection(_forms(w))}
     if named:  # "macrolide antibiotics", "sulfa drugs": the plural of a word naming nothing names nothing
-        return all(set(_forms(word)) & (FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS) for word in words - named)
+        others = words - named
+        return all(
+            set(_forms(word)) & (FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS) or _DOSE_OR_RELEASE.match(word)
+            for word in others
+        )
     if any(DRUG_KIND_WORDS.intersection(_forms(word)) for word in words):  # a drug, but which?
         return False
     return bool(words & NOT_DRUG_WORDS) and words <= NOT_DRUG_WORDS | FILLER_WORDS
