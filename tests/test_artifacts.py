@@ -90,6 +90,15 @@ def test_put_given_a_ref_for_a_parent_or_a_dict_for_a_state_says_what_it_takes(s
         heirloom.HeirloomError, match=r"tensors must be a dict of name to tensor \(\{\} for none\), got No"
     ):
         store.put("finance", "sentiment", heirloom.State(None, {}), model_type="text-classifier")  # (v39 F5)
+    for mistake, said in [  # an sqlite IntegrityError, a TypeError, or 5 stored as "5" (checker v40 F2)
+        ({"model_type": None}, "model_type as the name of a model type (text), got None"),
+        ({"model_type": 5}, "model_type as the name of a model type (text), got 5"),
+        ({"metrics": [1]}, "metrics as a dict (or None), got a list"),
+        ({"data_fingerprints": "abc"}, "data_fingerprints as a dict (or None), got a str"),
+        ({"data_fingerprints": {"news": 5}}, "data_fingerprints as a dict of source name to fingerprint, both text"),
+    ]:
+        with pytest.raises(heirloom.HeirloomError, match=re.escape(f"put takes {said}")):
+            store.put("finance", "sentiment", make_state(2), **{"model_type": "text-classifier", **mistake})
     assert [a.version for a in store.list()] == [1]
 
 
@@ -796,6 +805,7 @@ def test_promote_if_better_on_an_error_metric_wants_it_lower(store):
     for flag in (["--lower-is-better"], ["--on", "test"], ["--on", "validation"]):  # each alone moved the alias
         alone = models(store, "promote", "ops/forecaster@1", "production", *flag)  # unsaid (h448 F6; the default's
         assert alone.returncode == 2 and "give --if-better METRIC too" in said(alone)  # name too: checker v39 F1)
+        assert f"Error: {flag[0]} only says how --if-better compares" in said(alone), said(alone)  # (v40 F4)
     for split in ("test", "validation"):  # in Python
         with pytest.raises(heirloom.HeirloomError, match="give if_better=METRIC too"):
             store.promote("ops/forecaster@1", "production", on=split)

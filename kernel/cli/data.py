@@ -44,7 +44,7 @@ from heirloom.datasets.fetch import fetch
 from heirloom.profile_toml import dotted
 from heirloom.splits import unknown_splits
 from heirloom.store.outcome import Outcome, StoppedAfter
-from heirloom.store.reading import is_record, not_a_record
+from heirloom.store.reading import PluginBug, is_record, not_a_record, source_splits
 from heirloom.suggest import disabled_by
 
 #: How much of a long list or string ``data show`` prints (``--json`` prints everything).
@@ -79,6 +79,8 @@ def started_source(profile: str, name: str, overrides: tuple[str, ...] = ()) -> 
             raise  # it wanted
         except HeirloomError as exc:  # a data file's path from ${VAR} as the profile wrote it (checker v30 F1)
             fail(f"error: {resolved.raw.hide_secrets('', str(exc))}")
+        except PluginBug as exc:  # what it was doing, named as train names it (listing the splits: checker v40 F6)
+            fail_unexpectedly(exc.args[0], exc.__cause__ or exc)
         except Exception as exc:  # noqa: BLE001 - a source's bug: its traceback, then a line naming the source
             fail_unexpectedly(f"reading {whose(kernel, 'source', f'sources.{name}', use)}", exc)
 
@@ -112,8 +114,8 @@ def data_show(
 ) -> None:
     """Print the records SOURCE of PROFILE yields."""
     with started_source(profile, source, overrides) as component:
-        if split is not None and split not in component.splits():
-            splits, close = component.splits(), did_you_mean(split, component.splits())
+        if split is not None and split not in (splits := source_splits(component, source)):
+            close = did_you_mean(split, splits)
             fail(f"error: source {source!r} has no split {split!r}{close} (splits: {', '.join(splits)})", EXIT_INVALID)
         records = iter(component.records(split))
         for number, record in enumerate(itertools.islice(records, min(limit, sys.maxsize) or None), start=1):
@@ -142,7 +144,7 @@ def data_stats(profile: str, source: str, as_json: bool, overrides: tuple[str, .
     stopped = None
     try:
         with Outcome() as kept, started_source(profile, source, overrides) as component, reading:
-            for odd in unknown_splits(source, component.splits()):  # its counts list it: heirloom never reads it
+            for odd in unknown_splits(source, source_splits(component, source)):  # its counts list it: never read
                 err_console.print(odd, markup=False, highlight=False)
             stats = kept({**component.stats(), "fingerprint": component.fingerprint()})
     except StoppedAfter as exc:  # counted, then the source failed to stop: the counts are printed first (h341 F1)

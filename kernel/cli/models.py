@@ -327,7 +327,9 @@ def models_promote(
     if held is None and not new_alias:
         refuse_misspelt_alias(store, target, alias)
     if metric is None and (lower_is_better or split is not None):  # neither alone changes what moves (v39 F1)
-        raise click.UsageError("--lower-is-better and --on say how --if-better compares: give --if-better METRIC too")
+        given = " and ".join(flag for flag, on in (("--lower-is-better", lower_is_better), ("--on", split)) if on)
+        says = "say" if " and " in given else "says"
+        raise click.UsageError(f"{given} only {says} how --if-better compares: give --if-better METRIC too")
     split = split or VALIDATION
     if lower_is_better and metric is not None and metric.rpartition(".")[2] in compare.HIGHER_IS_BETTER:
         click.echo(f"warning: {metric} is a score (higher is better): --lower-is-better keeps the worse", err=True)

@@ -33,6 +33,7 @@ from heirloom.store.compare import VALIDATION, PromotionRefused, check_better
 from heirloom.store.content import (
     Damaged,
     canonical_json,
+    check_put,
     decode_metadata,
     decode_state,
     encode_tensors,
@@ -165,9 +166,7 @@ class ArtifactStore:
         at once, each checked before the other stored, stored the same content twice)."""
         check_name("project", project)
         check_name("model", model)
-        if not isinstance(state, State) or not (parent is None or isinstance(parent, Artifact)):  # h448 F5
-            wrong = f"state a {type(state).__name__}" if not isinstance(state, State) else f"parent {parent!r:.80}"
-            raise HeirloomError(f"put takes a heirloom.State, and as parent an Artifact (store.resolve(ref)): {wrong}")
+        check_put(state, parent, isinstance(parent, Artifact), model_type, data_fingerprints, metrics)
         framework, weights = encode_tensors(state.tensors)
         metadata = state_metadata(state, state_format)
         weights_sha, metadata_sha = sha256(weights), sha256(metadata)

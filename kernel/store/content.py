@@ -143,6 +143,21 @@ def finite(value: Any, depth: int = 0) -> Any:
 STATE_FORMAT_KEY = "heirloom_state_format"
 
 
+def check_put(state: Any, parent: Any, parent_ok: bool, model_type: Any, fingerprints: Any, metrics: Any) -> None:
+    """HeirloomError for what ``ArtifactStore.put`` cannot store, saying what it takes (``parent_ok``: the parent is
+    an Artifact): it was a bare AttributeError, an sqlite IntegrityError, or a type stored as text (h448 F5, v40 F2)."""
+    if not isinstance(state, State) or not (parent is None or parent_ok):
+        wrong = f"state a {type(state).__name__}" if not isinstance(state, State) else f"parent {parent!r:.80}"
+        raise HeirloomError(f"put takes a heirloom.State, and as parent an Artifact (store.resolve(ref)): {wrong}")
+    if not isinstance(model_type, str) or not model_type.strip():
+        raise HeirloomError(f"put takes model_type as the name of a model type (text), got {model_type!r:.80}")
+    for name, value in (("metrics", metrics), ("data_fingerprints", fingerprints)):
+        if value is not None and not isinstance(value, dict):
+            raise HeirloomError(f"put takes {name} as a dict (or None), got a {type(value).__name__}")
+    if fingerprints and not all(isinstance(key, str) and isinstance(v, str) for key, v in fingerprints.items()):
+        raise HeirloomError("put takes data_fingerprints as a dict of source name to fingerprint, both text")
+
+
 def state_metadata(state: State, state_format: int = 1) -> bytes:
     """A state's metadata as canonical JSON: a dict, as the model contract says; a format
     above 1 is recorded in it (format 1 leaves the bytes, so the digest, as they were)."""

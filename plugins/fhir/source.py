@@ -125,8 +125,9 @@ class FhirSource(heirloom.Source):
 
         if self.tally.unlinked.count:
             log.warning(
-                "%s: %d Condition(s) name an encounter their unit does not hold and are at no visit: no diagnosis "
-                "label of any (data stats: unlinked_conditions, unlinked_examples); the first: %s",
+                "%s: %d Condition(s) name an encounter their unit does not hold, or one skipped as unreadable, and "
+                "are at no visit: no diagnosis label of any (data stats: unlinked_conditions, unlinked_examples); "
+                "the first: %s",
                 self.path,
                 self.tally.unlinked.count,
                 self.tally.unlinked.examples[0],
