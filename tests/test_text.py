@@ -349,6 +349,11 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
         records(header + b" ,card_payment\r\n")  # was a training text ""
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: the 'text' column is empty or blank"):
         records(header + "\u200b\u200b,card_payment\r\n".encode())  # trained on, where predict refuses it
+    others = "and 2 more rows of a blank text or label: line(s) 5, 6"  # each run named one row (checker h452 F2)
+    with pytest.raises(
+        heirloom.HeirloomError, match=re.escape(f"intents.csv:3: the 'text' column is empty or blank ({others})")
+    ):
+        records(header + b" ,card_payment\r\nfine,card_payment\r\n,other\r\nok, \r\n")
     for label in ("card\u202epayment", '"card\npayment"'):  # classes of their own, which feedback may not make
         with pytest.raises(heirloom.HeirloomError, match=r"csv:[34]: the 'category' column: label .* invisible"):
             records(header + f"Why was my card declined?,{label}\r\n".encode())

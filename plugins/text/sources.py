@@ -576,14 +576,16 @@ class CsvSource(TextSource, CsvFormat):
         columns = (self.text_column, self.label_column)
         last: tuple[int, str] | None = None  # a row's label is checked once the next is read: the file's
         headers: list[int] = []  # rows that repeat the header
-        for line, row in self.csv_rows(path, columns):  # last row may be a quote never closed, said so
+        rows = self.csv_rows(path, columns)  # the last row may be a quote never closed, said so
+        for line, row in rows:
             text, label = row[self.text_column], row[self.label_column]
             if repeats_header(row):
                 headers.append(line)  # files joined with cat, each with its header (and a BOM): a class 'label'
                 continue
             for column, value in ((self.text_column, text), (self.label_column, label)):
                 if heirloom.blank(value):  # a blank text teaches nothing, and the daemon refuses one
-                    raise heirloom.HeirloomError(f"{path}:{line}: the {column!r} column is empty or blank")
+                    said = f"{path}:{line}: the {column!r} column is empty or blank"
+                    raise heirloom.HeirloomError(said + _more_blank_rows(rows, columns))
             if last is not None:
                 self._check_label(path, *last)
             label = normal_label(label)  # a decomposed "café" is the composed one
@@ -844,3 +846,13 @@ class FeedbackSource(heirloom.Source):
         for record in self.records("train"):
             digest.update(json.dumps(record, sort_keys=True).encode())
         return digest.hexdigest()
+
+
+def _more_blank_rows(rows: Iterator[tuple[int, dict[str, str]]], columns: tuple[str, ...]) -> str:
+    """The file's other rows with a blank text or label, read on past the first: a file of several was mended one run
+    a row, each naming only the next (checker h452 F2). Read until the end or the file's next fault."""
+    lines: list[int] = []
+    with contextlib.suppress(heirloom.HeirloomError):
+        lines.extend(line for line, row in rows if any(heirloom.blank(row[column]) for column in columns))
+    shown = ", ".join(map(str, lines[:10])) + (f" and {len(lines) - 10} more" if len(lines) > 10 else "")
+    return f" (and {len(lines)} more rows of a blank text or label: line(s) {shown})" if lines else ""
