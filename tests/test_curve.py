@@ -69,7 +69,7 @@ def test_authorised_client_is_served(secure, keys):
 def test_unauthorised_client_is_refused(secure, keys):
     with (
         secure.client(curve=_curve(keys, "strangers/mallory.key_secret"), timeout=5) as client,
-        pytest.raises(Unauthenticated, match="refused this client's Curve key"),
+        pytest.raises(Unauthenticated, match=r"refused this client's Curve key \(not in its authorised clients\)$"),
     ):
         client.call("echo.echo", "let me in")
 
@@ -88,6 +88,20 @@ def test_async_client_speaks_curve_and_is_refused_a_stranger_key(secure, keys):
 
     asyncio.run(scenario())
 
+
+def test_a_client_with_keys_to_a_daemon_without_curve_is_told_it_serves_without_curve(tmp_path, keys):
+    """It was told its key was refused or the server key wrong, which sent its operator to a clients folder the
+    daemon has none of (checker h453 F1); an unknown key is refused naming the key only (a wrong server key is a
+    silence, never a refusal: F2)."""
+    plain = Daemon(tmp_path)
+    plain.wait_ready()
+    try:
+        said = "refused this client's Curve handshake as another protocol: it serves without CurveZMQ"
+        with plain.client(curve=_curve(keys, "clients/alice.key_secret"), timeout=5, retries=0) as client:
+            with pytest.raises(Unauthenticated, match=said):
+                client.call("echo.echo", "over curve?")
+    finally:
+        assert plain.terminate() == 0
 
 def test_plain_client_gets_nothing(secure):
     hint = "A daemon serving over CurveZMQ answers no client without a key"

@@ -210,7 +210,7 @@ class AsyncClient:
                 self._socket.get(_EVENTS)  # libzmq takes in the new connection (and drops the last) now
                 self._loop.call_soon(self._on_socket)  # type: ignore[union-attr]  # to send what waited for it
             elif event != DISCONNECTED:  # a refused handshake: nothing queued will be sent
-                self._auth_failure = refused_key_message(self.address)
+                self._auth_failure = refused_key_message(self.address, event)
                 self._fail_pending(functools.partial(Unauthenticated, self._auth_failure))
             else:  # what was sent on it has no reply to come
                 self._lost()

@@ -401,7 +401,7 @@ class Client:
                 self._auth_failure = None
                 self._socket.get(zmq.EVENTS)  # libzmq takes in the new connection (and drops the last) now
             elif event != DISCONNECTED:  # a refused handshake: nothing queued will be sent
-                self._auth_failure = refused_key_message(self.address)
+                self._auth_failure = refused_key_message(self.address, event)
                 for entry in [*pending.values(), *(item[2] for item in self._backlog)]:
                     _settle(entry.future, Unauthenticated(self._auth_failure))
                 pending.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import zmq
 
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveClient
@@ -92,9 +93,13 @@ def silence_hint(curve: CurveClient | None) -> str:
     return "is the daemon running and reachable? A daemon serving over CurveZMQ answers no client without a key"
 
 
-def refused_key_message(address: str) -> str:
-    """What a failed Curve handshake means, for UNAUTHENTICATED."""
-    return (
-        f"the daemon at {address} refused this client's Curve key (not in its "
-        "authorised clients) or the server key is wrong"
-    )
+def refused_key_message(address: str, event: int = zmq.EVENT_HANDSHAKE_FAILED_AUTH) -> str:
+    """What a failed Curve handshake ``event`` means, for UNAUTHENTICATED: the daemon's authenticator refused the
+    key, or the two sides' security differs. A wrong server key is never answered (a silence, ``silence_hint``),
+    so it is named in neither: a client with keys to a daemon without Curve was sent to its clients folder (h453)."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        return (
+            f"the daemon at {address} refused this client's Curve handshake as another protocol: it serves "
+            "without CurveZMQ (call it without Curve keys) or is no heirloom daemon"
+        )
+    return f"the daemon at {address} refused this client's Curve key (not in its authorised clients)"
