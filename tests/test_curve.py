@@ -97,11 +97,30 @@ def test_a_client_with_keys_to_a_daemon_without_curve_is_told_it_serves_without_
     plain.wait_ready()
     try:
         said = "refused this client's Curve handshake as another protocol: it serves without CurveZMQ"
-        with plain.client(curve=_curve(keys, "clients/alice.key_secret"), timeout=5, retries=0) as client:
-            with pytest.raises(Unauthenticated, match=said):
-                client.call("echo.echo", "over curve?")
+        curve = _curve(keys, "clients/alice.key_secret")
+        with plain.client(curve=curve, timeout=5, retries=0) as client, pytest.raises(Unauthenticated, match=said):
+            client.call("echo.echo", "over curve?")
     finally:
         assert plain.terminate() == 0
+
+
+def test_a_client_folder_without_a_public_key_is_warned_of_at_the_start(tmp_path, keys):
+    """A --curve-clients folder holding only a client's .key_secret (copied by mistake) served, every client refused,
+    and the log said nothing (checker h453 F3)."""
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    (clients / "alice.key_secret").write_bytes((keys / "clients" / "alice.key_secret").read_bytes())
+    curve = ("--curve-secret", str(keys / "server" / "server.key_secret"), "--curve-clients", str(clients))
+    daemon = Daemon(tmp_path, *curve, address=free_tcp_address())
+    try:
+        said = f"--curve-clients {clients} holds no public .key file (1 .key_secret): no client can connect"
+        deadline = time.monotonic() + 30
+        while said not in daemon.log() and time.monotonic() < deadline and daemon.process.poll() is None:
+            time.sleep(0.1)
+        assert said in daemon.log(), daemon.log()
+    finally:
+        assert daemon.terminate() == 0
+
 
 def test_plain_client_gets_nothing(secure):
     hint = "A daemon serving over CurveZMQ answers no client without a key"
@@ -196,6 +215,11 @@ def test_call_cli_speaks_curve(secure, keys):
                       "--curve-server", str(keys / "server" / "server.key"))  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == '"hi"'
+    secret = run_heirloom("call", "echo.echo", '"hi"', "--connect", secure.address,
+                          "--curve-secret", str(keys / "clients" / "alice.key_secret"),
+                          "--curve-server", str(keys / "server" / "server.key_secret"))  # fmt: skip
+    said = "server.key_secret holds the daemon's secret key: a client needs only its public .key"
+    assert secret.returncode == 0 and said in " ".join(secret.stderr.split()), secret.stderr  # (checker h453 F4)
     refused = run_heirloom("call", "echo.echo", '"hi"', "--connect", secure.address, "--timeout", "3",
                            "--curve-secret", str(keys / "strangers" / "mallory.key_secret"),
                            "--curve-server", str(keys / "server" / "server.key"))  # fmt: skip

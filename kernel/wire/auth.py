@@ -189,6 +189,12 @@ def load_public(key_file: Path) -> bytes:
     return read_key_file(key_file)["public"]
 
 
+def warn_if_secret(server_key_file: Path) -> None:
+    """Warn of a client given the daemon's ``.key_secret``: served, but it may pose as the daemon (h453 F4)."""
+    if "secret" in read_key_file(server_key_file):
+        log.warning("%s holds the daemon's secret key: a client needs only its public .key", server_key_file)
+
+
 def _key_ids(directory: Path | None, *, strict: bool, warned: set[str] | None = None) -> frozenset[str]:
     """The z85 public keys of a folder's ``*.key`` files (how ZAP reports a client's User-Id).
     A file that is no key fails a ``strict`` read; otherwise it is skipped with a warning
@@ -276,6 +282,9 @@ class CurveServer:
         if not self.clients_dir.is_dir():
             raise HeirloomError(f"--curve-clients {self.clients_dir} is not a folder of public .key files")
         self._clients = _key_ids(self.clients_dir, strict=True, warned=self._warned)
+        if not self._clients:  # served in silence, every client refused; a client's secret copied in? (h453 F3)
+            said = "--curve-clients %s holds no public .key file (%d .key_secret): no client can connect"
+            log.warning(said, self.clients_dir, len(list(self.clients_dir.glob("*.key_secret"))))
         self._admins = _key_ids(self.admins_dir, strict=True, warned=self._warned)
         self._workers = _key_ids(self.workers_dir, strict=True, warned=self._warned)
 
@@ -412,7 +421,7 @@ class CurveClient:
     def check(self) -> None:
         """HeirloomError naming the file when a key is unusable: at start, not at first use."""
         load_keypair(self.secret_file)
-        load_public(self.server_key_file)
+        warn_if_secret(self.server_key_file)
 
 
 @attrs.frozen
