@@ -1808,7 +1808,10 @@ def test_train_warns_once_per_plugin_module_whose_version_the_lineage_cannot_rec
     recording no version of the plugin; installed as a package, it is recorded, and nothing is said."""
     write(tmp_path / "heirloom_short.py", SHORT_MODEL)
     text = TOY_TABLES.replace('use = "toy-model"', 'use = "short-model"')
-    profile = write(tmp_path / "team.toml", f'project = "team"\n{text}[models.n]\nuse = "short-model"\ndata = "rows"\n')
+    served = '[models.o]\nuse = "short-model"\ndata = "rows"\ninherit = "served"\ndrift = true\n'
+    profile = write(
+        tmp_path / "team.toml", f'project = "team"\n{text}[models.n]\nuse = "short-model"\ndata = "rows"\n{served}'
+    )
     env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_short"}
     env["PYTHONPATH"] = pythonpath(tmp_path)
     warning = "warning: the lineage of versions trained here records no version of plugin {}: it is a module"
@@ -1817,7 +1820,7 @@ def test_train_warns_once_per_plugin_module_whose_version_the_lineage_cannot_rec
     warned = [line for line in trained.stderr.splitlines() if line.startswith("warning:")]
     assert len(warned) == 2 and warned[0].startswith(warning.format("heirloom_short")), trained.stderr
     assert warned[1].startswith(warning.format("tests.toys")) and "(pip install -e .)" in warned[1]
-    assert [version.plugin_versions for version in store.list("team")] == [{}, {}]
+    assert [version.plugin_versions for version in store.list("team")] == [{}, {}, {}]
     info = write(tmp_path / "heirloom_short-1.0.dist-info" / "METADATA", "Name: heirloom-short\nVersion: 1.0\n").parent
     write(info / "entry_points.txt", "[heirloom]\nshort = heirloom_short\n")
     installed = run_heirloom("train", str(profile), "m", "--set", "models.m.epochs=2", env=env)
@@ -1827,6 +1830,13 @@ def test_train_warns_once_per_plugin_module_whose_version_the_lineage_cannot_rec
     again = run_heirloom("train", str(profile), "n", env=env)  # nothing new but the release: "unchanged" (h451 F3)
     assert again.returncode == 0 and "stored team/n@2" in again.stdout, again.stdout + again.stderr
     assert store.list("team", "n")[-1].plugin_versions == {"heirloom-short": "1.0"}
+    again = run_heirloom("train", str(profile), "o", env=env)  # served, warm-started from: refitting drifts it (v41 F1)
+    wanted = "team/o@1, which it serves: not refitted; stored again recording the release of heirloom-short"
+    assert again.returncode == 0 and wanted in said(again), said(again)
+    first, second = store.list("team", "o")
+    assert second.digest == first.digest and second.plugin_versions == {"heirloom-short": "1.0"}
+    again = run_heirloom("train", str(profile), "o", env=env)
+    assert "team/o@2, which it serves: not refitted" in said(again) and len(store.list("team", "o")) == 2
 
 
 def test_train_says_no_records_only_when_a_split_had_none(store, tmp_path):

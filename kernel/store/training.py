@@ -201,19 +201,18 @@ def _scored(fingerprints: dict[str, str], source: str) -> dict[str, str]:
 
 
 def _same_as(
-    store: ArtifactStore, parent: Artifact | None, use: str, digest: str, data: tuple[str, str], releases: dict
+    store: ArtifactStore, parent: Artifact | None, use: str, digest: str, data: tuple[str, str]
 ) -> Artifact | None:
     """``parent`` (the version the model serves) when it came from this very profile (``digest``) and ``data``
     (``(source, fingerprint)``): refitting it on what it has seen would store a copy of itself with drifted weights;
     else a version refitted from it so, which a refit would give again (the served one, of other settings, was
-    refitted at every train until promoted: h418 F2). A version lacking the release of a plugin it was made with,
-    trained before the plugin was installed, is not it: the next stores one that records it (checker h451 F3)."""
+    refitted at every train until promoted: h418 F2). One lacking a plugin's release (trained before the package was
+    installed) is it too: its weights are stored again recording the release, never refitted (checker v41 F1)."""
     if parent is None or parent.model_type != use:
         return None
     made_here = [parent, *(a for a in store.list(parent.project, parent.model) if a.parent == parent.ref)]
     same = (a for a in made_here if a.profile_digest == digest and a.model_type == use)
-    recorded = (a for a in same if releases.keys() <= a.plugin_versions.keys())
-    return next((a for a in recorded if a.data_fingerprints.get(data[0]) == data[1]), None)
+    return next((a for a in same if a.data_fingerprints.get(data[0]) == data[1]), None)
 
 
 def _older_format(store: ArtifactStore, parent: Artifact, spec: ComponentSpec) -> int | None:
@@ -283,11 +282,7 @@ def train(
         digest_now, served_parent = profile_digest(profile), spec.keys.inherit == SERVED
         source_spec = next(s for s in system.specs if s.kind == "source" and s.name == source_name)
         releases = _plugin_versions(kernel, [("model", spec.use), ("source", source_spec.use)])
-        found = (
-            _same_as(store, parent, spec.use, digest_now, (source_name, fingerprint), releases)
-            if served_parent
-            else None
-        )
+        found = _same_as(store, parent, spec.use, digest_now, (source_name, fingerprint)) if served_parent else None
         unchanged = found is not None
         if unchanged and found is parent and (older := _older_format(store, parent, spec)):
             said = f"stored in state format {older}, and {spec.use} writes {spec.cls.state_format}: refitted"
@@ -308,7 +303,9 @@ def train(
         with watched_memory(resources, f"training {spec.key}"):
             if unchanged:  # a warm start would only move the weights on data they have seen
                 served_by = "which it serves" if found is parent else f"refitted from the served {parent.ref}"
-                progress.log(f"{spec.key}: the same data and settings as {found.ref}, {served_by}: not refitted")
+                unrecorded = ", ".join(sorted(releases.keys() - found.plugin_versions.keys()))
+                again = f"; stored again recording the release of {unrecorded}" if unrecorded else ""
+                progress.log(f"{spec.key}: the same data and settings as {found.ref}, {served_by}: not refitted{again}")
                 model.load(parent_state if found is parent else store.load(found, reads=spec.cls.state_format))
             elif fitted is None:
                 with naming_a_foreign_parent(spec, parent), _naming_the_model(spec, source_name):
@@ -332,7 +329,7 @@ def train(
         metrics = dict(by_split[TEST].report.metrics)
         if VALIDATION in by_split:
             metrics[VALIDATION] = by_split[VALIDATION].report.metrics
-        if found is not None and unchanged:
+        if unchanged and releases.keys() <= found.plugin_versions.keys():
             return kept(Trained(found, by_split[TEST].report, tuple(evaluations), reused=True))
         fingerprints = {source_name: fingerprint}
         fingerprints.update({evaluation_key(source_name, e.split): e.fingerprint for e in evaluations})
