@@ -635,6 +635,13 @@ def test_allergies_by_brand_class_or_member_rule_out_the_cross_reactive_class(di
         ("Zestoretic", "Lisinopril 10 MG Oral Tablet"),
         ("Prinzide", "Lisinopril 10 MG Oral Tablet"),
         ("clavulanic", "Amoxicillin 250 MG / Clavulanate 125 MG Oral Tablet"),
+        # a dose with its form, in grams, per day or as a ratio: listed unread (checker v41 F3)
+        ("lisinopril 10 MG Oral Tablet", "Lisinopril 10 MG Oral Tablet"),
+        ("penicillin V potassium 250 MG Oral Tablet", "Amoxicillin 500 MG Oral Capsule"),
+        ("Amoxil 1 g", "Amoxicillin 500 MG Oral Capsule"),
+        ("lisinopril 10 MG/day", "Lisinopril 10 MG Oral Tablet"),
+        ("Zestoretic 20/12.5 MG", "Hydrochlorothiazide 25 MG Oral Tablet"),
+        ("Norco 5 / 325", "Acetaminophen 325 MG Oral Tablet"),
         ("Allergy to penicillin", "\uff21\uff2d\uff2f\uff38 500 MG Oral Capsule"),  # full-width letters: AMOX
         ("Allergy to penicillin", "A\u200bmox\u200bicil\u200blin 500 MG Oral Capsule"),  # zero-width spaces
         ("Allergy to penicillin", "AMOX\u0130C\u0130LL\u0130N 500 MG Oral Capsule"),  # Turkish dotted I

@@ -118,8 +118,10 @@ _NOT_DRUG_TEXT = """
     tomato tomatoes kiwi banana bananas apple apples citrus chocolate corn mustard celery edible natural rubber"""
 NOT_DRUG_WORDS = frozenset(_NOT_DRUG_TEXT.split())
 _DASHES = "\\-\u2010\u2011\u2012\u2013\u2014\u2212"  # hyphens (a non-breaking one too), dashes, minus
-#: Where one display names several allergies: "penicillin and acetaminophen", "sulfa, codeine".
-_PARTS = re.compile(f"\\s*(?:[,;&/+]|\\band\\b|\\bor\\b|\\s[{_DASHES}]\\s)\\s*")
+#: Where one display names several allergies: "penicillin and acetaminophen", "sulfa, codeine"; a ``/`` before a
+#: number or a unit is a dose's (``Zestoretic 20/12.5 MG``, ``10 MG/day``), no second allergy (checker v41 F3).
+_PER = r"(?:\d|(?:day|dose|ml|kg|hr?|hour|week)\b)"
+_PARTS = re.compile(f"\\s*(?:[,;&+]|/(?!\\s*{_PER})|\\band\\b|\\bor\\b|\\s[{_DASHES}]\\s)\\s*")
 _DASH = re.compile(f"[{_DASHES}]")
 _WORDS = re.compile(f"[\\s,{_DASHES}]+")
 #: Between two ingredients of a combination's name: ``Sulfamethoxazole/Trimethoprim``, ``Amoxicillin-Clavulanate``.
@@ -301,9 +303,13 @@ _SEMANTIC_TAG = re.compile(
 #: situations code them or as written: not an allergy the filter cannot read (listed, every drug selected withheld).
 NO_ALLERGY_CODES = frozenset(("snomed:409137002", "snomed:716186003", "snomed:428607008", "snomed:429625007"))
 _NO_ALLERGY = re.compile(r"(?:no known (?:drug |food |environmental |medication )?allerg(?:y|ies)|nkda|nka)")
-#: A dose or a release's word beside a drug an allergy names (``Zestril 10 MG``, ``Glucophage XR``): the allergy
-#: is to the drug whatever its dose, and was listed unread, every selection withheld (checker v40 F1).
-_DOSE_OR_RELEASE = re.compile(r"^(\d[\d.,/]*\w*|mg|mcg|ml|iu|units?|xr|er|sr|cr|dr|xl|ec)$")
+#: A dose's, a form's or a release's word beside a drug an allergy names (``Zestril 10 MG``, ``Glucophage XR``,
+#: ``lisinopril 10 MG Oral Tablet``): the allergy is to the drug whatever its dose, and was listed unread, every
+#: selection withheld (checker v40 F1, v41 F3).
+_DOSE_OR_RELEASE = re.compile(
+    r"^(\d[\d.,/]*\w*|(?:mg|mcg|g|ml|iu|units?)(?:/\w+)?|xr|er|sr|cr|dr|xl|ec|oral|tablets?|capsules?|chewable"
+    r"|film|coated|solution|suspension|syrup|injection|injectable|daily|twice|once|per|day|/)$"
+)
 #: Words of an allergy display that name nothing (``penicillin with codeine``, ``also ibuprofen``).
 _FILLER_TEXT = "to of with also and or the a an in by from medication medications drug drugs agent agents antibiotic"
 FILLER_WORDS = frozenset(_FILLER_TEXT.split())
@@ -737,8 +743,7 @@ def unread(
         if (not parts and not formulary.by_code(code)) or len(display or "") > MAX_ALLERGY_CHARS:
             missing.add(_quoted_allergy(code, display))
         drugs_read = [
-            _WORDS.sub(" ", part) in names or _salt_of(part, known) or _read(part, drug_words, formulary)
-            for part in parts
+            _undosed(part) in names or _salt_of(part, known) or _read(part, drug_words, formulary) for part in parts
         ]  # the drug a generic part stands for: named by another part read as a drug, or by the code
         named = formulary.by_code(code) or any(
             ok and not _some_drug(part) and not set(filter(None, _WORDS.split(part))) <= NOT_DRUG_WORDS | FILLER_WORDS
@@ -747,6 +752,11 @@ def unread(
         if not all(ok or (named and _some_drug(part)) for ok, part in zip(drugs_read, parts, strict=True)):
             missing.add(_quoted_allergy(code, display))
     return sorted(missing)
+
+
+def _undosed(part: str) -> str:
+    """``part`` without its dose's, form's or release's words, its words spaced as known names are."""
+    return " ".join(word for word in _WORDS.split(part) if word and not _DOSE_OR_RELEASE.match(word))
 
 
 def _quoted_allergy(code: str | None, display: str | None) -> str:
