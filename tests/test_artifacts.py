@@ -93,8 +93,10 @@ def test_put_given_a_ref_for_a_parent_or_a_dict_for_a_state_says_what_it_takes(s
     for mistake, said in [  # an sqlite IntegrityError, a TypeError, or 5 stored as "5" (checker v40 F2)
         ({"model_type": None}, "model_type as the name of a model type (text), got None"),
         ({"model_type": 5}, "model_type as the name of a model type (text), got 5"),
-        ({"metrics": [1]}, "metrics as a dict (or None), got a list"),
-        ({"data_fingerprints": "abc"}, "data_fingerprints as a dict (or None), got a str"),
+        ({"metrics": [1]}, "metrics as a dict (or None), got [1]"),
+        ({"metrics": 5}, "metrics as a dict (or None), got 5"),  # "got a int" (checker v41 F4)
+        ({"metrics": {1: 0.5}}, "metrics keyed by their names, text: key 1 would be stored as text"),
+        ({"data_fingerprints": "abc"}, "data_fingerprints as a dict (or None), got 'abc'"),
         ({"data_fingerprints": {"news": 5}}, "data_fingerprints as a dict of source name to fingerprint, both text"),
     ]:
         with pytest.raises(heirloom.HeirloomError, match=re.escape(f"put takes {said}")):
@@ -807,8 +809,10 @@ def test_promote_if_better_on_an_error_metric_wants_it_lower(store):
         assert alone.returncode == 2 and "give --if-better METRIC too" in said(alone)  # name too: checker v39 F1)
         assert f"Error: {flag[0]} only says how --if-better compares" in said(alone), said(alone)  # (v40 F4)
     for split in ("test", "validation"):  # in Python
-        with pytest.raises(heirloom.HeirloomError, match="give if_better=METRIC too"):
-            store.promote("ops/forecaster@1", "production", on=split)
+        with pytest.raises(heirloom.HeirloomError, match=r"^on given without the metric to compare by"):
+            store.promote("ops/forecaster@1", "production", on=split)  # named lower_is_better too (checker v41 F5)
+    with pytest.raises(heirloom.HeirloomError, match=r"^lower_is_better given without the metric"):
+        store.promote("ops/forecaster@1", "production", lower_is_better=True)
     assert store.alias_version("ops", "forecaster", "production") == 3
     assert store.promote("ops/forecaster@3", "production", on=None).moved is False  # None: not given
     put(store, "ops/forecaster", 4, metrics=scored(0.7, 0.7), data_fingerprints=evaluated("d"))  # an accuracy

@@ -265,6 +265,11 @@ def test_a_sources_bug_is_named_as_the_sources_even_when_it_also_fails_to_stop(t
     assert listed.stderr.strip().splitlines()[-1].startswith(said), listed.stderr
     counted = run_heirloom("data", "stats", str(profile), "rows", "--set", "sources.rows.bad_splits=true", env=toys)
     assert counted.stderr.strip().splitlines()[-1].startswith(said), counted.stderr  # as train says it (v40 F6)
+    text = run_heirloom(  # a str read letter by letter: "lists 't', a split heirloom never reads" (checker v41 F6)
+        "train", str(profile), "--set", "sources.rows.bug=false", "--set", "sources.rows.text_splits=true", env=toys
+    )
+    said = "error: listing the splits of source 'rows': ToySource.splits() returned 'train', not a list of split names"
+    assert text.returncode == 1 and text.stderr.strip().splitlines()[-1] == said, text.stderr
 
 
 def test_data_stats_prints_its_counts_before_a_source_that_fails_to_stop(tmp_path):

@@ -46,6 +46,8 @@ class ToySource(heirloom.Source):
     fingerprint_prefix: str = ""
     #: ``splits`` raises NotADirectoryError, as a source given a file for its folder does: a plugin's bug.
     bad_splits: bool = False
+    #: ``splits`` returns the text ``"train"``, no list: a plugin's bug, read letter by letter (checker v41 F6).
+    text_splits: bool = False
     #: The number (from 1) of the record of each split yielded as a list, no dict or attrs object: a plugin's bug.
     list_record: int = 0
     #: ``records`` returns one dict, not records one by one: a plugin's bug.
@@ -58,6 +60,8 @@ class ToySource(heirloom.Source):
     def splits(self):
         if self.bad_splits:
             raise NotADirectoryError(20, "Not a directory", "rows.jsonl")
+        if self.text_splits:
+            return "train"
         return self.listed_splits or (["train", "validation", "test"] if self.validation else super().splits())
 
     def stop(self):

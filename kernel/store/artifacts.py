@@ -401,7 +401,8 @@ class ArtifactStore:
         """
         check_alias(alias)
         if if_better is None and (lower_is_better or on is not None):  # moved the alias unsaid (h448 F6, v39 F1)
-            raise HeirloomError("lower_is_better and on say how to compare by a metric: give if_better=METRIC too")
+            given = " and ".join(n for n, v in (("lower_is_better", lower_is_better), ("on", on is not None)) if v)
+            raise HeirloomError(f"{given} given without the metric to compare by: give if_better=METRIC too")
         on = VALIDATION if on is None else on
         try:
             verified = self.verify(ref)

@@ -153,7 +153,9 @@ def check_put(state: Any, parent: Any, parent_ok: bool, model_type: Any, fingerp
         raise HeirloomError(f"put takes model_type as the name of a model type (text), got {model_type!r:.80}")
     for name, value in (("metrics", metrics), ("data_fingerprints", fingerprints)):
         if value is not None and not isinstance(value, dict):
-            raise HeirloomError(f"put takes {name} as a dict (or None), got a {type(value).__name__}")
+            raise HeirloomError(f"put takes {name} as a dict (or None), got {value!r:.80}")
+    if metrics and (key := next((key for key in metrics if not isinstance(key, str)), None)) is not None:
+        raise HeirloomError(f"put takes metrics keyed by their names, text: key {key!r:.80} would be stored as text")
     if fingerprints and not all(isinstance(key, str) and isinstance(v, str) for key, v in fingerprints.items()):
         raise HeirloomError("put takes data_fingerprints as a dict of source name to fingerprint, both text")
 
