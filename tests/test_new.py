@@ -106,6 +106,9 @@ def test_the_next_line_quotes_a_folder_with_spaces_so_it_pastes_into_a_shell(tmp
     assert line == "next: cd 'new é dir/x' && pip install -e '.[test]' && pytest"  # was: cd new é dir/x
     pasted = subprocess.run(["sh", "-c", line.removeprefix("next: ").split(" && ")[0] + " && pwd"], cwd=tmp_path)
     assert pasted.returncode == 0
+    (tmp_path / "here").mkdir()
+    here = run_heirloom("new", "plugin", "heirloom-z", "--dir", ".", cwd=tmp_path / "here")  # "cd . &&" (h453 F5)
+    assert "next: pip install -e '.[test]' && pytest" in here.stdout.splitlines(), here.stdout + here.stderr
 
 
 def test_it_refuses_a_taken_folder_a_bad_name_and_unknown_kinds(tmp_path):

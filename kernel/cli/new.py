@@ -228,7 +228,8 @@ def new_plugin(name: str, kinds: list[str], target: Path | None) -> None:
     echo(f"created {folder}/ ({name}: {', '.join(kinds)})")
     for relative in sorted(created):
         echo(f"  {relative}")
-    echo(f"next: cd {shlex.quote(str(folder))} && pip install -e '.[test]' && pytest")  # pastes as it is
+    go = "" if folder.resolve() == Path.cwd() else f"cd {shlex.quote(str(folder))} && "  # pastes as it is
+    echo(f"next: {go}pip install -e '.[test]' && pytest")
 
 
 COMMANDS = [new_group]
