@@ -642,6 +642,22 @@ def test_allergies_by_brand_class_or_member_rule_out_the_cross_reactive_class(di
         ("lisinopril 10 MG/day", "Lisinopril 10 MG Oral Tablet"),
         ("Zestoretic 20/12.5 MG", "Hydrochlorothiazide 25 MG Oral Tablet"),
         ("Norco 5 / 325", "Acetaminophen 325 MG Oral Tablet"),
+        # RxNorm's own names of the data's drugs as allergies, a release, a device, chart shorthand (checker v42 F3)
+        (
+            "24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet",
+            "Metformin hydrochloride 500 MG Oral Tablet",
+        ),
+        ("200 ACTUAT Albuterol 0.09 MG/ACTUAT Metered Dose Inhaler", "Albuterol 0.09 MG/ACTUAT Metered Dose Inhaler"),
+        ("NDA020800 0.3 ML Epinephrine 1 MG/ML Auto-Injector", "Epinephrine 1 MG/ML Injectable Solution"),
+        ("Diclofenac Sodium 75 MG Delayed Release Oral Tablet", "Diclofenac Potassium 50 MG Oral Tablet"),
+        ("Ceftriaxone 1 GM Injection", "Ceftriaxone 500 MG Injection"),
+        ("Penicillin G Benzathine 600000 UNT/ML Injectable Suspension", "Amoxicillin 500 MG Oral Capsule"),
+        ("Fentanyl 0.025 MG/HR 72 HR Transdermal System", "Fentanyl 0.1 MG/HR Transdermal System"),
+        *(
+            ("Allergy to " + shorthand, "Lisinopril 10 MG Oral Tablet")
+            for shorthand in ("lisinopril 10mg tab", "lisinopril 10 mg PO daily")
+        ),
+        ("Augmentin 875 mg BID", "Amoxicillin 500 MG Oral Capsule"),
         ("Allergy to penicillin", "\uff21\uff2d\uff2f\uff38 500 MG Oral Capsule"),  # full-width letters: AMOX
         ("Allergy to penicillin", "A\u200bmox\u200bicil\u200blin 500 MG Oral Capsule"),  # zero-width spaces
         ("Allergy to penicillin", "AMOX\u0130C\u0130LL\u0130N 500 MG Oral Capsule"),  # Turkish dotted I
@@ -655,6 +671,20 @@ def test_an_allergy_rules_out_each_member_brand_and_ingredient_of_a_drug_however
     assert conflicts(ingredients(drug), allergy_substances(None, allergy)), drug
     assert unread([(None, allergy)], [ingredients(drug)]) == []
     assert unreadable(drug) is None
+
+
+def test_a_devices_words_are_no_ingredient_so_an_inhaler_allergy_rules_out_its_own_drug_alone():
+    """ "Metered Dose" and "Injector" were read as ingredients: an albuterol inhaler allergy ruled out the data's
+    fluticasone inhaler, an epinephrine auto-injector's every auto-injector, for a wrong reason (checker v42 F2)."""
+    fluticasone = "120 ACTUAT Fluticasone propionate 0.044 MG/ACTUAT Metered Dose Inhaler"
+    assert ingredients(fluticasone) == {"fluticasone propionate"}
+    assert not conflicts(
+        ingredients(fluticasone), allergy_substances(None, "200 ACTUAT Albuterol 0.09 MG/ACTUAT Metered Dose Inhaler")
+    )
+    assert ingredients("Sumatriptan 6 MG/0.5ML Auto-Injector") == {"sumatriptan"}
+    assert not conflicts(
+        {"sumatriptan"}, allergy_substances(None, "NDA020800 0.3 ML Epinephrine 1 MG/ML Auto-Injector")
+    )
 
 
 def test_a_drug_name_that_names_no_ingredient_is_unreadable():

@@ -120,7 +120,7 @@ NOT_DRUG_WORDS = frozenset(_NOT_DRUG_TEXT.split())
 _DASHES = "\\-\u2010\u2011\u2012\u2013\u2014\u2212"  # hyphens (a non-breaking one too), dashes, minus
 #: Where one display names several allergies: "penicillin and acetaminophen", "sulfa, codeine"; a ``/`` before a
 #: number or a unit is a dose's (``Zestoretic 20/12.5 MG``, ``10 MG/day``), no second allergy (checker v41 F3).
-_PER = r"(?:\d|(?:day|dose|ml|kg|hr?|hour|week)\b)"
+_PER = r"(?:\d|(?:day|dose|ml|kg|hr?|hour|week|actuat)\b)"
 _PARTS = re.compile(f"\\s*(?:[,;&+]|/(?!\\s*{_PER})|\\band\\b|\\bor\\b|\\s[{_DASHES}]\\s)\\s*")
 _DASH = re.compile(f"[{_DASHES}]")
 _WORDS = re.compile(f"[\\s,{_DASHES}]+")
@@ -273,7 +273,8 @@ _AMOUNT = re.compile(r"^(nda\d+|\d[\d.,]*|ml|mg|hr|mcg|unt|meq|actuat|day|pack|a
 #: A word that ends an ingredient's name: a strength or a form, whole (as a prefix, it ended the brands Oralone,
 #: Nasalide and Topicort at their first word, and their allergy went unchecked: h402 F1).
 _STOP = re.compile(
-    r"^(\d.*|oral|topical|injectable|injection|extended|prefilled|auto(-\w+)?|transdermal|nasal|inhal(ation|ant|er|ed)?)[,;]?$"
+    r"^(\d.*|oral|topical|injectable|injection|extended|delayed|prefilled|auto(-\w+)?|injector|metered|transdermal"
+    r"|nasal|inhal(ation|ant|er|ed)?)[,;]?$"
 )
 #: ICD-10's titles too: ICD-10-CM's Z88 "Allergy status to penicillin", the WHO's "Personal history of allergy to
 #: penicillin" (read with "status" left over, a shipped code's own title was listed unread: checker h440 F4).
@@ -307,8 +308,10 @@ _NO_ALLERGY = re.compile(r"(?:no known (?:drug |food |environmental |medication 
 #: ``lisinopril 10 MG Oral Tablet``): the allergy is to the drug whatever its dose, and was listed unread, every
 #: selection withheld (checker v40 F1, v41 F3).
 _DOSE_OR_RELEASE = re.compile(
-    r"^(\d[\d.,/]*\w*|(?:mg|mcg|g|ml|iu|units?)(?:/\w+)?|xr|er|sr|cr|dr|xl|ec|oral|tablets?|capsules?|chewable"
-    r"|film|coated|solution|suspension|syrup|injection|injectable|daily|twice|once|per|day|/)$"
+    r"^(\d[\d.,/]*\w*|nda\d+|(?:mg|mcg|g|gm|ml|iu|unt|units?)(?:/\w+)?|xr|er|sr|cr|dr|xl|ec|ds|oral|tabs?|tablets?|caps"
+    r"|capsules?|chewable|film|coated|solution|suspension|syrup|injection|injectable|auto|injector|metered|dose"
+    r"|actuat|inhaler|transdermal|system|patch|extended|delayed|release|hr|po|bid|tid|qid|qd|prn|daily|twice|once"
+    r"|per|day|/)$"
 )
 #: Words of an allergy display that name nothing (``penicillin with codeine``, ``also ibuprofen``).
 _FILLER_TEXT = "to of with also and or the a an in by from medication medications drug drugs agent agents antibiotic"
