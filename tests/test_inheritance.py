@@ -268,8 +268,10 @@ def test_a_sources_bug_is_named_as_the_sources_even_when_it_also_fails_to_stop(t
     text = run_heirloom(  # a str read letter by letter: "lists 't', a split heirloom never reads" (checker v41 F6)
         "train", str(profile), "--set", "sources.rows.bug=false", "--set", "sources.rows.text_splits=true", env=toys
     )
-    said = "error: listing the splits of source 'rows': ToySource.splits() returned 'train', not a list of split names"
-    assert text.returncode == 1 and text.stderr.strip().splitlines()[-1] == said, text.stderr
+    said = "error: listing the splits of source 'rows': ToySource.splits() returned {}, not a list of split names"
+    assert text.returncode == 1 and text.stderr.strip().splitlines()[-1] == said.format("'train'"), text.stderr
+    forgot = run_heirloom("data", "stats", str(profile), "rows", "--set", "sources.rows.none_splits=true", env=toys)
+    assert forgot.stderr.strip() == said.format("None"), forgot.stderr  # no traceback into heirloom's code (v42 F1)
 
 
 def test_data_stats_prints_its_counts_before_a_source_that_fails_to_stop(tmp_path):

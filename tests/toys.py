@@ -46,8 +46,10 @@ class ToySource(heirloom.Source):
     fingerprint_prefix: str = ""
     #: ``splits`` raises NotADirectoryError, as a source given a file for its folder does: a plugin's bug.
     bad_splits: bool = False
-    #: ``splits`` returns the text ``"train"``, no list: a plugin's bug, read letter by letter (checker v41 F6).
+    #: ``splits`` returns the text ``"train"``, no list: a plugin's bug, read letter by letter (checker v41 F6);
+    #: ``none_splits``: None, a ``splits`` without its ``return`` (a traceback into heirloom's code: v42 F1).
     text_splits: bool = False
+    none_splits: bool = False
     #: The number (from 1) of the record of each split yielded as a list, no dict or attrs object: a plugin's bug.
     list_record: int = 0
     #: ``records`` returns one dict, not records one by one: a plugin's bug.
@@ -60,8 +62,8 @@ class ToySource(heirloom.Source):
     def splits(self):
         if self.bad_splits:
             raise NotADirectoryError(20, "Not a directory", "rows.jsonl")
-        if self.text_splits:
-            return "train"
+        if self.text_splits or self.none_splits:
+            return None if self.none_splits else "train"
         return self.listed_splits or (["train", "validation", "test"] if self.validation else super().splits())
 
     def stop(self):

@@ -107,7 +107,7 @@ def source_splits(source: Source, source_name: str) -> list[str]:
     """``source.splits()``, what it raises the source's bug: train blamed the model that read it (checker h451 F1)."""
     with blaming_the_source(source, "listing the splits", f"listing the splits of source {source_name!r}"):
         listed = source.splits()
-        names = None if isinstance(listed, str | bytes | Mapping) else list(listed)
+        names = None if isinstance(listed, str | bytes | Mapping) or not isinstance(listed, Iterable) else list(listed)
         if names is None or not all(isinstance(name, str) for name in names):  # "train" read as t, r, ... (v41 F6)
             raise HeirloomError(f"{type(source).__name__}.splits() returned {listed!r:.80}, not a list of split names")
         return names
