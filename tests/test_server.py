@@ -1493,6 +1493,10 @@ def test_an_inline_handler_holding_the_io_thread_is_logged_naming_its_route(tmp_
         client.call("t.slow_inline", 50)  # quick enough: not said
         client.call("t.slow_inline", 400)
         client.call("t.slow_inline", 400)  # said once a minute at most
+        with contextlib.suppress(DeadlineExceeded):  # answered, late: its budget read "0 s" (checker h455 F2)
+            client.call("echo.echo", "hi", timeout=1e-9)
+        daemon.wait_logged("echo.echo (api type 'echo', plugin echo (heirloom 0.2.0)): answered 0.0")
+        assert "past its deadline of under a microsecond (its client may have gone)" in daemon.log()
     assert daemon.terminate() == 0
     logged = daemon.log()
     assert logged.count(held) == 1 and re.search(re.escape(held) + r"thread 0\.4\d s", logged), logged

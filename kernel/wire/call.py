@@ -227,10 +227,10 @@ def _say_if_late(call: Call) -> None:
     the deadline, spent, is cleared (an inline call is looked at as its handler returns, then as it is settled)."""
     now, route = time.perf_counter(), named(call.endpoint)
     if call.deadline is not None and now > call.deadline:
-        late = "%s: answered %.2f s after its request arrived, past its deadline of %s s (its client may have gone)"
+        late = "%s: answered %.2f s after its request arrived, past its deadline of %s (its client may have gone)"
         every = _late.setdefault(route, Every(60.0))
         budget = call.deadline - call.received  # 3 ms read "0.00 s", a budget the wire refuses at once (h434 F2)
-        shown = f"{budget:.2f}" if budget >= 0.1 else f"{budget:.2g}"
+        shown = f"{budget:.2f} s" if budget >= 0.1 else f"{budget:.2g} s" if budget >= 1e-6 else "under a microsecond"
         every.log(log, logging.WARNING, late, route, now - call.received, shown)
     call.deadline = None
 
