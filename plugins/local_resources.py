@@ -137,6 +137,7 @@ class LocalResources(heirloom.Resources):
         #: Why this process can never admit again (past the budget with nothing in flight), else None.
         self._stuck: str | None = None
         self._idle_past_since: float | None = None  # since when past the budget with nothing in flight (monotonic)
+        self._ever_within = False  # never within the budget since start: no flood to wait out, a budget below idle
         self._statm: int | None = None
         self._memory_lock = threading.Lock()  # the I/O thread admits; /metrics' thread asks ready() too
         if self.memory_budget_mb and os.path.exists("/proc/self/statm"):
@@ -232,7 +233,7 @@ class LocalResources(heirloom.Resources):
             self._memory_resident = resident
             within = resident <= self.memory_budget_mb
             if within:  # a spell past the budget ended: the next one is timed from its own start (v34 F2)
-                self._idle_past_since = None
+                self._idle_past_since, self._ever_within = None, True
             if within != self._memory_ok:  # said when it turns, not per refusal
                 if within:
                     self._stuck = None
@@ -245,17 +246,22 @@ class LocalResources(heirloom.Resources):
 
     def _release(self) -> float:
         """Give memory back and measure again; still past the budget with nothing in flight (no
-        request left to finish and free some), the process is stuck: said once, and by ``ready``."""
+        request left to finish and free some), the process is stuck: said once, and by ``ready``. For 10 s on end
+        (a flood's own messages are freed within seconds), or at once when it never was within the budget since it
+        started: ready and refusing everything, it let a readiness probe pass for 10 s (checker h454 F1)."""
         self._released = now = time.monotonic()
         release_memory()
-        resident, was_stuck = self._resident(), self._stuck
+        resident, was_stuck, since = self._resident(), self._stuck, self._idle_past_since or now
         self._stuck = None
         if resident <= self.memory_budget_mb or self._in_flight[0]:
             self._idle_past_since = None
-        elif now - (since := self._idle_past_since or now) < STUCK_AFTER_S:
+        elif self._ever_within and now - since < STUCK_AFTER_S:
             self._idle_past_since = since
         else:
-            held = f"{self._past_budget(resident)} with no request in flight for {now - since:.0f} s"
+            spell = (
+                f"for {now - since:.0f} s" if self._ever_within else "since it started (a budget below its idle size)"
+            )
+            held = f"{self._past_budget(resident)} with no request in flight {spell}"
             self._stuck = f"{held}, after giving back what it could"
             if was_stuck is None:
                 log.error("%s: it admits no request until its memory falls within the budget, and says it is not "

@@ -104,23 +104,45 @@ def test_a_single_process_refusal_names_the_limit_and_its_value(serve):
         slow.result(timeout=10)
 
 
-def test_a_daemon_past_its_memory_budget_with_nothing_in_flight_says_it_is_not_ready(tmp_path):
-    """A budget below what the idle daemon holds refused every request for good (RESOURCE_EXHAUSTED,
-    retryable: clients retried forever) while ``_ready`` said ready, so no orchestrator restarted it.
-    Having given back what it could with nothing in flight, it says it is not ready and why, and its
-    log says so once, as it says once that it refuses. Not at once: a flood's own messages and refusals, which no
-    request in flight holds, made a daemon say so 4 times in one flood it recovered from by itself (checker h435
-    F1); it says so after 10 s on end."""
+def test_a_daemon_started_past_its_memory_budget_says_it_is_not_ready_at_once(tmp_path):
+    """A budget below what the idle daemon holds: it said ``ready`` and ``_ready`` true for 10 s while refusing every
+    request (a readiness probe let traffic in); never within its budget since it started, there is no flood to wait
+    out (checker h454 F1)."""
     daemon = Daemon(tmp_path, profile=DAEMON_PROFILE.format(resources="memory_budget_mb = 1"))
     try:
         with daemon.client(timeout=20, retries=0) as client:
             until = time.monotonic() + 30
-            while not (ready := client.call("_ready"))["serving"]:  # routes mounted (components listed came before)
-                assert time.monotonic() < until and daemon.process.poll() is None, daemon.log()
+            while not (ready := client.call("_ready")).get("resources", {}).get("not_ready"):
+                assert time.monotonic() < until and daemon.process.poll() is None, f"{ready}\n{daemon.log()}"
                 time.sleep(0.1)
+        said = r"this process holds \d+ MiB, past resources.memory_budget_mb = 1 with no request in flight since it "
+        assert ready["ready"] is False and re.match(said, ready["resources"]["not_ready"]), ready
+    finally:
+        assert daemon.terminate() == 0
+
+
+def test_a_daemon_past_its_memory_budget_with_nothing_in_flight_says_it_is_not_ready(tmp_path, serve):
+    """A daemon past its budget for good refused every request (RESOURCE_EXHAUSTED, retryable: clients retried
+    forever) while ``_ready`` said ready, so no orchestrator restarted it. Having given back what it could with
+    nothing in flight, it says it is not ready and why, and its log says so once, as it says once that it refuses.
+    Not at once: a flood's own messages and refusals, which no request in flight holds, made a daemon say so 4 times
+    in one flood it recovered from by itself (checker h435 F1); it says so after 10 s on end."""
+    idle = serve("")
+    with idle.client(timeout=20) as client:
+        resident = client.call("_stats")["resources"]["resident_mb"]
+    assert idle.terminate() == 0
+    (tmp_path / "budget").mkdir()
+    budget = round(resident + 40)
+    daemon = Daemon(tmp_path / "budget", profile=DAEMON_PROFILE.format(resources=f"memory_budget_mb = {budget}"))
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=20, retries=0) as client:
+            assert client.call("t.hold", 80) == 80  # within its budget, then past it for good
             began = time.monotonic()  # before the first check past the budget
             for i in range(5):
-                with pytest.raises(ResourceExhausted, match=r"holds \d+ MiB, past resources.memory_budget_mb = 1"):
+                with pytest.raises(
+                    ResourceExhausted, match=rf"holds \d+ MiB, past resources.memory_budget_mb = {budget}"
+                ):
                     client.call("echo.echo", i)
             assert client.call("_ready")["ready"] is True  # refusing, not yet stuck
             until = time.monotonic() + 40
@@ -130,14 +152,15 @@ def test_a_daemon_past_its_memory_budget_with_nothing_in_flight_says_it_is_not_r
             assert time.monotonic() - began >= 10, "said stuck before 10 s on end"
         assert ready["ready"] is False and ready["components"]["resources"] is False, ready
         stuck = (
-            r"this process holds \d+ MiB, past resources.memory_budget_mb = 1 with no request in flight for 1\d s, "
-            "after giving"
+            rf"this process holds \d+ MiB, past resources.memory_budget_mb = {budget} with no request in flight for "
+            r"1\d s, after giving"
         )
-        assert re.match(stuck, ready["resources"]["not_ready"]) and ready["resources"]["memory_budget_mb"] == 1, ready
+        assert re.match(stuck, ready["resources"]["not_ready"]), ready
+        assert ready["resources"]["memory_budget_mb"] == budget, ready
     finally:
         assert daemon.terminate() == 0
     said = daemon.log()
-    assert said.count("past resources.memory_budget_mb = 1: refusing new requests") == 1, said
+    assert said.count(f"past resources.memory_budget_mb = {budget}: refusing new requests") == 1, said
     stuck_said = "it admits no request until its memory falls within the budget, and says it is not ready (_ready)"
     assert said.count(stuck_said) == 1, said
 

@@ -157,6 +157,8 @@ _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 _LIBC.malloc.restype, _LIBC.malloc.argtypes, _LIBC.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
 #: The last piece of each fragment call, never freed: it pins the heap below it.
 _PINNED: list[int] = []
+#: What ``hold`` keeps until the process ends.
+_HELD: list[bytearray] = []
 
 
 def slow_inline(ms: int) -> None:
@@ -177,6 +179,13 @@ def fragment(mib: int) -> int:
     for piece in pieces:
         _LIBC.free(piece)
     return len(pieces)
+
+
+def hold(mib: int) -> int:
+    """Holds ``mib`` MiB more of touched memory until the process ends (none of it given back by gc or a trim):
+    a daemon within its budget at start, then past it. Answers the MiB held."""
+    _HELD.extend(bytearray(b"\x01") * (1 << 20) for _ in range(mib))
+    return len(_HELD)
 
 
 def _note_the_exit(path: str) -> None:
@@ -287,6 +296,7 @@ class TestingApi(heirloom.Api):
             ),
             heirloom.Route("pid", handler=lambda body: os.getpid()),
             heirloom.Route("fragment", handler=fragment, description="body MiB of C heap, freed but resident."),
+            heirloom.Route("hold", handler=hold, description="body MiB more held until the process ends."),
             heirloom.Route("bulk", handler=lambda body: bytes(body), description="body (a count) zero bytes."),
             heirloom.Route(
                 "buffers",
