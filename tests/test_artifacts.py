@@ -2588,6 +2588,8 @@ def test_a_store_made_read_only_or_moved_under_a_running_daemon_is_served_on(sto
             time.sleep(3)
             stats = client.call("_stats")
             assert client.call("t.predict", {"x": 2}) is not None
+            (tmp_path / "moved").rename(store.root)  # back: the warning's end is said too (checker h454 F2)
+            daemon.wait_logged("m: its ref names the version it serves again, team/m@1: mended")
         assert "is gone (moved or removed while in use?)" in stats["storage"]["artifacts"]["error"], stats["storage"]
         assert "exited" not in daemon.log() and "Traceback" not in daemon.log(), daemon.log()
     finally:

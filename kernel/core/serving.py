@@ -103,14 +103,14 @@ class ModelServing:
             try:
                 artifact = self.store.resolve(served_ref(self.project, spec))
             except HeirloomError as exc:  # why, as the store is now: "run heirloom train" once trained was stale
-                if handle.version is None:
-                    handle.unavailable = nothing_served(self.store, self.project, spec)
+                handle.unavailable = nothing_served(self.store, self.project, spec) if handle.version is None else None
                 if self.errors.get(name) != (said := handle.unavailable or str(exc)):  # once, not at each look
                     log.warning("%s: %s", name, said)  # a store moved away or unreadable: _stats alone said it
                 self.errors[name] = said
                 continue
             if (artifact.ref, artifact.digest) == (handle.version, self.digests.get(name)):  # restores reuse refs
-                self.errors.pop(name, None)
+                if self.errors.pop(name, None) is not None:  # the warning's end said too (checker h454 F2)
+                    log.info("%s: its ref names the version it serves again, %s: mended", name, handle.version)
                 self._failed.pop(name, None)  # promoted again, a failed version is tried (and said) again
                 continue
             if not retry and self._failed.get(name) == artifact.digest:  # _reload retries it (a mended store)
