@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import os
 import re
 import shutil
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -113,13 +116,31 @@ def test_a_client_folder_without_a_public_key_is_warned_of_at_the_start(tmp_path
     curve = ("--curve-secret", str(keys / "server" / "server.key_secret"), "--curve-clients", str(clients))
     daemon = Daemon(tmp_path, *curve, address=free_tcp_address())
     try:
-        said = f"--curve-clients {clients} holds no public .key file (1 .key_secret): no client can connect"
-        deadline = time.monotonic() + 30
-        while said not in daemon.log() and time.monotonic() < deadline and daemon.process.poll() is None:
-            time.sleep(0.1)
-        assert said in daemon.log(), daemon.log()
+        daemon.wait_logged(
+            f"--curve-clients {clients} holds no public .key file (1 .key_secret): no client can connect"
+        )
+        daemon.wait_logged("heirloom.server: ready")  # its SIGTERM handler in place: a drain, not a kill
     finally:
         assert daemon.terminate() == 0
+
+
+def test_a_python_client_given_the_daemons_secret_warns_once_and_a_bad_key_leaks_no_socket(secure, keys, caplog):
+    """``heirloom call`` warned of the daemon's .key_secret given as its server key; ``heirloom.Client`` and
+    ``heirloom worker`` said nothing, and a Client refused for a bad key file left its sockets open (v42 F4, F8)."""
+    curve = CurveClient(keys / "clients" / "alice.key_secret", keys / "server" / "server.key_secret")
+    with caplog.at_level(logging.WARNING, logger="heirloom"):
+        for _ in range(2):
+            with secure.client(curve=curve, timeout=5) as client:
+                assert client.call("echo.echo", "hi") == "hi"
+    said = [record for record in caplog.records if "holds the daemon's secret key" in record.getMessage()]
+    assert len(said) == 1, caplog.text
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            with pytest.raises(heirloom.HeirloomError, match="holds no secret key"):
+                heirloom.Client(secure.address, curve=_curve(keys, "clients/alice.key"))
+        gc.collect()
+    assert not [warning for warning in caught if issubclass(warning.category, ResourceWarning)], caught
 
 
 def test_plain_client_gets_nothing(secure):

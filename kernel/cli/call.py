@@ -17,7 +17,7 @@ from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, echo_json, fail, te
 from heirloom.cli.options import ADDRESS, SECONDS, existing_file
 from heirloom.core.errors import HeirloomError
 from heirloom.limits import nests_deeper
-from heirloom.wire.auth import CurveClient, load_keypair, warn_if_secret
+from heirloom.wire.auth import CurveClient, load_keypair, load_server_key
 from heirloom.wire.client import DEFAULT_ADDRESS, Client, NoReply, RemoteError
 from heirloom.wire.protocol import MAX_NESTING, Buffer, packb
 from heirloom.wire.sendable import unsendable
@@ -95,7 +95,7 @@ def call_command(
     if (curve_secret is None) != (curve_server is None):
         fail("error: --curve-secret and --curve-server go together", EXIT_INVALID)
     curve = CurveClient(curve_secret, curve_server) if curve_secret and curve_server else None
-    keys = {"--curve-secret": (load_keypair, curve_secret), "--curve-server": (warn_if_secret, curve_server)}
+    keys = {"--curve-secret": (load_keypair, curve_secret), "--curve-server": (load_server_key, curve_server)}
     for option, (load, key) in keys.items() if curve else ():
         try:  # each key named by its option, not blamed on --connect when the client loads them
             load(key)

@@ -189,10 +189,13 @@ def load_public(key_file: Path) -> bytes:
     return read_key_file(key_file)["public"]
 
 
-def warn_if_secret(server_key_file: Path) -> None:
-    """Warn of a client given the daemon's ``.key_secret``: served, but it may pose as the daemon (h453 F4)."""
-    if "secret" in read_key_file(server_key_file):
+def load_server_key(server_key_file: Path, warned: set[Path] = set()) -> bytes:  # noqa: B006 - once per file
+    """The daemon's public key, warning (once) of a client given its ``.key_secret``: served, but it may pose as the
+    daemon (h453 F4); ``heirloom call``, ``heirloom worker`` and ``heirloom.Client`` alike (v42 F4)."""
+    if "secret" in (keys := read_key_file(server_key_file)) and server_key_file not in warned:
+        warned.add(server_key_file)
         log.warning("%s holds the daemon's secret key: a client needs only its public .key", server_key_file)
+    return keys["public"]
 
 
 def _key_ids(directory: Path | None, *, strict: bool, warned: set[str] | None = None) -> frozenset[str]:
@@ -416,12 +419,12 @@ class CurveClient:
     server_key_file: Path = attrs.field(converter=Path)
 
     def apply(self, socket: zmq.Socket) -> None:
-        CurveKeys(*load_keypair(self.secret_file), load_public(self.server_key_file)).apply(socket)
+        CurveKeys(*load_keypair(self.secret_file), load_server_key(self.server_key_file)).apply(socket)
 
     def check(self) -> None:
         """HeirloomError naming the file when a key is unusable: at start, not at first use."""
         load_keypair(self.secret_file)
-        warn_if_secret(self.server_key_file)
+        load_server_key(self.server_key_file)
 
 
 @attrs.frozen

@@ -248,8 +248,8 @@ class Client:
         self._wake_pull.bind(self._wake_address)
         self._wake_push = self._context.socket(zmq.PUSH)
         self._wake_push.connect(self._wake_address)
-        self._socket, self._monitor = dealer(self._context, self._curve, self._routing_id)
-        try:
+        try:  # an unusable key file leaked the sockets and the context (checker v42 F8)
+            self._socket, self._monitor = dealer(self._context, self._curve, self._routing_id)
             attach(self._socket, self.address, bind=False)  # ZeroMQ's refusal as a message naming the address
         except HeirloomError:
             self._context.destroy(linger=0)  # no thread started yet: the sockets go with the context
