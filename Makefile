@@ -35,10 +35,9 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # Three workers on two cores: a fifth of the time two left idle goes to tests waiting on daemons and sockets
-# (measured: 20 % idle with two, 10 % with three; the same files took 13 % less time). Whole files to a worker,
-# the slowest first (tests/conftest.py, SLOWEST_FILES), not xdist's order of the most tests first.
+# (measured: 20 % idle with two, 10 % with three; the same files took 13 % less time).
 test: lint bytecode
-	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder
+	$(BIN)/pytest -n 3 --dist loadfile
 
 demo: bytecode
 	$(BIN)/python scripts/demo.py

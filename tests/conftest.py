@@ -25,26 +25,6 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-#: The test files that take longest, slowest first (one run's test times summed by file, ``pytest --junitxml``; 5,460
-#: s in all, these 26 four fifths of it). ``make test`` hands whole files to its workers in collection order
-#: (``--dist loadfile --no-loadscope-reorder``), so these start first: xdist's own order, most tests first, began
-#: test_iteration.py (7 tests, 167 s), test_support_resolutions.py and test_inheritance.py last, and the run ended
-#: on one busy worker. Files not listed follow, in name order.
-SLOWEST_FILES = (
-    *("test_support", "test_workers", "test_artifacts", "test_ray", "test_medical", "test_plugins", "test_profiles"),
-    *("test_gateway", "test_model_needs", "test_iteration", "test_text", "test_recommend", "test_daemon_trust"),
-    *("test_inheritance", "test_support_resolutions", "test_resources", "test_server", "test_curve", "test_finance"),
-    *("test_feedback", "test_recommend_validation", "test_gateway_lifecycle", "test_consoles", "test_new"),
-    *("test_cli_output", "test_metrics"),
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slowest files first (``SLOWEST_FILES``); the order of the tests within a file stays as written."""
-    rank = {f"{name}.py": place for place, name in enumerate(SLOWEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
-
-
 @pytest.fixture(autouse=True)
 def no_daemon_left_running() -> Iterator[None]:
     """Kill the daemons a test started and left running: one whose assertion failed before its
