@@ -96,6 +96,7 @@ def test_put_given_a_ref_for_a_parent_or_a_dict_for_a_state_says_what_it_takes(s
         ({"metrics": [1]}, "metrics as a dict (or None), got [1]"),
         ({"metrics": 5}, "metrics as a dict (or None), got 5"),  # "got a int" (checker v41 F4)
         ({"metrics": {1: 0.5}}, "metrics keyed by their names, text: key 1 would be stored as text"),
+        ({"metrics": {"validation": {2: 0.5}}}, "metrics keyed by their names, text: key 2 would be stored"),
         ({"data_fingerprints": "abc"}, "data_fingerprints as a dict (or None), got 'abc'"),
         ({"data_fingerprints": {"news": 5}}, "data_fingerprints as a dict of source name to fingerprint, both text"),
     ]:
@@ -813,6 +814,12 @@ def test_promote_if_better_on_an_error_metric_wants_it_lower(store):
             store.promote("ops/forecaster@1", "production", on=split)  # named lower_is_better too (checker v41 F5)
     with pytest.raises(heirloom.HeirloomError, match=r"^lower_is_better given without the metric"):
         store.promote("ops/forecaster@1", "production", lower_is_better=True)
+    for wrong, message in [  # an AttributeError, and "no" taken as true (checker v42 F6)
+        ({"if_better": 1}, "promote takes if_better as str (or None), got 1"),
+        ({"if_better": "mae", "lower_is_better": "no"}, "promote takes lower_is_better as bool (or None), got 'no'"),
+    ]:
+        with pytest.raises(heirloom.HeirloomError, match=re.escape(message)):
+            store.promote("ops/forecaster@1", "production", **wrong)
     assert store.alias_version("ops", "forecaster", "production") == 3
     assert store.promote("ops/forecaster@3", "production", on=None).moved is False  # None: not given
     put(store, "ops/forecaster", 4, metrics=scored(0.7, 0.7), data_fingerprints=evaluated("d"))  # an accuracy

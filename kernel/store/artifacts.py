@@ -33,6 +33,7 @@ from heirloom.store.compare import VALIDATION, PromotionRefused, check_better
 from heirloom.store.content import (
     Damaged,
     canonical_json,
+    check_promote,
     check_put,
     decode_metadata,
     decode_state,
@@ -400,9 +401,7 @@ class ArtifactStore:
         The :class:`Promotion` says what the transaction found and did (what to report).
         """
         check_alias(alias)
-        if if_better is None and (lower_is_better or on is not None):  # moved the alias unsaid (h448 F6, v39 F1)
-            given = " and ".join(n for n, v in (("lower_is_better", lower_is_better), ("on", on is not None)) if v)
-            raise HeirloomError(f"{given} given without the metric to compare by: give if_better=METRIC too")
+        check_promote(if_better, on, lower_is_better)
         on = VALIDATION if on is None else on
         try:
             verified = self.verify(ref)

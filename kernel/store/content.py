@@ -154,10 +154,22 @@ def check_put(state: Any, parent: Any, parent_ok: bool, model_type: Any, fingerp
     for name, value in (("metrics", metrics), ("data_fingerprints", fingerprints)):
         if value is not None and not isinstance(value, dict):
             raise HeirloomError(f"put takes {name} as a dict (or None), got {value!r:.80}")
-    if metrics and (key := next((key for key in metrics if not isinstance(key, str)), None)) is not None:
+    keys = [*(metrics or ()), *(key for value in (metrics or {}).values() if isinstance(value, dict) for key in value)]
+    if (key := next((key for key in keys if not isinstance(key, str)), None)) is not None:  # validation's too (v42 F5)
         raise HeirloomError(f"put takes metrics keyed by their names, text: key {key!r:.80} would be stored as text")
     if fingerprints and not all(isinstance(key, str) and isinstance(v, str) for key, v in fingerprints.items()):
         raise HeirloomError("put takes data_fingerprints as a dict of source name to fingerprint, both text")
+
+
+def check_promote(if_better: Any, on: Any, lower_is_better: Any) -> None:
+    """HeirloomError for ``promote``'s comparison given without its metric (it moved the alias unsaid: h448 F6, v39
+    F1), or a metric or direction of another type (``if_better=1`` was an AttributeError, "no" true: v42 F6)."""
+    for name, value, kind in (("if_better", if_better, str), ("lower_is_better", lower_is_better, bool)):
+        if value is not None and type(value) is not kind:
+            raise HeirloomError(f"promote takes {name} as {kind.__name__} (or None), got {value!r:.80}")
+    if if_better is None and (lower_is_better or on is not None):
+        given = " and ".join(n for n, v in (("lower_is_better", lower_is_better), ("on", on is not None)) if v)
+        raise HeirloomError(f"{given} given without the metric to compare by: give if_better=METRIC too")
 
 
 def state_metadata(state: State, state_format: int = 1) -> bytes:
