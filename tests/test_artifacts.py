@@ -99,6 +99,11 @@ def test_put_given_a_ref_for_a_parent_or_a_dict_for_a_state_says_what_it_takes(s
         ({"metrics": {"validation": {2: 0.5}}}, "metrics keyed by their names, text: key 2 would be stored"),
         ({"data_fingerprints": "abc"}, "data_fingerprints as a dict (or None), got 'abc'"),
         ({"data_fingerprints": {"news": 5}}, "data_fingerprints as a dict of source name to fingerprint, both text"),
+        ({"profile_digest": 5}, "profile_digest as text (the profile's sha256), got 5"),  # stored as '5' (v42 F5)
+        ({"plugin_versions": "abc"}, "plugin_versions as a dict of distribution to version, both text, got 'abc'"),
+        ({"plugin_versions": {"x": 1}}, "plugin_versions as a dict of distribution to version, both text"),
+        ({"quota_mb": "5"}, "quota_mb as a whole number of 0 or more (or None), got '5'"),  # a bare TypeError
+        ({"keep_versions": "2"}, "keep_versions as a whole number of 0 or more (or None), got '2'"),
     ]:
         with pytest.raises(heirloom.HeirloomError, match=re.escape(f"put takes {said}")):
             store.put("finance", "sentiment", make_state(2), **{"model_type": "text-classifier", **mistake})
@@ -716,6 +721,22 @@ def test_promote_if_better_on_a_null_metric_says_it_was_not_measured(store):
     assert refused.returncode == 3 and store.alias_version("telco", "intent", "production") == 1
     wanted = "metrics are not comparable: telco/intent@2 has no numeric validation metric 'oos_recall': it is null"
     assert f"{wanted} (not measured)" in said(refused) and "did you mean" not in said(refused)
+
+
+def test_promote_if_better_on_a_metric_stored_as_no_number_says_what_it_is(store):
+    """The Python API stores any JSON as a metric: a validation accuracy of "0.9" (text) was said as no metric at all,
+    ``(metrics: none)`` (checker v42 F5). A holder's is not comparable (exit 3); a candidate's is the caller's (2)."""
+    for version, accuracy in [(1, "0.9"), (2, 0.95), (3, True)]:
+        metrics = {"accuracy": 0.9, "validation": {"accuracy": accuracy}}
+        put(store, "shop/intent", version, metrics=metrics, data_fingerprints=evaluated("fp-data-1"))
+    assert models(store, "promote", "shop/intent@1", "production").returncode == 0
+    holder = models(store, "promote", "shop/intent@2", "production", "--if-better", "accuracy")
+    assert holder.returncode == 3 and store.alias_version("shop", "intent", "production") == 1
+    wanted = "shop/intent@1 has no numeric validation metric 'accuracy': it is '0.9' (str), no number"
+    assert f"metrics are not comparable: {wanted}" in said(holder) and "metrics: none" not in said(holder)
+    candidate = models(store, "promote", "shop/intent@3", "production", "--if-better", "accuracy")
+    assert candidate.returncode == 2 and store.alias_version("shop", "intent", "production") == 1
+    assert "shop/intent@3 has no numeric validation metric 'accuracy': it is True (bool), no number" in said(candidate)
 
 
 def test_promote_if_better_names_what_each_score_left_out_and_refuses_clearly_different_records(store):

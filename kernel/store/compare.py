@@ -145,6 +145,8 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
         paths = [path for path in metric_paths(metrics) if not path.startswith(f"{VALIDATION}.")]
         paths = [path for path in paths if _score(path.rsplit(".", 1)[-1], 0) and not _baseline(path)]
         problem = f"{missing} {metric!r}{did_you_mean(metric, paths)} {offered}"
+        if value is not ... and not isinstance(value, dict):  # one put stored: "metrics: none" hid it (v42 F5)
+            problem = f"{missing} {metric!r}: it is {value!r:.40} ({type(value).__name__}), no number"
         if candidate:
             raise RefError(problem)
         raise PromotionRefused(f"metrics are not comparable: {problem}")

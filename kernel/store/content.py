@@ -161,6 +161,21 @@ def check_put(state: Any, parent: Any, parent_ok: bool, model_type: Any, fingerp
         raise HeirloomError("put takes data_fingerprints as a dict of source name to fingerprint, both text")
 
 
+def check_put_record(profile_digest: Any, plugin_versions: Any, quota_mb: Any, keep_versions: Any) -> None:
+    """HeirloomError for ``put``'s record arguments of another type: a digest 5 was stored as '5', versions of
+    ``"abc"`` were a bare ValueError, a quota of ``"5"`` a TypeError from the comparison (v42 F5)."""
+    if not isinstance(profile_digest, str):
+        raise HeirloomError(f"put takes profile_digest as text (the profile's sha256), got {profile_digest!r:.80}")
+    versions = plugin_versions or {}
+    if not isinstance(versions, dict) or not all(isinstance(text, str) for pair in versions.items() for text in pair):
+        raise HeirloomError(
+            f"put takes plugin_versions as a dict of distribution to version, both text, got {plugin_versions!r:.80}"
+        )
+    for name, value in (("quota_mb", quota_mb), ("keep_versions", keep_versions)):
+        if value is not None and (type(value) is not int or value < 0):
+            raise HeirloomError(f"put takes {name} as a whole number of 0 or more (or None), got {value!r:.80}")
+
+
 def check_promote(if_better: Any, on: Any, lower_is_better: Any) -> None:
     """HeirloomError for ``promote``'s comparison given without its metric (it moved the alias unsaid: h448 F6, v39
     F1), or a metric or direction of another type (``if_better=1`` was an AttributeError, "no" true: v42 F6)."""
