@@ -21,6 +21,7 @@ import pytest
 
 import heirloom
 from heirloom_plugins.fhir.source import FhirSource
+from heirloom_plugins.medical.api import OUTSIDE
 from heirloom_plugins.medical.caution import FIELD, WHY
 from heirloom_plugins.medical.checks import summary_checks
 from heirloom_plugins.medical.drug_command import reading
@@ -1780,6 +1781,53 @@ def test_an_inline_record_gets_the_same_answer_as_the_indexed_patient(daemon, pa
         allergic = {**inline, "timeline": [*inline["timeline"], {"kind": "allergy", "display": PENICILLIN}]}
         answer = client.call("treatment.recommend", {"record": allergic})
         assert not any("amoxicillin" in (item["display"] or "").lower() for item in answer["codes"])
+
+
+def _allergy_of(pid: str, rid: str) -> dict[str, Any]:
+    snomed = {"system": "http://snomed.info/sct", "code": "91936005", "display": PENICILLIN}
+    return {
+        "resourceType": "AllergyIntolerance",
+        "id": rid,
+        "patient": {"reference": f"Patient/{pid}"},
+        "code": {"coding": [snomed]},
+    }
+
+
+def test_an_allergy_saved_outside_its_patients_bundle_withholds_the_selection_naming_it(
+    trained, records, data_dir, tmp_path
+):
+    """A per-query export (``AllergyIntolerance?patient=X`` saved as a file of its own) and an NDJSON allergy file
+    beside bundles leave the allergy on no record: amoxicillin was selected for a penicillin-allergic patient,
+    ``unread_allergies: []``, a warning in the log the only trace (checker h456 F1). Now data stats counts them,
+    the record's summary lists them, and treatment selects nothing for that patient, naming them."""
+    ehr = tmp_path / "ehr"
+    (ehr / "queries").mkdir(parents=True)
+    for bundle in (data_dir / SMALL).glob("*.json"):
+        (ehr / bundle.name).symlink_to(bundle)
+    first, second, third = [r for r in records if r.split == "test"][:3]
+    query = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": _allergy_of(first.id, "a1")}]}
+    write(ehr / "queries" / "allergies.json", json.dumps(query))
+    write(ehr / "AllergyIntolerance.ndjson", json.dumps(_allergy_of(second.id, "a2")) + "\n")
+    profile = f'extends = ["medical-small"]\nproject = "medical-small"\n[sources.patients]\npath = "{ehr}"\n'
+    stats = run_heirloom("data", "stats", write(tmp_path / "p.toml", profile), "patients", "--json", env=trained)
+    assert stats.returncode == 0, stats.stderr
+    named = {first.id: "queries/allergies.json: AllergyIntolerance/a1 (entry[0])"}
+    named[second.id] = "AllergyIntolerance.ndjson: AllergyIntolerance/a2 (line 1)"
+    outside = json.loads(stats.stdout)["allergies_outside_unit"]
+    assert outside == {"patients": 2, "allergies": 2, "examples": [f"{pid}: {at}" for pid, at in named.items()]}
+    assert "2 patient(s) have allergies in another unit than their Patient's" in stats.stderr
+    daemon = Daemon(tmp_path, profile=profile, env=trained)
+    daemon.wait_ready(timeout=120)
+    with daemon.client(timeout=30) as client:
+        for pid, at in named.items():
+            answer = client.call("treatment.recommend", {"patient": pid})
+            assert answer["unread_allergies"] == [f"{at}: {OUTSIDE}"] and answer[FIELD] == WHY, answer
+            assert answer["codes"] and not any(item["selected"] for item in answer["codes"])
+            assert client.call("record.summary", {"patient": pid})["allergies_outside_record"] == [at]
+        whole = client.call("treatment.recommend", {"patient": third.id})
+        assert not any(OUTSIDE in allergy for allergy in whole["unread_allergies"])
+        assert "allergies_outside_record" not in client.call("record.summary", {"patient": third.id})
+    assert daemon.terminate() == 0
 
 
 def test_the_routes_give_nothing_at_a_visit_where_nothing_is_likely(daemon, records):

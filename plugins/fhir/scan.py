@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 import attrs
 
 from heirloom_plugins.fhir.diagnoses import Diagnoses
+from heirloom_plugins.fhir.elsewhere import AllergiesElsewhere
 from heirloom_plugins.fhir.parse import (
     COMPRESSED,
     Entry,
@@ -73,6 +74,8 @@ HOLDS = {
     "patient": frozenset({"Patient"}),
     "encounter": frozenset({"Encounter"}),
 }
+#: The resource type of an allergy: one outside its patient's unit is named (``AllergiesElsewhere``).
+ALLERGY = "AllergyIntolerance"
 #: Contained resources read as timeline events of their own (a contained Encounter is no visit).
 CONTAINED = frozenset(EVENTS) - {"Encounter"}
 
@@ -137,6 +140,8 @@ class Tally:
     unresolved: Sampled = attrs.Factory(Sampled)
     #: Resources no patient of their unit owns (``file: Type/id (entry[i]): its patient reference``).
     unassigned: Sampled = attrs.Factory(Sampled)
+    #: Of those, the AllergyIntolerance resources naming a patient of the set: allergies its record lacks.
+    elsewhere: AllergiesElsewhere = attrs.Factory(AllergiesElsewhere)
     #: References to a resource of a type their field cannot hold (``Condition.encounter`` -> a Patient).
     mistyped: Sampled = attrs.Factory(Sampled)
     #: Conditions whose ``encounter`` reference resolves to nothing of their unit: no visit's diagnosis label.
@@ -204,6 +209,7 @@ class Tally:
             "conflicting_examples": self.conflicting.examples,
             "unassigned_resources": self.unassigned.count,
             "unassigned_examples": self.unassigned.examples,
+            "allergies_outside_unit": self.elsewhere.to_json(),
             "withdrawn_resources": self.withdrawn,
             "contained_resources": self.contained,
             "mixed_units": {
@@ -291,6 +297,7 @@ class Scan:
             yield from self._bulk(bulk, split)
         for ref, count, where in self.known.settle():
             self.tally.unresolved.add(f"{where}: {ref}", count)
+        self.tally.elsewhere.settle(self._patients)
 
     # -- units ---------------------------------------------------------------------------
     def _bundle(self, path: Path, split: str | None) -> Iterator[PatientRecord]:
@@ -323,6 +330,7 @@ class Scan:
                 owner = self._owner(patient_reference(e.resource), catalog, patients)
                 if owner is None:
                     self.tally.unassigned.add(_stray(path, e))
+                    self._allergy_elsewhere(path, e)
                 elif owner in chosen:
                     self._add_event(events[owner], seen[owner], path, e, catalog, drugs, diagnoses)
         for pid in wanted:
@@ -333,6 +341,7 @@ class Scan:
         drugs, diagnoses = Drugs(catalog), Diagnoses()
         patients: dict[str, Place] = {}
         by_reference: dict[str | None, list[Place]] = defaultdict(list)
+        allergies: set[Place] = set()  # the AllergyIntolerance resources: one no patient of the unit owns is named
         lost: set[int] = set()  # files that could not be read: what was indexed of them is dropped
         for index, path in enumerate(paths):
             try:
@@ -351,9 +360,13 @@ class Scan:
                             patients[rid] = place
                     elif kind in EVENTS:
                         by_reference[patient_reference(e.resource)].append(place)
+                        if kind == ALLERGY:
+                            allergies.add(place)
                     for j, inner in enumerate(contained_events(e)):
                         if self._accept_contained(path, inner):
                             by_reference[patient_reference(inner.resource)].append((*place[:3], j))
+                            if inner.resource["resourceType"] == ALLERGY:
+                                allergies.add((*place[:3], j))
             except FhirDataError as error:  # gone or unreadable mid-pass: the file is skipped, as a malformed one
                 self.tally.fault(error, whole_file=True)
                 lost.add(index)
@@ -374,9 +387,11 @@ class Scan:
                 places = [place for place in places if place[0] not in lost]
                 owner = self._owner(ref, catalog, patients)
                 if owner is None:
-                    for i, o, w, j in places:  # the first few read back, for their names
+                    for i, o, w, j in places:  # the first few read back, for their names, and every allergy
                         unassigned = self.tally.unassigned
                         unassigned.add("" if unassigned.full else _stray(paths[i], _read_back(handles[i], o, w, j)))
+                        if (i, o, w, j) in allergies:
+                            self._allergy_elsewhere(paths[i], _read_back(handles[i], o, w, j))
                 else:
                     owned[owner].extend(places)
             for pid in self._wanted(patients, split):
@@ -595,9 +610,17 @@ class Scan:
             return None
         return target[1]
 
+    def _name(self, path: Path) -> str:
+        """``path`` as a record names its file: relative to the source's folder."""
+        return path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
+
+    def _allergy_elsewhere(self, path: Path, entry: Entry) -> None:
+        """Note an unassigned resource that is an allergy in force, which a patient of another unit may have."""
+        if entry.resource["resourceType"] == ALLERGY and not withdrawn(entry.resource):
+            self.tally.elsewhere.add(patient_reference(entry.resource), f"{self._name(path)}: {entry.label()}")
+
     def _record(self, path: Path, entry: Entry, pid: str, events: list[Event]) -> PatientRecord:
-        name = path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
-        record = patient_record(entry.resource, pid, name, self.side(pid) or "", events)
+        record = patient_record(entry.resource, pid, self._name(path), self.side(pid) or "", events)
         where = f"{path}: {entry.label()}"
         if (first := first_before_birth(record.birth_date, record.timeline)) is not None:
             said = f"{where}: birthDate {record.birth_date} is after encounter {first.id!r} on {first.date}"

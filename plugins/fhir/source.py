@@ -122,7 +122,15 @@ class FhirSource(heirloom.Source):
                 self.tally.unassigned.count,
                 "; ".join(self.tally.unassigned.examples[:3]),
             )
-
+        if elsewhere := self.tally.elsewhere.of_patients:
+            log.warning(
+                "%s: %d patient(s) have allergies in another unit than their Patient's, on no record (data stats: "
+                "allergies_outside_unit): a medical treatment route selects no drug for them and names these; the "
+                "first: %s",
+                self.path,
+                len(elsewhere),
+                "; ".join(f"{pid}: {found[0]}" for pid, found in list(elsewhere.items())[:3]),
+            )
         if self.tally.unlinked.count:
             log.warning(
                 "%s: %d Condition(s) name an encounter their unit does not hold, or one skipped as unreadable, and "
@@ -132,6 +140,13 @@ class FhirSource(heirloom.Source):
                 self.tally.unlinked.count,
                 self.tally.unlinked.examples[0],
             )
+
+    def allergies_elsewhere(self) -> dict[str, list[str]]:
+        """After a pass read to its end: per patient id, the allergies naming it from another unit (``file:
+        AllergyIntolerance/id (entry[0])``), which its record lacks; what a reader of the records asks after
+        its pass (the medical records api), as the records were yielded before the pass reached them."""
+        tally = getattr(self, "tally", None)
+        return dict(tally.elsewhere.of_patients) if tally is not None else {}
 
     def check_profile(self, profile: Any) -> list[tuple[str, str]]:
         """A folder holding no FHIR file, said by ``profile check`` as a pass says it (check passed an empty

@@ -74,11 +74,16 @@ class RecordsApi(heirloom.Api):
         records: dict[str, Any] = {}
         summaries: dict[str, dict[str, Any]] = {}
         index = SearchIndex()
-        for record in ctx.get(self.data, "source").records():
+        source = ctx.get(self.data, "source")
+        for record in source.records():
             records[record.id] = record
             summaries[record.id] = summarize(record)
             index.add(record.id, record.timeline)
-        self._records, self._summaries, self._index = records, summaries, index
+        asked = getattr(source, "allergies_elsewhere", None)  # the fhir source's (docs/FHIR.md); others have none
+        elsewhere = {pid: found for pid, found in (asked() if callable(asked) else {}).items() if pid in records}
+        for pid, found in elsewhere.items():
+            summaries[pid] = {**summaries[pid], "allergies_outside_record": list(found)}
+        self._records, self._summaries, self._index, self._elsewhere = records, summaries, index, elsewhere
         self.index_seconds = time.perf_counter() - began
 
     def ready(self) -> bool:
@@ -95,6 +100,11 @@ class RecordsApi(heirloom.Api):
                 field,
             )
         return record
+
+    def allergies_elsewhere(self, record: Any) -> list[str]:
+        """The allergies the source found naming this indexed patient from outside its unit, which ``record``
+        lacks (``file: AllergyIntolerance/id``); none for a record sent inline, which is whole as sent."""
+        return list(self._elsewhere.get(record.id, ())) if self._records.get(record.id) is record else []
 
     # -- routes -------------------------------------------------------------------------------
     def routes(self) -> list[heirloom.Route]:
