@@ -138,12 +138,18 @@ def test_a_hook_function_without_the_marker_is_an_error_not_silence():
         def heirlom_register_sources(self, register):
             pass
 
+    class MarkedWithoutPrefix:  # too far from the hook's name for a did-you-mean (checker h458 F2)
+        @heirloom.hookimpl
+        def register_apis(self, register):
+            pass
+
     class WrongArguments:  # pluggy's three-line error broke profile check's one line per problem
         @heirloom.hookimpl
         def heirloom_register_apis(self, reg):
             pass
 
-    infos = _kernel(Unmarked(), UnmarkedTypo(), MarkedTypo(), MarkedPrefixTypo(), WrongArguments()).plugins.infos
+    plugins = Unmarked(), UnmarkedTypo(), MarkedTypo(), MarkedPrefixTypo(), MarkedWithoutPrefix(), WrongArguments()
+    infos = _kernel(*plugins).plugins.infos
     said = infos["WrongArguments"].error
     assert "heirloom_register_apis(reg)" in said and "{'reg'} are declared in the hookimpl" in said and "\n" not in said
     assert "heirloom_register_models is not marked @heirloom.hookimpl" in infos["Unmarked"].error
@@ -152,6 +158,8 @@ def test_a_hook_function_without_the_marker_is_an_error_not_silence():
     assert infos["MarkedTypo"].error.startswith(misspelt)  # heirloom's own error: no "heirloom.core...: "
     said = "unknown hook 'heirlom_register_sources'; did you mean 'heirloom_register_sources'?"
     assert infos["MarkedPrefixTypo"].error.startswith(said)
+    said = "unknown hook 'register_apis'; did you mean 'heirloom_register_apis'?"
+    assert infos["MarkedWithoutPrefix"].error.startswith(said)
     assert {infos[name].status for name in ("Unmarked", "UnmarkedTypo", "MarkedTypo")} == {"failed"}
 
 

@@ -58,7 +58,7 @@ def _check_hook_names(plugin: Any, hooks: Sequence[str]) -> None:
         if not (marked or attribute.startswith("heirloom_")) or not callable(value):
             continue
         name = (mark or {}).get("specname") or attribute
-        close = difflib.get_close_matches(name, hooks, n=1, cutoff=0.8)
+        close = difflib.get_close_matches(name, hooks, 1, 0.8) or [h for h in hooks if h == f"heirloom_{name}"]
         hint = f"; did you mean {close[0]!r}?" if close and close[0] != name else ""
         if marked and name not in hooks:
             raise PluginError(f"unknown hook {name!r}{hint} (hooks: {', '.join(hooks)})")

@@ -369,8 +369,8 @@ def train(
         trained = kept(Trained(artifact, by_split[TEST].report, tuple(evaluations)))
     if keep is not None and not valid:
         progress.log(
-            f"warning: stored {artifact.ref}, but the resource manager's retention() gave {keep!r}, "
-            "not None or an int >= 1: nothing was removed"
+            f"warning: stored {artifact.ref}, but the resource manager {manager_name(resources)}: retention() gave "
+            f"{keep!r}, not None or an int >= 1: nothing was removed"
         )
     elif keep:
         plan = store.gc(keep, project=profile.project)

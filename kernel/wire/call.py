@@ -178,7 +178,7 @@ HEADER_FIELDS = 66 << 10
 def _located(body: Any) -> str:
     """:func:`unpackable_at`, or ``reply`` when walking the reply raises too (a dict whose items() fails)."""
     try:
-        return unpackable_at(body)
+        return unpackable_at(body, advice=True)
     except BaseException:  # noqa: BLE001 - the walk reads the plugin's objects: any of their methods may raise
         return "reply"
 

@@ -32,10 +32,14 @@ def unsendable(value: Any, where: str = "body") -> str | None:
     return _leaf_mistake(part, f"{path} (a key)" if problem == "key" else path)
 
 
-def unpackable_at(value: Any, root: str = "reply") -> str:
+def unpackable_at(value: Any, root: str = "reply", *, advice: bool = False) -> str:
     """The path of the first part of a reply msgpack cannot pack (``reply.labels``, ``reply.items[3]``), with
-    why where the path alone does not say it; ``root`` when the first WHERE_BUDGET parts showed nothing."""
+    why where the path alone does not say it; ``root`` when the first WHERE_BUDGET parts showed nothing. With
+    ``advice``, a value's mistake as a request body's is said, with what to send instead (a handler's numpy
+    scalar got msgpack's words alone: h458 F5)."""
     path, problem, part = _first_unpackable(value, root, MAX_NESTING, WHERE_BUDGET) or (root, "", None)
+    if problem == "leaf" and advice:
+        return _leaf_mistake(part, path) or path
     return path + {
         "deep": f" (nested deeper than {MAX_NESTING} levels)",
         "tuple key": ": a key is a tuple, which msgpack packs as an array, a key no client decodes",
