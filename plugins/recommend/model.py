@@ -133,9 +133,16 @@ class HybridRecommender(heirloom.Model):
             histories, catalogue, kernel, tower, inherited, unblended, parent_chosen, progress
         )
         if inherited is not None and (absent := len(set(inherited.histories.users).difference(histories.users))):
+            gone = len(set(inherited.catalogue.index).difference(index))  # another domain's shares neither (h457 F1)
+            none = (
+                " (nothing in common: only settings chosen on other data carry over)"
+                if gone == len(inherited.catalogue) and absent == len(inherited.histories)
+                else ""
+            )
             progress.log(  # a parent of another project ("shop/recs@production") lent nothing of its 8,783 pairs
                 f"warm start: the parent's training pairs are not carried (a fit learns this data's alone): {absent} "
-                f"of its {len(inherited.histories)} users are not in it"
+                f"of its {len(inherited.histories)} users and {gone} of its {len(inherited.catalogue)} items are not "
+                f"in it{none}"
             )
         progress.start("fitting on all training interactions", total=1)
         hybrid = ease.hybrid(histories, kernel, *attrs.astuple(choice))
