@@ -1497,6 +1497,10 @@ def test_an_inline_handler_holding_the_io_thread_is_logged_naming_its_route(tmp_
             client.call("echo.echo", "hi", timeout=1e-9)
         daemon.wait_logged("echo.echo (api type 'echo', plugin echo (heirloom 0.2.0)): answered 0.0")
         assert "past its deadline of under a microsecond (its client may have gone)" in daemon.log()
+    called = run_heirloom("call", "--connect", daemon.address, "--timeout", "0.5", "t.slow_inline", "2500")
+    said = " ".join(called.stderr.split())  # it asked whether the daemon was running at all (checker h458 F7)
+    assert called.returncode == 1 and "nor to _health within 1 s: is the daemon running" in said, said
+    assert "(or t.slow_inline, if answered on the daemon's I/O thread, holds it: its log says so)" in said, said
     assert daemon.terminate() == 0
     logged = daemon.log()
     assert logged.count(held) == 1 and re.search(re.escape(held) + r"thread 0\.4\d s", logged), logged
