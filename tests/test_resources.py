@@ -564,6 +564,17 @@ def test_a_resource_manager_failing_to_release_or_to_report_never_stops_the_daem
         assert daemon.terminate() == 0, daemon.log()
 
 
+def test_a_usage_giving_memory_sizes_of_no_number_is_named_in_the_log(serve):
+    """PLUGINS.md: ``resident_mb`` and ``memory_budget_mb`` are read in MiB; "lots" or NaN left /metrics without
+    the series and nothing said why (checker h458 F6)."""
+    daemon = serve(FAULTY.format(fail="usage_memory"))
+    with daemon.client(timeout=10, retries=0) as client:
+        assert client.call("_stats")["resources"]["resident_mb"] == "lots"
+    said = "usage() gave resident_mb 'lots', memory_budget_mb nan: no size in MiB, so /metrics leaves it out"
+    daemon.wait_logged(f"{MANAGER}: {said}")
+    assert daemon.terminate() == 0
+
+
 def test_a_slow_resource_manager_call_is_named_in_the_log(serve):
     """A usage() of 4 s got every worker killed for missed heartbeats, over and over, and no
     line of the log named the manager: every request, probe and heartbeat waits on it."""

@@ -493,6 +493,8 @@ class FaultyResources(heirloom.Resources):
             raise RuntimeError("deliberate failure in usage")
         if self.fail == "usage_deep":  # one process serves it; a broker would refuse the heartbeat carrying it
             return functools.reduce(lambda inner, _: {"in": inner}, range(70), {"fine": True})
+        if self.fail == "usage_memory":  # sizes /metrics reads as MiB, of no number
+            return {"resident_mb": "lots", "memory_budget_mb": math.nan}
         return {"unencodable": object()} if self.fail == "usage_type" else {"fine": True}
 
     def daemon_in_flight_limit(self) -> Any:

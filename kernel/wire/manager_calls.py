@@ -6,6 +6,7 @@ never the daemon, and never reads as the client's fault."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -93,7 +94,15 @@ def usage(resources: Resources) -> dict[str, Any]:
     if not isinstance(report, dict):
         _report("usage", resources, f"returned a {type(report).__name__}, not a dict")
         return {"error": f"usage() returned a {type(report).__name__}, not a dict"}
+    sizes = {key: report.get(key) for key in ("resident_mb", "memory_budget_mb")}  # read as MiB by /metrics
+    if wrong := [f"{k} {v!r:.40}" for k, v in sizes.items() if v is not None and not _mebibytes(v)]:  # (h458 F6)
+        _report("usage", resources, f"gave {', '.join(wrong)}: no size in MiB, so /metrics leaves it out")
     return report
+
+
+def _mebibytes(value: Any) -> bool:
+    """Whether ``value`` is a size in MiB: a number, 0 or more, finite (no bool, no text)."""
+    return type(value) in (int, float) and 0 <= value < math.inf
 
 
 def _asked(resources: Resources, method: str, *args: Any) -> Any:
