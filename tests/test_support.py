@@ -308,8 +308,9 @@ def test_handoffs_pages_past_its_limit_within_the_reply_bytes_and_waiting_intent
     ids = [f"h{number:04d}" for number in range(150)]
     for handoff_id in ids:
         log.append({"type": "handoff", "id": handoff_id, "text": emoji, "reasons": ["out_of_scope"]})
-    # 120 new intents waiting for accept_intent, one with 3 resolutions, one a typo of a known intent
-    waiting = ["crypto"] * 3 + [f"hobby_{number:03d}" for number in range(118)] + [known[:-1]]
+    # 119 new intents waiting for accept_intent, one with 3 resolutions, one a typo of a known intent, one of another
+    waiting = ["crypto"] * 3 + [f"hobby_{number:03d}" for number in range(115)] + [known[:-1]]
+    waiting += ["device_insurance"] * 2 + ["device_insurence"]  # a typo of a waiting intent (checker h459 F2)
     for handoff_id, intent in zip(ids, waiting, strict=False):
         log.append({"type": "resolution", "id": handoff_id, "intent": intent, "new_intent": True})
     log.close()
@@ -338,7 +339,7 @@ def test_handoffs_pages_past_its_limit_within_the_reply_bytes_and_waiting_intent
                 client.call("support.handoffs", {"before": "nonesuch"})
             assert unknown.value.field == "body.before" and "'nonesuch'" in unknown.value.message
             # the most resolved waiting intents, at most 100, with how many wait in all
-            assert len(first["waiting_intents"]) == 100 and first["waiting_count"] == 120
+            assert len(first["waiting_intents"]) == 100 and first["waiting_count"] == 119
             assert next(iter(first["waiting_intents"].items())) == ("crypto", 3)
             assert first["waiting_close_to"] == {known[:-1]: known}
             with pytest.raises(InvalidArgument) as typo:
@@ -351,6 +352,11 @@ def test_handoffs_pages_past_its_limit_within_the_reply_bytes_and_waiting_intent
             again = {"intent": known[:-1], "even_if_close": True}
             assert client.call("support.accept_intent", again) == meant  # a retry: the same reply (v7 F3)
             assert client.call("support.accept_intent", {"intent": "crypto"})["resolutions"] == 3
+            with pytest.raises(InvalidArgument) as rival:  # accepted, it refused the right spelling waiting beside it
+                client.call("support.accept_intent", {"intent": "device_insurence"})
+            said = "'device_insurence' is one typo from 'device_insurance', waiting with 2 resolution(s) against its 1"
+            assert said in rival.value.message and "nothing was recorded" in rival.value.message
+            assert client.call("support.accept_intent", {"intent": "device_insurance"})["resolutions"] == 2
     finally:
         assert daemon.terminate() == 0
 

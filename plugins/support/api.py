@@ -500,11 +500,18 @@ class SupportApi(heirloom.Api):
             if body.intent not in waiting:
                 return self._accepted_before(body.intent, waiting)
             close = typo_of(body.intent, self._known_intents())  # resolve's rule: "a typo never becomes an intent"
-            if close is not None and not body.even_if_close:
+            # nor one of a waiting intent as often named: accepted, it refused the right one (checker h459 F2)
+            rival = typo_of(body.intent, [name for name, count in waiting.items() if count >= waiting[body.intent]])
+            if (close or rival) is not None and not body.even_if_close:
+                whose = (
+                    "an intent the model knows or one accepted"
+                    if close is not None
+                    else f"waiting with {waiting[rival]} resolution(s) against its {waiting[body.intent]}"
+                )
                 message = (
-                    f"{body.intent!r} is one typo from {close!r}, an intent the model knows or one accepted: resolve "
-                    f'its {waiting[body.intent]} resolution(s) again with {close!r}, or send "even_if_close": true '
-                    "to accept it as an intent of its own; nothing was recorded"
+                    f"{body.intent!r} is one typo from {close or rival!r}, {whose}: resolve its "
+                    f'{waiting[body.intent]} resolution(s) again with {close or rival!r}, or send "even_if_close": '
+                    "true to accept it as an intent of its own; nothing was recorded"
                 )
                 raise heirloom.RequestError("INVALID_ARGUMENT", message, "body.intent")
             write([{"type": "acceptance", "intent": body.intent}])
