@@ -149,8 +149,8 @@ def read_key_file(path: Path) -> dict[str, bytes]:
     return keys
 
 
-#: Secret key files already warned of as open to others (loaded again per socket: said once).
-_open_secrets: set[str] = set()
+#: Key files warned of, each once (loaded again per socket): ``("open", path)`` open to others, ``("server", path)``.
+_warned: set[tuple[str, str]] = set()
 
 
 def load_keypair(secret_file: Path) -> tuple[bytes, bytes]:
@@ -162,8 +162,8 @@ def load_keypair(secret_file: Path) -> tuple[bytes, bytes]:
     keys = read_key_file(secret_file)
     if "secret" not in keys:  # before the mode: a public key open to all is no warning's business
         raise HeirloomError(f"{secret_file} holds no secret key (pass the .key_secret file, not the .key)")
-    if (why := _open_to_others(secret_file.stat())) is not None and str(secret_file) not in _open_secrets:
-        _open_secrets.add(str(secret_file))
+    if (why := _open_to_others(secret_file.stat())) is not None and ("open", str(secret_file)) not in _warned:
+        _warned.add(("open", str(secret_file)))
         log.warning("the Curve secret key %s %s", secret_file, why)
     if zmq.curve_public(keys["secret"]) != keys["public"]:
         raise HeirloomError(
@@ -189,11 +189,11 @@ def load_public(key_file: Path) -> bytes:
     return read_key_file(key_file)["public"]
 
 
-def load_server_key(server_key_file: Path, warned: set[Path] = set()) -> bytes:  # noqa: B006 - once per file
+def load_server_key(server_key_file: Path) -> bytes:
     """The daemon's public key, warning (once) of a client given its ``.key_secret``: served, but it may pose as the
     daemon (h453 F4); ``heirloom call``, ``heirloom worker`` and ``heirloom.Client`` alike (v42 F4)."""
-    if "secret" in (keys := read_key_file(server_key_file)) and server_key_file not in warned:
-        warned.add(server_key_file)
+    if "secret" in (keys := read_key_file(server_key_file)) and ("server", str(server_key_file)) not in _warned:
+        _warned.add(("server", str(server_key_file)))
         log.warning("%s holds the daemon's secret key: a client needs only its public .key", server_key_file)
     return keys["public"]
 
