@@ -160,6 +160,8 @@ def test_the_medical_console_finds_a_patient_by_id_and_pages_through_every_patie
     assert page.locator("section.ranked[data-route='diagnosis.predict'] tbody tr").count() > 0
     status, _, html = http(f"{gateway.url}/console/record?offset=twenty")
     assert status == 200 and "'offset' must be a whole number in digits, such as 20.</p>" in html, html
+    status, _, html = http(f"{gateway.url}/console/record?offset=1000000000000")  # one, past the last (h460 F3)
+    assert status == 200 and "<p>No patient at that offset: it is past the last.</p>" in html, html
 
 
 def test_the_medical_console_keeps_keyboard_focus_and_chooses_an_encounter_only_on_predict(medical, page):  # noqa: F811

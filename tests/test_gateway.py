@@ -760,9 +760,13 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
     assert '<button aria-label="Send POST /v1/routes/sentiment.predict">Send</button>' in page
     assert page.count('role="status" aria-live="polite"') == page.count("<form ") and "<h3" not in page
     assert "<main>" in page and "<meta name='viewport' content='width=device-width, initial-scale=1'>" in page
-    assert headers["X-Content-Type-Options"] == "nosniff"  # on every reply: pages, JSON, errors
-    assert http(gateway.url + "/v2/nothing")[1]["X-Content-Type-Options"] == "nosniff"
-    assert http(gateway.url + "/v1/routes/sentiment.predict", {"text": "up"})[1]["X-Content-Type-Options"] == "nosniff"
+    for said in (
+        headers,
+        http(gateway.url + "/v2/nothing")[1],
+        http(gateway.url + "/v1/routes/sentiment.predict", {"text": "up"})[1],
+    ):
+        assert said["X-Content-Type-Options"] == "nosniff"  # on every reply: pages, JSON, errors
+        assert said["Cache-Control"] == "no-store"  # a browser or proxy kept a console's patient record (h460 F1)
     # another site must not frame the page and lay its try-it-out buttons under a user's click
     assert headers["X-Frame-Options"] == "DENY" and headers["Content-Security-Policy"] == "frame-ancestors 'none'"
 
@@ -797,6 +801,7 @@ def test_a_full_queue_is_429_with_retry_after_and_a_spent_deadline_504(bare):
     assert status == 504 and body["code"] == "DEADLINE_EXCEEDED"
     # the gateway stopped waiting: its budget ran out, which says nothing of the daemon (nor where it is)
     assert body["error"].startswith("no reply to t.slow within the request's budget of 50 ms"), body
+    assert body["error"].endswith("the request may still run: send a write again only with the same Idempotency-Key")
     assert daemon.address not in body["error"] and "running" not in body["error"], body
 
 
@@ -856,7 +861,7 @@ def test_a_request_offering_an_h2c_upgrade_keeps_its_body_and_the_next_request_i
     refused = (
         (b"GARBAGE\r\n\r\n", "malformed HTTP/1.1 request"),
         # errors raised in uvicorn's own callbacks were named "User callback error"
-        (b"CONNECT example.com:443 HTTP/1.1\r\n\r\n", "invalid url b'example.com:443'"),
+        (b"CONNECT example.com:443 HTTP/1.1\r\n\r\n", "the target example.com:443 is no path (a CONNECT's host:port"),
         # (a URL within the head's 64 KiB, HTTP.md: one past it is the 431 of the next test)
         (b"GET /" + b"a" * 66_000 + b" HTTP/1.1\r\n\r\n", "url length of 66001 bytes exceeds the maximum"),
         (b"CONNECT " + b"h" * 60_000 + b":443 HTTP/1.1\r\n\r\n", "more characters)"),  # not echoed whole
@@ -1119,6 +1124,15 @@ def test_http_0_9_and_unknown_methods_are_refused_naming_what_was_wrong(bare):
         answer = raw_response(connection)
     said = "malformed HTTP/1.1 request: HTTP/2.0 in the request line: the gateway speaks HTTP/1.1 (and HTTP/1.0)"
     assert answer.startswith("HTTP/1.1 400") and json.loads(answer.split("\r\n\r\n", 1)[1])["error"] == said, answer
+    with socket.create_connection((host, int(port))) as connection:  # HTTP/2's preface: llhttp's words (h460 F4)
+        connection.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        answer = raw_response(connection)
+    said = "malformed HTTP/1.1 request: HTTP/2's connection preface (PRI * HTTP/2.0): the gateway speaks HTTP/1.1"
+    assert answer.startswith("HTTP/1.1 400") and said in answer, answer
+    with socket.create_connection((host, int(port))) as connection:  # RFC 9110's asterisk form: no path "/*" (F5)
+        connection.sendall(b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = raw_response(connection)
+    assert answer.startswith("HTTP/1.1 405") and "OPTIONS is not allowed on *" in answer, answer
 
 
 def test_a_one_line_http_0_9_request_is_refused_at_once(bare):

@@ -311,6 +311,7 @@ def test_no_other_site_may_frame_the_dashboard_and_no_reply_is_type_sniffed(dash
         assert headers["X-Frame-Options"] == "DENY", request.full_url
         assert headers["Content-Security-Policy"] == "frame-ancestors 'none'"
         assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Cache-Control"] == "no-store"  # as the gateway's (checker h460 F1)
 
 
 def test_eval_html_is_one_self_contained_file(lineage, tmp_path, page):

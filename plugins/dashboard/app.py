@@ -283,6 +283,7 @@ GUARDED_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"content-security-policy", b"frame-ancestors 'none'"),
     (b"x-content-type-options", b"nosniff"),
+    (b"cache-control", b"no-store"),  # what a browser or proxy keeps of a page (h460 F1, the gateway's)
 ]
 
 

@@ -222,9 +222,10 @@ class Gateway:
 
     def late(self, what: str, timeout: float) -> str:
         """What a request is told when its budget ran out waiting for ``what``."""
-        return (
+        return (  # a slow daemon may still run it: a feedback answered 504 was recorded 4 s later (h460 F2)
             f"no reply to {what} within the request's budget of {timeout * 1000:g} ms "
-            f"(Heirloom-Deadline-Ms, at most the gateway's --timeout of {self.timeout:g} s)"
+            f"(Heirloom-Deadline-Ms, at most the gateway's --timeout of {self.timeout:g} s); the request may "
+            "still run: send a write again only with the same Idempotency-Key"
         )
 
     def late_table(self, timeout: float) -> str:

@@ -367,8 +367,9 @@ def cross_site(scope: Scope, headers: dict[str, str]) -> tuple[str, str] | None:
     return None
 
 
-#: On every reply: a browser reads it as the type it says (a JSON error quoting a path of ``<script>`` is no page).
-NOSNIFF = (b"x-content-type-options", b"nosniff")
+#: On every reply: a browser reads it as the type it says (a JSON error quoting a path of ``<script>`` is no page),
+#: and neither it nor a proxy keeps it (a console's patient record, a user's history: h460 F1).
+EVERY_REPLY = [(b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store")]
 #: On every page the gateway serves (not the hot JSON paths): no other site may frame it, so
 #: a page cannot lay the try-it-out buttons of /docs or a console's form under a user's click.
 UNFRAMED = [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'")]
@@ -407,7 +408,7 @@ class Front:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope) if scope["type"] == "http" else {}
-        send = with_headers(send, [NOSNIFF]) if scope["type"] == "http" else send
+        send = with_headers(send, EVERY_REPLY) if scope["type"] == "http" else send
         if scope["type"] == "http" and (foreign := host_refusal(scope["headers"], self.hosts)) is not None:
             refused = error_response(403, f"refused: {foreign}", code="PERMISSION_DENIED", field="header.Host")
             await refused(scope, receive, send)
@@ -426,6 +427,9 @@ class Front:
             message = f"refused a request another site's page sent through a browser ({why})"
             refused = error_response(403, message, code="PERMISSION_DENIED", field=f"header.{header}")
             await refused(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope.get("raw_path") == b"*":  # OPTIONS *: RFC 9110's, no path "/*" (h460 F5)
+            await method_not_allowed(scope["method"], "*", "GET, HEAD, POST")(scope, receive, send)
             return
         hot = hot_path(scope["path"]) if scope["type"] == "http" else None
         # only the hot paths' POSTs read a body: a GET's Content-Encoding is about nothing (it was a 415)

@@ -174,6 +174,19 @@ REQUEST_LINE = re.compile(rb"[\r\n]*([!#$%&'*+.^_`|~0-9A-Za-z-]+) [^ \r\n]+ HTTP
 #: HTTP/0.9's request line (RFC 1945 4.1), a method and a target without a version, and the refusal of one.
 VERSIONLESS = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+\r?\n")
 HTTP_0_9 = "HTTP/0.9 (a request line without a version): the gateway speaks HTTP/1.1"
+#: llhttp's words for HTTP/2's preface, what curl --http2-prior-knowledge and gRPC clients send (checker h460 F4).
+PREFACE = "Pause on PRI/Upgrade"
+
+
+def in_our_words(cause: Exception) -> str:
+    """Why a request is malformed, as a client can read it: HTTP/2's preface and CONNECT's ``host:port`` target
+    were said in the parser's words (``invalid url b'host:443'``: a Python bytes value, checker h460 F5)."""
+    said = str(cause)
+    if said == PREFACE:
+        return "HTTP/2's connection preface (PRI * HTTP/2.0): the gateway speaks HTTP/1.1 (and HTTP/1.0)"
+    if said.startswith("invalid url b") and (target := re.fullmatch(r"invalid url b(['\"])(.*)\1", said, re.S)):
+        return f"the target {target[2]} is no path (a CONNECT's host:port asks for a tunnel: the gateway is no proxy)"
+    return said
 
 
 def unknown_method(piece: memoryview) -> str | None:
@@ -402,7 +415,7 @@ class OneQueuedRequest(HttpToolsProtocol):
             # an error raised in uvicorn's callbacks (a URL it cannot parse: CONNECT's, one over
             # 64 KiB) reaches here as "User callback error": its own words say what was wrong
             cause = exc.__context__ if isinstance(exc.__context__, ValueError | httptools.HttpParserError) else exc
-            self._refuse(f"malformed HTTP/1.1 request: {cause}")
+            self._refuse(f"malformed HTTP/1.1 request: {in_our_words(cause)}")
         except httptools.HttpParserUpgrade as upgrade:  # a protocol the gateway does not speak: HTTP/1.1 it is
             self.flow.unparsed = memoryview(bytes(piece[upgrade.args[0] :]) + bytes(self.flow.unparsed))
         else:
@@ -446,7 +459,7 @@ class OneQueuedRequest(HttpToolsProtocol):
         Refusals.add()
         body = _json_error(message, field)
         head = b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\nx-content-type-options: nosniff\r\n"
-        head += b"connection: close\r\n"
+        head += b"cache-control: no-store\r\nconnection: close\r\n"
         self.refusal = head + b"content-length: %d\r\n\r\n" % len(body) + body
         self._refuse_when_due()
 

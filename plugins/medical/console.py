@@ -47,8 +47,10 @@ def _search(request: heirloom.ConsoleRequest, query: str) -> str:
     """The patients matching ``query``, or a page of every patient; a refusal (a query over the search route's
     limit, an ``offset`` that is no count) is shown under the form, where the query can be corrected."""
     offset = request.query.get("offset", "0").strip()
-    if not query and not re.fullmatch(r"[0-9]{1,9}", offset):
+    if not query and not re.fullmatch(r"[0-9]+", offset):
         return "<p class='error'>'offset' must be a whole number in digits, such as 20.</p>"
+    if not query and len(offset.lstrip("0")) > 9:  # past every patient, not "no whole number" (checker h460 F3)
+        return "<p>No patient at that offset: it is past the last.</p>"
     try:
         return _matching(request, query) if query else _listing(request, int(offset))
     except heirloom.RemoteError as error:

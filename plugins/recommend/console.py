@@ -40,9 +40,11 @@ def render(request: heirloom.ConsoleRequest) -> str:
     )
     if not user:  # no catalogue's range: every shop was told "MovieLens: 1 to 943"
         return form + "<p>Enter the id of a user the served version knows.</p>"
-    # "²" is a digit and 10^23 cannot be sent; -1 is the route's to refuse, saying how large (it was "no whole number")
-    if not re.fullmatch(r"-?[0-9]{1,9}", k):
+    # "²" is a digit; -1 and 101 are the route's to refuse, saying how large (it was "no whole number")
+    if not re.fullmatch(r"-?[0-9]+", k):
         return form + "<p class='error'>'How many' must be a whole number in digits, such as 10.</p>"
+    if len(k.lstrip("-").lstrip("0")) > 9:  # 10^23 cannot be sent: said as the number it is (checker h460 F3)
+        return form + "<p class='error'>'How many' must be between 1 and 100.</p>"
     try:
         history = request.call("history", {"user": user, "limit": HISTORY_SHOWN})
         recommended = request.call("recommend", {"user": user, "k": int(k)})
