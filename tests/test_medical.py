@@ -1783,51 +1783,97 @@ def test_an_inline_record_gets_the_same_answer_as_the_indexed_patient(daemon, pa
         assert not any("amoxicillin" in (item["display"] or "").lower() for item in answer["codes"])
 
 
-def _allergy_of(pid: str, rid: str) -> dict[str, Any]:
+def _allergy_of(patient: dict[str, Any], rid: str, **fields: Any) -> dict[str, Any]:
     snomed = {"system": "http://snomed.info/sct", "code": "91936005", "display": PENICILLIN}
-    return {
-        "resourceType": "AllergyIntolerance",
-        "id": rid,
-        "patient": {"reference": f"Patient/{pid}"},
-        "code": {"coding": [snomed]},
-    }
+    return {"resourceType": "AllergyIntolerance", "id": rid, "patient": patient, "code": {"coding": [snomed]}, **fields}
 
 
-def test_an_allergy_saved_outside_its_patients_bundle_withholds_the_selection_naming_it(
-    trained, records, data_dir, tmp_path
+def _patient_entry(data_dir: Path, record: Any) -> dict[str, Any]:
+    """The bundle entry of ``record``'s Patient resource (its fullUrl and identifiers)."""
+    bundle = json.loads((data_dir / SMALL / record.file).read_text())
+    return next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+
+
+def test_an_allergy_saved_outside_its_patients_unit_is_joined_to_the_record_the_daemon_serves(
+    daemon, trained, records, data_dir, tmp_path
 ):
-    """A per-query export (``AllergyIntolerance?patient=X`` saved as a file of its own) and an NDJSON allergy file
-    beside bundles leave the allergy on no record: amoxicillin was selected for a penicillin-allergic patient,
-    ``unread_allergies: []``, a warning in the log the only trace (checker h456 F1). Now data stats counts them,
-    the record's summary lists them, and treatment selects nothing for that patient, naming them."""
+    """A per-query export (``AllergyIntolerance?patient=X`` saved as a file of its own) or an NDJSON allergy file
+    beside bundles left the allergy on no record: amoxicillin was selected for a penicillin-allergic patient,
+    ``unread_allergies: []``, a log line the only trace (checker h456 F1), and after a first fix still so for a
+    patient named by identifier or ``urn:uuid:`` (v43 F1). The daemon's records join them: the answer is the one
+    for the record with the allergy inside; one whose fields cannot be read is listed and withholds the selection;
+    the same allergy in the bundle too is on the record already, and one entered in error is none (v43 F2, F5)."""
+    test = [r for r in records if r.split == "test"]
+
+    def allergic(record: Any) -> dict[str, Any]:  # what data show prints, with the allergy inside
+        inline = json.loads(json.dumps(attrs.asdict(record)))
+        allergy = {"kind": "allergy", "id": "inline", "date": None, "code": "snomed:91936005", "display": PENICILLIN}
+        return {**inline, "timeline": [*inline["timeline"], allergy]}
+
+    with daemon.client(timeout=30) as client:  # the patients whose drugs a penicillin allergy rules out
+        ruled = [r for r in test if client.call("treatment.recommend", {"record": allergic(r)})["blocked"]]
+    by_id, by_identifier, by_urn = ruled[:3]
+    unreadable = next(r for r in test if r not in ruled[:3])
+    holder = next(r for r in records if any(e.kind == "allergy" and e.id for e in r.timeline))
     ehr = tmp_path / "ehr"
     (ehr / "queries").mkdir(parents=True)
     for bundle in (data_dir / SMALL).glob("*.json"):
         (ehr / bundle.name).symlink_to(bundle)
-    first, second, third = [r for r in records if r.split == "test"][:3]
-    query = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": _allergy_of(first.id, "a1")}]}
+    identifier = _patient_entry(data_dir, by_identifier)["resource"]["identifier"][0]
+    held = next(e for e in holder.timeline if e.kind == "allergy" and e.id)
+    again = next(  # the holder's own allergy, saved in a second file too
+        e["resource"]
+        for e in json.loads((data_dir / SMALL / holder.file).read_text())["entry"]
+        if e["resource"]["resourceType"] == "AllergyIntolerance" and e["resource"]["id"] == held.id
+    )
+    found = [
+        _allergy_of({"reference": f"Patient/{by_id.id}"}, "a1"),
+        _allergy_of({"identifier": {"system": identifier["system"], "value": identifier["value"]}}, "a2"),
+    ]
+    query = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in [*found, again]]}
     write(ehr / "queries" / "allergies.json", json.dumps(query))
-    write(ehr / "AllergyIntolerance.ndjson", json.dumps(_allergy_of(second.id, "a2")) + "\n")
+    lines = [
+        _allergy_of({"reference": _patient_entry(data_dir, by_urn)["fullUrl"]}, "a3"),
+        _allergy_of({"reference": f"Patient/{unreadable.id}"}, "a4", onsetDateTime="last spring"),
+        _allergy_of({"reference": f"Patient/{by_id.id}"}, "a5", verificationStatus={"coding": [{"code": "refuted"}]}),
+    ]
+    write(ehr / "AllergyIntolerance.ndjson", "".join(json.dumps(line) + "\n" for line in lines))
     profile = f'extends = ["medical-small"]\nproject = "medical-small"\n[sources.patients]\npath = "{ehr}"\n'
     stats = run_heirloom("data", "stats", write(tmp_path / "p.toml", profile), "patients", "--json", env=trained)
     assert stats.returncode == 0, stats.stderr
-    named = {first.id: "queries/allergies.json: AllergyIntolerance/a1 (entry[0])"}
-    named[second.id] = "AllergyIntolerance.ndjson: AllergyIntolerance/a2 (line 1)"
-    outside = json.loads(stats.stdout)["allergies_outside_unit"]
-    assert outside == {"patients": 2, "allergies": 2, "examples": [f"{pid}: {at}" for pid, at in named.items()]}
-    assert "2 patient(s) have allergies in another unit than their Patient's" in stats.stderr
-    daemon = Daemon(tmp_path, profile=profile, env=trained)
-    daemon.wait_ready(timeout=120)
-    with daemon.client(timeout=30) as client:
-        for pid, at in named.items():
-            answer = client.call("treatment.recommend", {"patient": pid})
-            assert answer["unread_allergies"] == [f"{at}: {OUTSIDE}"] and answer[FIELD] == WHY, answer
-            assert answer["codes"] and not any(item["selected"] for item in answer["codes"])
-            assert client.call("record.summary", {"patient": pid})["allergies_outside_record"] == [at]
-        whole = client.call("treatment.recommend", {"patient": third.id})
-        assert not any(OUTSIDE in allergy for allergy in whole["unread_allergies"])
-        assert "allergies_outside_record" not in client.call("record.summary", {"patient": third.id})
-    assert daemon.terminate() == 0
+    named = {
+        by_id.id: "queries/allergies.json: AllergyIntolerance/a1 (entry[0])",
+        by_identifier.id: "queries/allergies.json: AllergyIntolerance/a2 (entry[1])",
+        by_urn.id: "AllergyIntolerance.ndjson: AllergyIntolerance/a3 (line 1)",
+        unreadable.id: "AllergyIntolerance.ndjson: AllergyIntolerance/a4 (line 2)",
+    }
+    report = json.loads(stats.stdout)
+    outside = report["allergies_outside_unit"]
+    assert (outside["patients"], outside["allergies"]) == (4, 4), outside
+    assert sorted(outside["examples"]) == sorted(f"{pid}: {at}" for pid, at in named.items()), outside
+    assert not any("AllergyIntolerance/a5 " in e for e in report["unassigned_examples"])  # refuted: none (v43 F5)
+    assert "4 patient(s) have allergies in another unit than their Patient's" in stats.stderr
+    served = Daemon(tmp_path, profile=profile, env=trained)
+    served.wait_ready(timeout=120)
+    with served.client(timeout=30) as client:
+        for record in (by_id, by_identifier, by_urn):
+            answer = client.call("treatment.recommend", {"patient": record.id})
+            inline = client.call("treatment.recommend", {"record": allergic(record)})
+            assert answer["blocked"] and [b["code"] for b in answer["blocked"]] == [
+                b["code"] for b in inline["blocked"]
+            ]
+            assert [(c["code"], c["selected"]) for c in answer["codes"]] == [
+                (c["code"], c["selected"]) for c in inline["codes"]
+            ]
+            assert answer["unread_allergies"] == inline["unread_allergies"] and answer[FIELD] is None, answer
+            summary = client.call("record.summary", {"patient": record.id})
+            assert PENICILLIN in {a["display"] for a in summary["allergies"]}
+            assert summary["allergies_outside_unit"] == [named[record.id]]
+        answer = client.call("treatment.recommend", {"patient": unreadable.id})
+        assert f"{named[unreadable.id]}: {OUTSIDE}" in answer["unread_allergies"] and answer[FIELD] == WHY, answer
+        assert not any(item["selected"] for item in answer["codes"])
+        assert "allergies_outside_unit" not in client.call("record.summary", {"patient": holder.id})
+    assert served.terminate() == 0
 
 
 def test_the_routes_give_nothing_at_a_visit_where_nothing_is_likely(daemon, records):

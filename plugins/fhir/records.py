@@ -511,7 +511,7 @@ def demographics(patient: dict[str, Any]) -> tuple[str | None, str | None, bool,
 def patient_record(patient: dict[str, Any], pid: str, file: str, split: str, events: list[Event]) -> PatientRecord:
     """The record of one patient from its Patient resource (``demographics`` checked) and its
     events (any order)."""
-    timeline = tuple(sorted(events, key=lambda e: (e.date is None, e.date or "", _ORDER[e.kind], e.id or "")))
+    timeline = tuple(sorted(events, key=_in_time))
     birth, gender, deceased, deceased_date = demographics(patient)
     return PatientRecord(
         id=pid,
@@ -525,6 +525,18 @@ def patient_record(patient: dict[str, Any], pid: str, file: str, split: str, eve
         text=summary(gender, birth, deceased_date, timeline),
         codes=codes_by_kind(timeline, KINDS.values()),
     )
+
+
+def _in_time(found: Event) -> tuple[bool, str, int, str]:
+    """A timeline's order: by date (undated last), then kind, then id."""
+    return found.date is None, found.date or "", _ORDER[found.kind], found.id or ""
+
+
+def with_events(record: PatientRecord, events: list[Event]) -> PatientRecord:
+    """``record`` with ``events`` on its timeline, in time order, its text and codes made again from it."""
+    timeline = tuple(sorted((*record.timeline, *events), key=_in_time))
+    text = summary(record.gender, record.birth_date, record.deceased_date, timeline)
+    return attrs.evolve(record, timeline=timeline, text=text, codes=codes_by_kind(timeline, KINDS.values()))
 
 
 def encounter_ending_before_start(record: PatientRecord) -> Event | None:

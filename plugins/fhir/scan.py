@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import attrs
 
 from heirloom_plugins.fhir.diagnoses import Diagnoses
-from heirloom_plugins.fhir.elsewhere import AllergiesElsewhere
+from heirloom_plugins.fhir.elsewhere import AllergiesElsewhere, Outside, patient_keys
 from heirloom_plugins.fhir.parse import (
     COMPRESSED,
     Entry,
@@ -271,6 +271,10 @@ class Scan:
         self.known = Known()
         #: Where each patient's Patient resource was read (one record per patient).
         self._patients: dict[str, str] = {}
+        #: Each reference form another unit may name a patient by -> its id (``AllergiesElsewhere``).
+        self._patient_keys: dict[str, str] = {}
+        #: The ids of the allergies each record built holds: one found again in another file is on it.
+        self._allergies_on: dict[str, set[str]] = {}
         #: ``(type, id)`` of the withdrawn resources seen: an event's link to one is dropped.
         self._withdrawn: set[tuple[str, str]] = set()
         #: The unit's Encounters that could not be read (skipped): a link to one is no visit, said as unlinked.
@@ -297,7 +301,8 @@ class Scan:
             yield from self._bulk(bulk, split)
         for ref, count, where in self.known.settle():
             self.tally.unresolved.add(f"{where}: {ref}", count)
-        self.tally.elsewhere.settle(self._patients)
+        keys = {name: pid for name, pid in self._patient_keys.items() if pid and self.side(pid) is not None}  # cohort's
+        self.tally.elsewhere.settle(keys, self._allergies_on)
 
     # -- units ---------------------------------------------------------------------------
     def _bundle(self, path: Path, split: str | None) -> Iterator[PatientRecord]:
@@ -328,7 +333,9 @@ class Scan:
         for e in sorted(entries + inside, key=_visits_first):
             if e.resource["resourceType"] in EVENTS:
                 owner = self._owner(patient_reference(e.resource), catalog, patients)
-                if owner is None:
+                if owner is None and withdrawn(e.resource):  # entered in error or refuted: none, wherever it is
+                    self.tally.withdrawn += 1
+                elif owner is None:
                     self.tally.unassigned.add(_stray(path, e))
                     self._allergy_elsewhere(path, e)
                 elif owner in chosen:
@@ -342,6 +349,7 @@ class Scan:
         patients: dict[str, Place] = {}
         by_reference: dict[str | None, list[Place]] = defaultdict(list)
         allergies: set[Place] = set()  # the AllergyIntolerance resources: one no patient of the unit owns is named
+        gone: set[Place] = set()  # those entered in error or refuted: none, owned or not
         lost: set[int] = set()  # files that could not be read: what was indexed of them is dropped
         for index, path in enumerate(paths):
             try:
@@ -362,6 +370,8 @@ class Scan:
                         by_reference[patient_reference(e.resource)].append(place)
                         if kind == ALLERGY:
                             allergies.add(place)
+                        if withdrawn(e.resource):
+                            gone.add(place)
                     for j, inner in enumerate(contained_events(e)):
                         if self._accept_contained(path, inner):
                             by_reference[patient_reference(inner.resource)].append((*place[:3], j))
@@ -388,6 +398,9 @@ class Scan:
                 owner = self._owner(ref, catalog, patients)
                 if owner is None:
                     for i, o, w, j in places:  # the first few read back, for their names, and every allergy
+                        if (i, o, w, j) in gone:
+                            self.tally.withdrawn += 1
+                            continue
                         unassigned = self.tally.unassigned
                         unassigned.add("" if unassigned.full else _stray(paths[i], _read_back(handles[i], o, w, j)))
                         if (i, o, w, j) in allergies:
@@ -516,6 +529,8 @@ class Scan:
             return False
         first = self._patients.setdefault(pid, f"{path}: {label}")
         if first == f"{path}: {label}":
+            for name in patient_keys(entry.resource, entry.full_url):  # two patients' key names neither
+                self._patient_keys[name] = pid if self._patient_keys.get(name, pid) == pid else ""
             return True
         advice = "keep a patient's resources in one bundle, or export them as NDJSON"
         if is_ndjson(path):
@@ -615,12 +630,21 @@ class Scan:
         return path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
 
     def _allergy_elsewhere(self, path: Path, entry: Entry) -> None:
-        """Note an unassigned resource that is an allergy in force, which a patient of another unit may have."""
-        if entry.resource["resourceType"] == ALLERGY and not withdrawn(entry.resource):
-            self.tally.elsewhere.add(patient_reference(entry.resource), f"{self._name(path)}: {entry.label()}")
+        """Note an unassigned resource that is an allergy, which a patient of another unit may have, as its event
+        (None when its fields cannot be read: listed for a person, never dropped)."""
+        if entry.resource["resourceType"] != ALLERGY:
+            return
+        try:
+            found: Event | None = event(entry.resource, None, self.prefer)
+        except SHAPE_ERRORS:
+            found = None
+        rid = entry.resource.get("id")
+        outside = Outside(f"{self._name(path)}: {entry.label()}", rid if isinstance(rid, str) else None, found)
+        self.tally.elsewhere.add(patient_reference(entry.resource), outside)
 
     def _record(self, path: Path, entry: Entry, pid: str, events: list[Event]) -> PatientRecord:
         record = patient_record(entry.resource, pid, self._name(path), self.side(pid) or "", events)
+        self._allergies_on[pid] = {e.id for e in record.timeline if e.kind == "allergy" and e.id}
         where = f"{path}: {entry.label()}"
         if (first := first_before_birth(record.birth_date, record.timeline)) is not None:
             said = f"{where}: birthDate {record.birth_date} is after encounter {first.id!r} on {first.date}"

@@ -11,8 +11,9 @@ import attrs
 
 import heirloom
 from heirloom_plugins.code_systems import SYSTEMS
+from heirloom_plugins.fhir.elsewhere import Outside, events_of
 from heirloom_plugins.fhir.parse import discover, holds_fhir_files
-from heirloom_plugins.fhir.records import PREFERRED, PatientRecord
+from heirloom_plugins.fhir.records import PREFERRED, PatientRecord, with_events
 from heirloom_plugins.fhir.scan import NO_FHIR_FILES, Scan, Tally, log
 from heirloom_plugins.fhir.splits import SPLITS, Splitter, first_by_hash
 
@@ -124,12 +125,12 @@ class FhirSource(heirloom.Source):
             )
         if elsewhere := self.tally.elsewhere.of_patients:
             log.warning(
-                "%s: %d patient(s) have allergies in another unit than their Patient's, on no record (data stats: "
-                "allergies_outside_unit): a medical treatment route selects no drug for them and names these; the "
-                "first: %s",
+                "%s: %d patient(s) have allergies in another unit than their Patient's, on no record this pass "
+                "yields (data stats: allergies_outside_unit; a medical records api joins them to the records it "
+                "serves); the first: %s",
                 self.path,
                 len(elsewhere),
-                "; ".join(f"{pid}: {found[0]}" for pid, found in list(elsewhere.items())[:3]),
+                "; ".join(f"{pid}: {found[0].where}" for pid, found in list(elsewhere.items())[:3]),
             )
         if self.tally.unlinked.count:
             log.warning(
@@ -141,12 +142,25 @@ class FhirSource(heirloom.Source):
                 self.tally.unlinked.examples[0],
             )
 
-    def allergies_elsewhere(self) -> dict[str, list[str]]:
-        """After a pass read to its end: per patient id, the allergies naming it from another unit (``file:
-        AllergyIntolerance/id (entry[0])``), which its record lacks; what a reader of the records asks after
-        its pass (the medical records api), as the records were yielded before the pass reached them."""
+    def allergies_elsewhere(self) -> dict[str, list[dict[str, Any]]]:
+        """After a pass read to its end: per patient id, the allergies naming it from another unit, which its
+        record lacks: ``{"where": "file: AllergyIntolerance/id (entry[0])", "read": bool}`` (``read``: ``joined``
+        adds it; else its fields could not be read). What a reader holding every record asks after its pass
+        (the medical records api): the records were yielded before the pass reached them."""
+        return {
+            pid: [{"where": a.where, "read": a.event is not None} for a in found]
+            for pid, found in self._elsewhere().items()
+        }
+
+    def joined(self, record: PatientRecord) -> PatientRecord:
+        """``record`` with the allergies ``allergies_elsewhere`` names for it on its timeline (those whose fields
+        could be read), after a pass read to its end; ``record`` itself when it has none."""
+        found = events_of(self._elsewhere().get(record.id, ()))
+        return with_events(record, found) if found else record
+
+    def _elsewhere(self) -> dict[str, list[Outside]]:
         tally = getattr(self, "tally", None)
-        return dict(tally.elsewhere.of_patients) if tally is not None else {}
+        return tally.elsewhere.of_patients if tally is not None else {}
 
     def check_profile(self, profile: Any) -> list[tuple[str, str]]:
         """A folder holding no FHIR file, said by ``profile check`` as a pass says it (check passed an empty

@@ -45,8 +45,8 @@ from heirloom_plugins.model_needs import (
     unsendable,
 )
 
-#: How ``unread_allergies`` names an allergy the source found outside the patient's unit (docs/FHIR.md).
-OUTSIDE = "outside the patient's bundle, not on the record (keep a patient's resources in one bundle)"
+#: How ``unread_allergies`` names an allergy found outside the patient's unit whose fields the source could not read.
+OUTSIDE = "outside the patient's unit, its fields not read (keep a patient's resources in one bundle)"
 MEDICAL_DOC = "docs/MEDICAL.md, 'Another model behind diagnosis and treatment'"
 #: What a route takes for a FHIR export (a FHIR Bundle sent is refused saying so: ``PredictInput.misread_body``).
 CONVERTED = "the record `heirloom data show PROFILE SOURCE --json` prints for the export (docs/MEDICAL.md, 'Routes')"
@@ -399,7 +399,7 @@ class TreatmentApi(CodesApi):
         tables = model.tables() if self.formulary is None and isinstance(model, TreatmentModel) else self.tables
         allergies = recorded_allergies(query.record, tables)
         filtered = self._filtered(answer, allergies, tables) if allergies else answer
-        elsewhere = self.lookup.allergies_elsewhere(query.record) if self.lookup is not None else []
+        elsewhere = self.lookup.unread_elsewhere(query.record) if self.lookup is not None else []
         not_read = listed([*filtered["unread_allergies"], *(f"{where}: {OUTSIDE}" for where in elsewhere)])
         filtered = {**filtered, "unread_allergies": not_read}
         return {**filtered, "codes": unselected(filtered["codes"], not_read), FIELD: why_unselected(not_read)}

@@ -77,12 +77,12 @@ class RecordsApi(heirloom.Api):
         source = ctx.get(self.data, "source")
         for record in source.records():
             records[record.id] = record
+        elsewhere = self._join_elsewhere(source, records)
+        for record in records.values():
             summaries[record.id] = summarize(record)
+            if found := elsewhere.get(record.id):
+                summaries[record.id]["allergies_outside_unit"] = [allergy["where"] for allergy in found]
             index.add(record.id, record.timeline)
-        asked = getattr(source, "allergies_elsewhere", None)  # the fhir source's (docs/FHIR.md); others have none
-        elsewhere = {pid: found for pid, found in (asked() if callable(asked) else {}).items() if pid in records}
-        for pid, found in elsewhere.items():
-            summaries[pid] = {**summaries[pid], "allergies_outside_record": list(found)}
         self._records, self._summaries, self._index, self._elsewhere = records, summaries, index, elsewhere
         self.index_seconds = time.perf_counter() - began
 
@@ -101,10 +101,24 @@ class RecordsApi(heirloom.Api):
             )
         return record
 
-    def allergies_elsewhere(self, record: Any) -> list[str]:
-        """The allergies the source found naming this indexed patient from outside its unit, which ``record``
-        lacks (``file: AllergyIntolerance/id``); none for a record sent inline, which is whole as sent."""
-        return list(self._elsewhere.get(record.id, ())) if self._records.get(record.id) is record else []
+    @staticmethod
+    def _join_elsewhere(source: Any, records: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        """The fhir source's allergies of each patient found outside the patient's unit (docs/FHIR.md), joined to
+        ``records`` in place (those it could read); a source of another type has none."""
+        asked, joined = getattr(source, "allergies_elsewhere", None), getattr(source, "joined", None)
+        if not (callable(asked) and callable(joined)):
+            return {}
+        elsewhere = {pid: found for pid, found in asked().items() if pid in records}
+        for pid in elsewhere:
+            records[pid] = joined(records[pid])
+        return elsewhere
+
+    def unread_elsewhere(self, record: Any) -> list[str]:
+        """Where the allergies of this indexed patient found outside its unit are, of those whose fields could not
+        be read (so not joined to ``record``); none for a record sent inline, which is whole as sent."""
+        if self._records.get(record.id) is not record:
+            return []
+        return [allergy["where"] for allergy in self._elsewhere.get(record.id, ()) if not allergy["read"]]
 
     # -- routes -------------------------------------------------------------------------------
     def routes(self) -> list[heirloom.Route]:
