@@ -104,6 +104,9 @@ def test_put_given_a_ref_for_a_parent_or_a_dict_for_a_state_says_what_it_takes(s
         ({"plugin_versions": {"x": 1}}, "plugin_versions as a dict of distribution to version, both text"),
         ({"quota_mb": "5"}, "quota_mb as a whole number of 0 or more (or None), got '5'"),  # a bare TypeError
         ({"keep_versions": "2"}, "keep_versions as a whole number of 0 or more (or None), got '2'"),
+        ({"plugin_versions": []}, "plugin_versions as a dict of distribution to version, both text, got []"),  # v43 F7
+        ({"state_format": "1"}, "state_format as a whole number, 1 or more, got '1'"),  # said as Model.state_format's
+        ({"identical": 5}, "identical as a function of the stored versions (or None), got 5"),  # a bare TypeError
     ]:
         with pytest.raises(heirloom.HeirloomError, match=re.escape(f"put takes {said}")):
             store.put("finance", "sentiment", make_state(2), **{"model_type": "text-classifier", **mistake})

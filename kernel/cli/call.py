@@ -137,7 +137,7 @@ def _slow_route(client: Client, route: str, timeout: float, silence: str) -> str
     try:
         client.request("_health", timeout=1.0)  # a second, whatever --timeout was: 1e-9 made a healthy daemon silent
     except NoReply:  # silent too: a timeout too short to connect said only to raise it (v25 F1)
-        held = f"{silence} (or {route}, if answered on the daemon's I/O thread, holds it: its log says so)"
+        held = f"{silence} (or a route answered on the daemon's I/O thread, this or another, holds it: its log says)"
         return f"no reply from {client.address} within {timeout:g} s, nor to _health within 1 s: {held}"
     except RemoteError as exc:  # refused (a Curve key it does not authorise): that, not silence (v26 F1)
         return f"no reply from {client.address} within {timeout:g} s, and _health answered {exc.code}: {exc.message}"

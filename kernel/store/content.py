@@ -161,12 +161,21 @@ def check_put(state: Any, parent: Any, parent_ok: bool, model_type: Any, fingerp
         raise HeirloomError("put takes data_fingerprints as a dict of source name to fingerprint, both text")
 
 
-def check_put_record(profile_digest: Any, plugin_versions: Any, quota_mb: Any, keep_versions: Any) -> None:
+def check_put_record(
+    profile_digest: Any, plugin_versions: Any, quota_mb: Any, keep_versions: Any, state_format: Any, identical: Any
+) -> None:
     """HeirloomError for ``put``'s record arguments of another type: a digest 5 was stored as '5', versions of
-    ``"abc"`` were a bare ValueError, a quota of ``"5"`` a TypeError from the comparison (v42 F5)."""
+    ``"abc"`` were a bare ValueError (``[]`` stored), a quota of ``"5"`` a TypeError from the comparison (v42 F5,
+    v43 F7), a state format "1" said as Model.state_format's, an ``identical`` of 5 a bare TypeError."""
     if not isinstance(profile_digest, str):
         raise HeirloomError(f"put takes profile_digest as text (the profile's sha256), got {profile_digest!r:.80}")
-    versions = plugin_versions or {}
+    versions = {} if plugin_versions is None else plugin_versions
+    if identical is not None and not callable(identical):
+        raise HeirloomError(
+            f"put takes identical as a function of the stored versions (or None), got {identical!r:.80}"
+        )
+    if type(state_format) is not int or state_format < 1:
+        raise HeirloomError(f"put takes state_format as a whole number, 1 or more, got {state_format!r:.80}")
     if not isinstance(versions, dict) or not all(isinstance(text, str) for pair in versions.items() for text in pair):
         raise HeirloomError(
             f"put takes plugin_versions as a dict of distribution to version, both text, got {plugin_versions!r:.80}"

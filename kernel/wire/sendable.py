@@ -11,6 +11,12 @@ from heirloom.wire.protocol import DECODE_NESTING, MAX_NESTING, Buffer, quoted
 
 #: What msgpack carries (subclasses too: a numpy float64 is a float), and the buffers a body may hold.
 SENDABLE = (type(None), bool, int, float, str, bytes, bytearray, memoryview, list, tuple, dict, Buffer)
+#: What to send instead of a value of no msgpack type, by its type's module (a datetime got the list alone: v43 F8).
+HINTS = {
+    "numpy.": "; a numpy scalar: .item(), an array: .tolist() or heirloom.Buffer",
+    "datetime.": "; a date or time: its .isoformat() text",
+    "decimal.": "; a Decimal: float() or str()",
+}
 #: Parts of a value looked at to say where: a reply's walk runs on the I/O thread.
 WHERE_BUDGET = 100_000
 
@@ -96,9 +102,9 @@ def _leaf_mistake(value: Any, where: str) -> str | None:
     """Why msgpack cannot carry ``value``, which is no list nor map, said at ``where``; None when it can."""
     if not isinstance(value, SENDABLE):
         kind = f"{type(value).__module__}.{type(value).__qualname__}".removeprefix("builtins.")
-        numpy = "; a numpy scalar: .item(), an array: .tolist() or heirloom.Buffer" if kind.startswith("numpy.") else ""
+        hint = next((said for prefix, said in HINTS.items() if kind.startswith(prefix)), "")
         sent = "None, a bool, int, float, str, bytes, a list or a map with those"
-        return f"{where}: {kind} is no msgpack type (send {sent}{numpy})"
+        return f"{where}: {kind} is no msgpack type (send {sent}{hint})"
     if isinstance(value, str):
         try:
             value.encode()

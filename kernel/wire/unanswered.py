@@ -24,6 +24,8 @@ def no_reply(address: str, route: str, budget: float, silence: str, largest: int
     the budget (the daemon computes a started request to the end, and logs it late); else a daemon stuck or
     gone; first, a frame over a daemon's default max_message_bytes (a 70 MB body waited 30 s, unexplained)."""
     slow = f"{route} may take longer than that (raise the timeout; the daemon logs a request it computed late)"
+    if route in ("_health", "_ready"):  # "may take longer" sent a probe of a held daemon to raise it (v43 F3)
+        slow = f"{route} is answered at once unless a route answered on the daemon's I/O thread holds it (its log says)"
     big = f"{over_default(largest)}; or " if largest > DEFAULT_MAX_MESSAGE else ""
     return f"no reply from {address} within the deadline of {_shown(budget)} s: {big}{slow}, or: {silence}"
 
