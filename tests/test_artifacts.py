@@ -713,13 +713,18 @@ def test_promote_if_better_compares_validation_scores_on_the_same_validation_rec
     assert "medical/triage@6 -> medical/triage@7 (validation accuracy 0.9678 -> 0.9900)" in union.stdout
 
 
+def _first_served(store: ArtifactStore, name: str, validations: list[dict]) -> None:
+    """Versions 1, 2, ... of ``name`` scored ``validations`` on the same records, the first promoted to production."""
+    for version, validation in enumerate(validations, 1):
+        metrics = {"accuracy": 0.9, "validation": validation}
+        put(store, name, version, metrics=metrics, data_fingerprints=evaluated("fp-data-1"))
+    assert models(store, "promote", f"{name}@1", "production").returncode == 0
+
+
 def test_promote_if_better_on_a_null_metric_says_it_was_not_measured(store):
     """An intent model's validation oos_recall is null where validation held no out-of-scope texts:
     the refusal said the version had no such metric and suggested another number."""
-    for version in (1, 2):
-        metrics = {"accuracy": 0.9, "validation": {"accuracy": 0.9, "oos_recall": None, "oos_support": 0}}
-        put(store, "telco/intent", version, metrics=metrics, data_fingerprints=evaluated("fp-data-1"))
-    assert models(store, "promote", "telco/intent@1", "production").returncode == 0
+    _first_served(store, "telco/intent", [{"accuracy": 0.9, "oos_recall": None, "oos_support": 0}] * 2)
     refused = models(store, "promote", "telco/intent@2", "production", "--if-better", "oos_recall")
     assert refused.returncode == 3 and store.alias_version("telco", "intent", "production") == 1
     wanted = "metrics are not comparable: telco/intent@2 has no numeric validation metric 'oos_recall': it is null"
@@ -729,10 +734,7 @@ def test_promote_if_better_on_a_null_metric_says_it_was_not_measured(store):
 def test_promote_if_better_on_a_metric_stored_as_no_number_says_what_it_is(store):
     """The Python API stores any JSON as a metric: a validation accuracy of "0.9" (text) was said as no metric at all,
     ``(metrics: none)`` (checker v42 F5). A holder's is not comparable (exit 3); a candidate's is the caller's (2)."""
-    for version, accuracy in [(1, "0.9"), (2, 0.95), (3, True)]:
-        metrics = {"accuracy": 0.9, "validation": {"accuracy": accuracy}}
-        put(store, "shop/intent", version, metrics=metrics, data_fingerprints=evaluated("fp-data-1"))
-    assert models(store, "promote", "shop/intent@1", "production").returncode == 0
+    _first_served(store, "shop/intent", [{"accuracy": "0.9"}, {"accuracy": 0.95}, {"accuracy": True}])
     holder = models(store, "promote", "shop/intent@2", "production", "--if-better", "accuracy")
     assert holder.returncode == 3 and store.alias_version("shop", "intent", "production") == 1
     wanted = "shop/intent@1 has no numeric validation metric 'accuracy': it is '0.9' (str), no number"
