@@ -1081,6 +1081,10 @@ def test_a_path_of_bytes_that_are_not_utf8_or_a_long_name_is_quoted_as_sent_and_
         assert (status, body["field"]) == (404, "path"), (path, body)
         sent = path.replace("%ff", "\\xff").replace("%FE", "\\xfe").replace("%c3", "\\xc3")
         assert f"no such path: b'{sent}' is not UTF-8" in body["error"] and "\ufffd" not in body["error"], body
+    # a query's too: a console looked up a user '\ufffd' (checker h460 F6)
+    status, _, body = http(gateway.url + "/console/recs?user=%FFa&k=3")
+    assert (status, body["field"]) == (400, "query.user"), body
+    assert body["error"] == "query.user: b'\\xffa' is not UTF-8 (byte 0)", body
     name = "a" * 5000
     status, _, body = http(gateway.url + "/v1/routes/" + name, {})
     assert status == 404 and f"no route '{'a' * 80}...'" in body["error"], body

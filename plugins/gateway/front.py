@@ -348,6 +348,22 @@ def undecodable_path(scope: Scope) -> Response | None:
     return None
 
 
+def undecodable_query(scope: Scope) -> Response | None:
+    """The 400 of a query whose percent-encoded bytes are not UTF-8, naming the field and the bytes, or None: they
+    were read as U+FFFD, and a console looked up a user '\ufffd' the client never sent (checker h460 F6)."""
+    for pair in (scope.get("query_string") or b"").split(b"&"):
+        name, _, value = pair.partition(b"=")
+        for part in (name, value):
+            decoded = unquote_to_bytes(part.replace(b"+", b" "))
+            try:
+                decoded.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                field = f"query.{unquote_to_bytes(name).decode('utf-8', 'backslashreplace')[:80]}"
+                message = f"{field}: {decoded[:200]!r} is not UTF-8 (byte {exc.start})"
+                return error_response(400, message, code="INVALID_ARGUMENT", field=field)
+    return None
+
+
 def cross_site(scope: Scope, headers: dict[str, str]) -> tuple[str, str] | None:
     """The header, and why, a request that acts looks sent by another site's page in a browser (a forged
     request, CSRF: a form or a fetch needs no preflight with a text/plain body), or None.
@@ -414,7 +430,12 @@ class Front:
             await refused(scope, receive, send)
             return
         malformed = (
-            (repeated(scope, headers) or encoded_separator(scope) or undecodable_path(scope))
+            (
+                repeated(scope, headers)
+                or encoded_separator(scope)
+                or undecodable_path(scope)
+                or undecodable_query(scope)
+            )
             if scope["type"] == "http"
             else None
         )
