@@ -234,6 +234,12 @@ class EncoderClassifier(EncoderModel):
             self._training.update(self._check_decided(decided, left_out, outside, progress, waiting))
         self.remember_texts(texts, parent)
 
+    def _key(self, setting: str) -> str:
+        """``setting`` as the profile names it (``models.intent.validation_fraction``) once started: a warning's
+        bare ``validation_fraction`` sent a team to its source's, which no choice here reads (checker h459 F4)."""
+        ctx = getattr(self, "ctx", None)
+        return f"models.{ctx.name}.{setting}" if ctx is not None else setting
+
     def _weights(self) -> dict[str, int]:
         return {person.RESOLUTION: self.resolution_weight, person.CORRECTION: self.correction_weight}
 
@@ -339,7 +345,9 @@ class EncoderClassifier(EncoderModel):
         if self.reject and len(known) < FEW_VALIDATION_TEXTS:
             progress.log(
                 f"warning: the reject rule's threshold is chosen on {len(known)} in-scope validation texts, too few "
-                "to trust (it may reject most in-scope texts): add examples or raise validation_fraction"
+                "to trust (it may reject most in-scope texts): add examples or raise "
+                f"{self._key('validation_fraction')} (the share of its training texts this model holds out to choose "
+                "on; a source's validation split is scored, not chosen on)"
             )
         scores: list[dict[str, Any]] = []
         evaluated = [texts[i] for i in known + unseen]
