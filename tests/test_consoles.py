@@ -160,8 +160,10 @@ def test_the_medical_console_finds_a_patient_by_id_and_pages_through_every_patie
     assert page.locator("section.ranked[data-route='diagnosis.predict'] tbody tr").count() > 0
     status, _, html = http(f"{gateway.url}/console/record?offset=twenty")
     assert status == 200 and "'offset' must be a whole number in digits, such as 20.</p>" in html, html
-    status, _, html = http(f"{gateway.url}/console/record?offset=1000000000000")  # one, past the last (h460 F3)
-    assert status == 200 and "<p>No patient at that offset: it is past the last.</p>" in html, html
+    for offset in ("1000000000000", "900"):  # whole numbers, past the last (h460 F3); 900 linked to an empty page
+        status, _, html = http(f"{gateway.url}/console/record?offset={offset}")
+        said = f"<p>No patient at that offset: it is past the last ({listed['total']} patients)."
+        assert status == 200 and said in html and "previous 20" not in html, html
 
 
 def test_the_medical_console_keeps_keyboard_focus_and_chooses_an_encounter_only_on_predict(medical, page):  # noqa: F811

@@ -1814,6 +1814,7 @@ def test_an_allergy_saved_outside_its_patients_unit_is_joined_to_the_record_the_
         ruled = [r for r in test if client.call("treatment.recommend", {"record": allergic(r)})["blocked"]]
     by_id, by_identifier, by_urn = ruled[:3]
     unreadable = next(r for r in test if r not in ruled[:3])
+    shared = next(r for r in records if r.split == "train" and r.timeline)
     holder = next(r for r in records if any(e.kind == "allergy" and e.id for e in r.timeline))
     ehr = tmp_path / "ehr"
     (ehr / "queries").mkdir(parents=True)
@@ -1832,10 +1833,18 @@ def test_an_allergy_saved_outside_its_patients_unit_is_joined_to_the_record_the_
     ]
     query = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in [*found, again]]}
     write(ehr / "queries" / "allergies.json", json.dumps(query))
+    again = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": found[0]}]}  # a1 a second time
+    write(ehr / "queries" / "repeated.json", json.dumps(again))
+    sharing = _patient_entry(data_dir, shared)["resource"]["identifier"][0]  # a second Patient carries it too
+    twin = {"resourceType": "Patient", "id": "twin", "identifier": [sharing], "gender": "female"}
+    write(
+        ehr / "twin.json", json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": twin}]})
+    )
     lines = [
         _allergy_of({"reference": _patient_entry(data_dir, by_urn)["fullUrl"]}, "a3"),
         _allergy_of({"reference": f"Patient/{unreadable.id}"}, "a4", onsetDateTime="last spring"),
         _allergy_of({"reference": f"Patient/{by_id.id}"}, "a5", verificationStatus={"coding": [{"code": "refuted"}]}),
+        _allergy_of({"identifier": {"system": sharing["system"], "value": sharing["value"]}}, "a6"),
     ]
     write(ehr / "AllergyIntolerance.ndjson", "".join(json.dumps(line) + "\n" for line in lines))
     profile = f'extends = ["medical-small"]\nproject = "medical-small"\n[sources.patients]\npath = "{ehr}"\n'
@@ -1847,12 +1856,14 @@ def test_an_allergy_saved_outside_its_patients_unit_is_joined_to_the_record_the_
         by_urn.id: "AllergyIntolerance.ndjson: AllergyIntolerance/a3 (line 1)",
         unreadable.id: "AllergyIntolerance.ndjson: AllergyIntolerance/a4 (line 2)",
     }
+    ambiguous = "AllergyIntolerance.ndjson: AllergyIntolerance/a6 (line 4), whose patient reference names 2 patients"
+    listed = [*(f"{pid}: {at}" for pid, at in named.items()), *(f"{pid}: {ambiguous}" for pid in (shared.id, "twin"))]
     report = json.loads(stats.stdout)
     outside = report["allergies_outside_unit"]
-    assert (outside["patients"], outside["allergies"]) == (4, 4), outside
-    assert sorted(outside["examples"]) == sorted(f"{pid}: {at}" for pid, at in named.items()), outside
+    assert (outside["patients"], outside["allergies"]) == (6, 6), outside  # a1 once, though in two files (v44 F6)
+    assert sorted(outside["examples"]) == sorted(listed), outside
     assert not any("AllergyIntolerance/a5 " in e for e in report["unassigned_examples"])  # refuted: none (v43 F5)
-    assert "4 patient(s) have allergies in another unit than their Patient's" in stats.stderr
+    assert "6 patient(s) have allergies in another unit than their Patient's" in stats.stderr
     served = Daemon(tmp_path, profile=profile, env=trained)
     served.wait_ready(timeout=120)
     with served.client(timeout=30) as client:
@@ -1872,6 +1883,10 @@ def test_an_allergy_saved_outside_its_patients_unit_is_joined_to_the_record_the_
         answer = client.call("treatment.recommend", {"patient": unreadable.id})
         assert f"{named[unreadable.id]}: {OUTSIDE}" in answer["unread_allergies"] and answer[FIELD] == WHY, answer
         assert not any(item["selected"] for item in answer["codes"])
+        answer = client.call(
+            "treatment.recommend", {"patient": shared.id}
+        )  # whose it is, unsaid: read by no one (v44 F1)
+        assert f"{ambiguous}: {OUTSIDE}" in answer["unread_allergies"] and answer[FIELD] == WHY, answer
         assert "allergies_outside_unit" not in client.call("record.summary", {"patient": holder.id})
     assert served.terminate() == 0
 

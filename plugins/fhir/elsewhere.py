@@ -65,15 +65,23 @@ class AllergiesElsewhere:
         if (found := reference_key(reference)) is not None:
             self.by_key.setdefault(found, []).append(outside)
 
-    def settle(self, keys: Mapping[str, str], on_records: Mapping[str, set[str]]) -> None:
-        """At the end of a pass: keep those naming a patient the pass read (``keys``: each of its reference keys
-        -> its id), but for an allergy its record holds already (the same resource in two files)."""
-        found: dict[str, list[Outside]] = {}
+    def settle(self, keys: Mapping[str, set[str]], on_records: Mapping[str, set[str]]) -> None:
+        """At the end of a pass: keep those naming a patient the pass read (``keys``: each reference key -> the ids
+        of the patients it names), once each, but for an allergy its record holds already (the same resource in
+        two files). One whose reference names several (an identifier two Patients carry) is each one's, unread: which
+        patient's it is the reference does not say, and dropped, amoxicillin was selected for both (v44 F1)."""
+        found: dict[str, dict[str | None, list[Outside]]] = {}
         for reference, allergies in self.by_key.items():
-            if (pid := keys.get(reference)) is not None:
-                held = on_records.get(pid, set())
-                found.setdefault(pid, []).extend(a for a in allergies if a.id is None or a.id not in held)
-        self.of_patients = {pid: allergies for pid, allergies in found.items() if allergies}
+            pids = sorted(keys.get(reference, ()))
+            for pid in pids:
+                held, kept = on_records.get(pid, set()), found.setdefault(pid, {})
+                for allergy in allergies:
+                    if len(pids) > 1:
+                        named = f"{allergy.where}, whose patient reference names {len(pids)} patients"
+                        allergy = attrs.evolve(allergy, where=named, event=None)
+                    if allergy.id is None or (allergy.id not in held and allergy.id not in kept):
+                        kept.setdefault(allergy.id, []).append(allergy)  # the same id in three files: once (F6)
+        self.of_patients = {pid: [a for same in kept.values() for a in same] for pid, kept in found.items() if kept}
         self.by_key = {}
 
     def to_json(self) -> dict[str, object]:

@@ -271,8 +271,8 @@ class Scan:
         self.known = Known()
         #: Where each patient's Patient resource was read (one record per patient).
         self._patients: dict[str, str] = {}
-        #: Each reference form another unit may name a patient by -> its id (``AllergiesElsewhere``).
-        self._patient_keys: dict[str, str] = {}
+        #: Each reference form another unit may name a patient by -> the ids of those it names (``AllergiesElsewhere``).
+        self._patient_keys: defaultdict[str, set[str]] = defaultdict(set)
         #: The ids of the allergies each record built holds: one found again in another file is on it.
         self._allergies_on: dict[str, set[str]] = {}
         #: ``(type, id)`` of the withdrawn resources seen: an event's link to one is dropped.
@@ -301,8 +301,10 @@ class Scan:
             yield from self._bulk(bulk, split)
         for ref, count, where in self.known.settle():
             self.tally.unresolved.add(f"{where}: {ref}", count)
-        keys = {name: pid for name, pid in self._patient_keys.items() if pid and self.side(pid) is not None}  # cohort's
-        self.tally.elsewhere.settle(keys, self._allergies_on)
+        cohort = {
+            name: {pid for pid in pids if self.side(pid) is not None} for name, pids in self._patient_keys.items()
+        }
+        self.tally.elsewhere.settle(cohort, self._allergies_on)
 
     # -- units ---------------------------------------------------------------------------
     def _bundle(self, path: Path, split: str | None) -> Iterator[PatientRecord]:
@@ -528,9 +530,9 @@ class Scan:
             self.tally.fault(FhirDataError(path, label, f"cannot read: {_detail(exc)}"), whole_file=False)
             return False
         first = self._patients.setdefault(pid, f"{path}: {label}")
+        for name in patient_keys(entry.resource, entry.full_url):  # a second Patient of one id: the same person's
+            self._patient_keys[name].add(pid)
         if first == f"{path}: {label}":
-            for name in patient_keys(entry.resource, entry.full_url):  # two patients' key names neither
-                self._patient_keys[name] = pid if self._patient_keys.get(name, pid) == pid else ""
             return True
         advice = "keep a patient's resources in one bundle, or export them as NDJSON"
         if is_ndjson(path):

@@ -50,7 +50,7 @@ def _search(request: heirloom.ConsoleRequest, query: str) -> str:
     if not query and not re.fullmatch(r"[0-9]+", offset):
         return "<p class='error'>'offset' must be a whole number in digits, such as 20.</p>"
     if not query and len(offset.lstrip("0")) > 9:  # past every patient, not "no whole number" (checker h460 F3)
-        return "<p>No patient at that offset: it is past the last.</p>"
+        offset = str(2**31)  # the route's page is then empty, said as every offset past the last is
     try:
         return _matching(request, query) if query else _listing(request, int(offset))
     except heirloom.RemoteError as error:
@@ -72,6 +72,9 @@ def _listing(request: heirloom.ConsoleRequest, offset: int) -> str:
     """A page of every patient, with links to the pages before and after it."""
     page = request.call("patients", {"offset": offset, "limit": SHOWN_PATIENTS})
     shown, total = page["patients"], page["total"]
+    if offset and not shown:  # "No patient matches" and a link back to another empty page (checker v44 F9)
+        last = f"<a class='prev' rel='prev' href='?{escape(urlencode({'offset': max(0, total - SHOWN_PATIENTS)}))}'>"
+        return f"<p>No patient at that offset: it is past the last ({total} patients). {last}the last page</a></p>"
     rows = "".join(
         f"<tr><td>{_patient_link(p['id'])}</td><td>{_text(p['gender'])}</td><td>{_text(p['birth_date'])}</td></tr>"
         for p in shown
