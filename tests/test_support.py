@@ -356,7 +356,17 @@ def test_handoffs_pages_past_its_limit_within_the_reply_bytes_and_waiting_intent
                 client.call("support.accept_intent", {"intent": "device_insurence"})
             said = "'device_insurence' is one typo from 'device_insurance', waiting with 2 resolution(s) against its 1"
             assert said in rival.value.message and "nothing was recorded" in rival.value.message
-            assert client.call("support.accept_intent", {"intent": "device_insurance"})["resolutions"] == 2
+            meant = client.call("support.accept_intent", {"intent": "device_insurence", "even_if_close": True})
+            close = {"close_to": "device_insurance"}  # the reply named no look-alike that waits (checker v44 F5)
+            assert meant == {"accepted": True, "intent": "device_insurence", "resolutions": 1, **close}
+            assert client.call("support.accept_intent", {"intent": "device_insurence", "even_if_close": True}) == meant
+            accepted = client.call("support.accept_intent", {"intent": "device_insurance", "even_if_close": True})
+            assert accepted == {
+                "accepted": True,
+                "intent": "device_insurance",
+                "resolutions": 2,
+                "close_to": "device_insurence",
+            }
     finally:
         assert daemon.terminate() == 0
 

@@ -516,14 +516,15 @@ class SupportApi(heirloom.Api):
                 raise heirloom.RequestError("INVALID_ARGUMENT", message, "body.intent")
             write([{"type": "acceptance", "intent": body.intent}])
         reply = {"accepted": True, "intent": body.intent, "resolutions": waiting[body.intent]}
-        return {**reply, "close_to": close} if close else reply
+        return {**reply, "close_to": close or rival} if close or rival else reply  # a waiting one's too (v44 F5)
 
     def _accepted_before(self, intent: str, waiting: dict[str, int]) -> dict[str, Any]:
         """The reply to accepting ``intent``, which no resolution waits with: the first reply again for one
         accepted already (a retry whose reply was lost), else an error saying why there is nothing to accept."""
         if intent in (accepted := self.queue.accepted()):  # the same answer, not NOT_FOUND pointing at a typo
             reply = {"accepted": True, "intent": intent, "resolutions": accepted[intent]}
-            close = typo_of(intent, self._known_intents())  # accepted "even_if_close": said again (v7 F3)
+            rivals = [name for name, count in waiting.items() if count >= accepted[intent]]
+            close = typo_of(intent, self._known_intents()) or typo_of(intent, rivals)  # said again (v7 F3)
             return {**reply, "close_to": close} if close else reply
         listed = ", ".join(sorted(waiting)) or "none"
         terms: IntentTerms = self._terms_of("intent", heirloom.served_model(self.intent_handle)[0])
