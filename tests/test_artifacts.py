@@ -107,10 +107,20 @@ def test_put_given_a_ref_for_a_parent_or_a_dict_for_a_state_says_what_it_takes(s
         ({"plugin_versions": []}, "plugin_versions as a dict of distribution to version, both text, got []"),  # v43 F7
         ({"state_format": "1"}, "state_format as a whole number, 1 or more, got '1'"),  # said as Model.state_format's
         ({"identical": 5}, "identical as a function of the stored versions (or None), got 5"),  # a bare TypeError
+        ({"quota_mb": np.int64(-1)}, "quota_mb as a whole number of 0 or more (or None), got np.int64(-1)"),
     ]:
         with pytest.raises(heirloom.HeirloomError, match=re.escape(f"put takes {said}")):
             store.put("finance", "sentiment", make_state(2), **{"model_type": "text-classifier", **mistake})
     assert [a.version for a in store.list()] == [1]
+    for answer in (5, "x"):  # put returned it as the version stored, storing nothing (checker v44 F8)
+        with pytest.raises(
+            heirloom.HeirloomError, match=f"put's identical returned {answer!r}, not one of the versions"
+        ):
+            store.put(
+                "finance", "sentiment", make_state(2), model_type="text-classifier", identical=lambda _, a=answer: a
+            )
+    stored = store.put("finance", "sentiment", make_state(2), model_type="text-classifier", quota_mb=np.int64(5))
+    assert stored.version == 2 and [a.version for a in store.list()] == [1, 2]  # a numpy count is one
 
 
 def test_round_trip_preserves_tensors_and_metadata(store):

@@ -118,6 +118,9 @@ def test_invalid_argument_names_the_field(client):
         client.call("t.typed", {"txet": "a"})
     # the typo, not the required key it leaves missing
     assert caught.value.field == "body.txet" and "unknown key; did you mean 'text'?" in caught.value.message
+    with pytest.raises(InvalidArgument) as caught:  # a long key left no room in the message for why (h461 F2)
+        client.call("t.typed", {"k" * 3000: 1, "text": "x"})
+    assert caught.value.message.startswith(f"body.{'k' * 195}...: unknown key"), caught.value.message[:300]
     for body, said in (  # nested shapes, in the protocol's words too (not Python's)
         ({"points": ["a point"]}, "body.points[0]: expected a map, got string 'a point'"),
         ({"points": [1, None]}, "body.points[0]: expected a map, got integer 1"),  # was "argument of type 'int' ..."
@@ -439,6 +442,10 @@ def test_server_paths_are_masked_but_never_a_longer_name_or_every_dot(monkeypatc
         ("cycle", "reply not encodable at reply.self.self.self"),
         ("tuplekey", "reply not encodable at reply.scores: a key is a tuple, which msgpack packs as an array, a key"),
         ("longkey", f"reply not encodable at reply.{'k' * 40}.bad: "),
+        (
+            "datekey",
+            "reply not encodable at reply.by_day (a key): datetime.date is no msgpack type (send None, a bool,",
+        ),
         ("version", "the reply's model version must be printable text, got <object object at"),
         ("strided", "reply not encodable at reply: BufferError: "),  # these two killed the daemon
         ("raising", "reply not encodable at reply: RuntimeError: this map cannot list its items"),
@@ -1045,6 +1052,11 @@ def test_clients_refuse_a_body_msgpack_cannot_carry_naming_where_in_it(daemon, c
         ({"exclude": [1, {2, 3}]}, "body.exclude[1]: set is no msgpack type"),
         ([datetime.datetime(2026, 1, 1)], "body[0]: datetime.datetime is no msgpack type"),
         (
+            [datetime.timedelta(seconds=3)],
+            "body[0]: datetime.timedelta is no msgpack type (send None, a bool, int, "
+            "float, str, bytes, a list or a map with those; a timedelta: .total_seconds())",
+        ),  # no .isoformat() (v44 F7)
+        (
             [datetime.date(2026, 1, 1)],
             "body[0]: datetime.date is no msgpack type (send None, a bool, int, float, str, bytes, "
             "a list or a map with those; a date or time: its .isoformat() text)",
@@ -1483,6 +1495,29 @@ def test_a_route_slower_than_the_timeout_is_said_to_be_slow_not_the_daemon_unrea
     late = "t.slow (api type 'testing', plugin tests.testing_api): answered 2.5"  # which route, and how late
     daemon.wait_logged(late)  # by the daemon (its worker)
     assert "past its deadline of 1.00 s" in daemon.log()
+    assert daemon.terminate() == 0
+
+
+def test_a_route_not_answered_while_another_held_the_io_thread_is_not_said_to_be_slow(tmp_path):
+    """``heirloom call p.fast --timeout 1`` while another client's inline route held the daemon's I/O thread, and
+    ``_health`` then answered in 540 ms: "p.fast is slower than that; raise --timeout" (checker v44 F2)."""
+    from heirloom.cli.call import _slow_route
+
+    daemon = Daemon(tmp_path)
+    daemon.wait_ready()
+    with daemon.client(timeout=10) as holder, daemon.client(retries=0) as prober, daemon.client() as client:
+        held = threading.Thread(target=holder.call, args=("t.slow_inline", 1500))
+        held.start()
+        for _ in range(100):  # until the hold has begun: a probe goes unanswered
+            try:
+                prober.call("_health", timeout=0.05)
+            except DeadlineExceeded:
+                break
+        time.sleep(0.8)  # the hold has 0.2 to 0.7 s left: _health answers late, within its second
+        said = _slow_route(client, "echo.echo", 0.3, "is the daemon running?")
+        held.join()
+    assert said is not None and said.startswith("echo.echo did not reply within 0.3 s, and the daemon at "), said
+    assert "late: a route answered on its I/O thread (this or another: its log names it) held it" in said, said
     assert daemon.terminate() == 0
 
 

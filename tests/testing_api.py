@@ -66,7 +66,8 @@ def unpackable(body: str) -> Any:
     as a FHIR string escape can give, ``set``: a Python set deep in a map, ``cycle``: a map
     holding itself, ``version``: a model version that is no text, ``longkey``: a set under a
     100,000-character key, ``strided``: a strided view, ``raising``: a map whose items()
-    raises, ``tuplekey``: a map keyed by a tuple, which packs but no client can decode), or one
+    raises, ``tuplekey``: a map keyed by a tuple, which packs but no client can decode, ``datekey``: a map keyed
+    by a date), or one
     it can (``fine``)."""
     cycle: dict[str, Any] = {}
     cycle["self"] = cycle
@@ -78,6 +79,8 @@ def unpackable(body: str) -> Any:
         return {"m": memoryview(bytearray(8))[::2]}
     if body == "tuplekey":  # msgpack packs it, as an array no client can decode as a key: counted OK
         return {"scores": {("a", 1): 0.5}}
+    if body == "datekey":  # a key of no msgpack type: said with what to send, as a value's is
+        return {"by_day": {datetime.date(2026, 1, 1): 3}}
     if body in ("raising", "exiting", "leaking"):  # from inside the packer: the first two killed the daemon
         return {"outer": {"raising": RaisingItems, "exiting": ExitingItems, "leaking": LeakingItems}[body](a=1)}
     return {"int": 2**64, "surrogate": "COVID \ud800", "set": {"labels": ["a", {"b"}]}, "cycle": cycle, "fine": 2**63}[

@@ -14,7 +14,6 @@ import contextlib
 import errno
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +35,13 @@ from heirloom.store.content import (
     check_promote,
     check_put,
     check_put_record,
+    chosen,
     decode_metadata,
     decode_state,
     encode_tensors,
     finite,
     manifest_digest,
+    now,
     sha256,
     state_metadata,
 )
@@ -183,7 +184,7 @@ class ArtifactStore:
             "profile_digest": profile_digest,
             "data_fingerprints": dict(data_fingerprints or {}),
             "metrics": finite(dict(metrics or {})),
-            "created_at": _now(),
+            "created_at": now(),
             "heirloom_version": HEIRLOOM_VERSION,
             "plugin_versions": dict(plugin_versions or {}),
             "model_type": model_type,
@@ -200,7 +201,7 @@ class ArtifactStore:
                         f"parent {parent.ref} ({parent.digest[:12]}) was removed from the store at {self.root} "
                         "while this model trained (models gc?); nothing was stored"
                     )
-                if identical and (same := identical([Artifact(**row) for row in tx.rows(project, model)])):
+                if identical and (same := chosen(identical, [Artifact(**row) for row in tx.rows(project, model)])):
                     return same
                 if quota_mb is not None:
                     self._check_quota(tx, project, model, blobs, quota_mb, keep_versions)
@@ -423,7 +424,7 @@ class ArtifactStore:
             holder = Artifact(**row) if row else None
             if if_better is not None:  # also when REF holds it: a misspelt (or empty) metric is an error either way
                 check_better(candidate, holder, if_better, on, lower_is_better=lower_is_better)
-            tx.set_alias(candidate.project, candidate.model, alias, candidate.version, _now())
+            tx.set_alias(candidate.project, candidate.model, alias, candidate.version, now())
             promoted = Artifact(**tx.row(candidate.project, candidate.model, candidate.version))
         self._written()
         return Promotion(promoted, held, holder)
@@ -494,7 +495,3 @@ def _missing(root: Path) -> str:
         return f"{root} holds no store yet"
     below_folders = all(parent.is_dir() for parent in root.parents if parent.exists())  # not under a file
     return f"{root} does not exist yet" if below_folders and not root.exists() else ""
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -9,8 +9,11 @@ import importlib
 import importlib.util
 import json
 import math
+import numbers
 import reprlib
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -180,9 +183,23 @@ def check_put_record(
         raise HeirloomError(
             f"put takes plugin_versions as a dict of distribution to version, both text, got {plugin_versions!r:.80}"
         )
-    for name, value in (("quota_mb", quota_mb), ("keep_versions", keep_versions)):
-        if value is not None and (type(value) is not int or value < 0):
+    for name, value in (("quota_mb", quota_mb), ("keep_versions", keep_versions)):  # a numpy int is one (v44 F8)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
             raise HeirloomError(f"put takes {name} as a whole number of 0 or more (or None), got {value!r:.80}")
+
+
+def chosen(identical: Callable[[list[Any]], Any], versions: list[Any]) -> Any:
+    """The one of ``versions`` that ``identical`` names, or None; HeirloomError for an answer that is neither:
+    ``put`` returned whatever it gave (5, "x") as the version stored, storing nothing (checker v44 F8)."""
+    same = identical(versions)
+    if same is not None and same not in versions:
+        raise HeirloomError(f"put's identical returned {same!r:.80}, not one of the versions it was given, nor None")
+    return same
+
+
+def now() -> str:
+    """The time a version is stored or an alias moved: UTC, to the millisecond, ISO 8601."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def check_promote(if_better: Any, on: Any, lower_is_better: Any) -> None:

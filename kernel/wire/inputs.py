@@ -32,12 +32,15 @@ from heirloom.wire.protocol import (
     WIRE_NAMES,
     Buffer,
     RequestError,
+    cut,
     quoted,
     wire_name,
     without_paths,
 )
 
 log = logging.getLogger("heirloom.wire.inputs")
+#: Characters of a field's path that lead a message: the rest, why, must fit in the message's 1,000.
+FIELD_SHOWN = 200
 
 
 def _quote_buffer(value: Any) -> str | None:
@@ -171,8 +174,8 @@ class InputValidator:
             path, message = min(errors, key=lambda error: not error[1].startswith("unknown key"))
             path, message = binary_key(body, path, message) or (path, message)
             message = in_wire_words(_as_sent(message, body, path))
-            field = field_of(path)
-            raise RequestError(INVALID_ARGUMENT, f"{field}: {message}", field) from None
+            field = field_of(path)  # cut where it leads: a 5,000-character key left no room for why (h461 F2)
+            raise RequestError(INVALID_ARGUMENT, f"{cut(field, FIELD_SHOWN)}: {message}", field) from None
         except (ValueError, TypeError) as exc:
             named = re.match(r"'(\w+)((?:\[\d+\])*)'", str(exc))  # 'text' or an element, 'texts[3]'
             field = f"body.{named[1]}{named[2]}" if named and named[1] in self.keys() else "body"

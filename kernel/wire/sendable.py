@@ -12,8 +12,11 @@ from heirloom.wire.protocol import DECODE_NESTING, MAX_NESTING, Buffer, quoted
 #: What msgpack carries (subclasses too: a numpy float64 is a float), and the buffers a body may hold.
 SENDABLE = (type(None), bool, int, float, str, bytes, bytearray, memoryview, list, tuple, dict, Buffer)
 #: What to send instead of a value of no msgpack type, by its type's module (a datetime got the list alone: v43 F8).
-HINTS = {
+HINTS = {  # the first prefix that names the type: .isoformat() is no timedelta's, .item() of a datetime64 no text
+    "numpy.datetime64": "; a numpy datetime64: str()",
+    "numpy.timedelta64": "; a numpy timedelta64: .astype(float) of a unit, or str()",
     "numpy.": "; a numpy scalar: .item(), an array: .tolist() or heirloom.Buffer",
+    "datetime.timedelta": "; a timedelta: .total_seconds()",
     "datetime.": "; a date or time: its .isoformat() text",
     "decimal.": "; a Decimal: float() or str()",
 }
@@ -44,8 +47,8 @@ def unpackable_at(value: Any, root: str = "reply", *, advice: bool = False) -> s
     ``advice``, a value's mistake as a request body's is said, with what to send instead (a handler's numpy
     scalar got msgpack's words alone: h458 F5)."""
     path, problem, part = _first_unpackable(value, root, MAX_NESTING, WHERE_BUDGET) or (root, "", None)
-    if problem == "leaf" and advice:
-        return _leaf_mistake(part, path) or path
+    if problem in ("leaf", "key") and advice:  # a key's too, as a request body's is said (v44 F7)
+        return _leaf_mistake(part, path if problem == "leaf" else f"{path} (a key)") or path
     return path + {
         "deep": f" (nested deeper than {MAX_NESTING} levels)",
         "tuple key": ": a key is a tuple, which msgpack packs as an array, a key no client decodes",
