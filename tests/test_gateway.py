@@ -1137,6 +1137,10 @@ def test_http_0_9_and_unknown_methods_are_refused_naming_what_was_wrong(bare):
         connection.sendall(b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n")
         answer = raw_response(connection)
     assert answer.startswith("HTTP/1.1 405") and "OPTIONS is not allowed on *" in answer, answer
+    with socket.create_connection((host, int(port))) as connection:  # OPTIONS's alone (v44 F10): a 405 allowed GET
+        connection.sendall(b"GET * HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = raw_response(connection)
+    assert answer.startswith("HTTP/1.1 400") and "the request target * is OPTIONS's alone, not GET's" in answer, answer
 
 
 def test_a_one_line_http_0_9_request_is_refused_at_once(bare):

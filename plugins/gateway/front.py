@@ -364,6 +364,15 @@ def undecodable_query(scope: Scope) -> Response | None:
     return None
 
 
+def asterisk(method: str) -> Response:
+    """The reply to a request for ``*``: OPTIONS's alone (RFC 9112 3.2.4), which allows nothing there (no CORS, as
+    a preflight's 405); another method's is malformed (``GET *`` was a 405 allowing GET: checker v44 F10)."""
+    if method == "OPTIONS":
+        return method_not_allowed(method, "*", "")
+    message = f"the request target * is OPTIONS's alone, not {method}'s: name a path"
+    return error_response(400, message, code="INVALID_ARGUMENT", field="path")
+
+
 def cross_site(scope: Scope, headers: dict[str, str]) -> tuple[str, str] | None:
     """The header, and why, a request that acts looks sent by another site's page in a browser (a forged
     request, CSRF: a form or a fetch needs no preflight with a text/plain body), or None.
@@ -450,7 +459,7 @@ class Front:
             await refused(scope, receive, send)
             return
         if scope["type"] == "http" and scope.get("raw_path") == b"*":  # OPTIONS *: RFC 9110's, no path "/*" (h460 F5)
-            await method_not_allowed(scope["method"], "*", "GET, HEAD, POST")(scope, receive, send)
+            await asterisk(scope["method"])(scope, receive, send)
             return
         hot = hot_path(scope["path"]) if scope["type"] == "http" else None
         # only the hot paths' POSTs read a body: a GET's Content-Encoding is about nothing (it was a 415)
