@@ -105,7 +105,7 @@ def test_put_given_a_ref_for_a_parent_or_a_dict_for_a_state_says_what_it_takes(s
         ({"quota_mb": "5"}, "quota_mb as a whole number of 0 or more (or None), got '5'"),  # a bare TypeError
         ({"keep_versions": "2"}, "keep_versions as a whole number of 0 or more (or None), got '2'"),
         ({"plugin_versions": []}, "plugin_versions as a dict of distribution to version, both text, got []"),  # v43 F7
-        ({"state_format": "1"}, "state_format as a whole number, 1 or more, got '1'"),  # said as Model.state_format's
+        ({"state_format": "1"}, "state_format as a whole number of 1 or more, got '1'"),  # said as Model.state_format's
         ({"identical": 5}, "identical as a function of the stored versions (or None), got 5"),  # a bare TypeError
         ({"quota_mb": np.int64(-1)}, "quota_mb as a whole number of 0 or more (or None), got np.int64(-1)"),
     ]:
@@ -119,7 +119,14 @@ def test_put_given_a_ref_for_a_parent_or_a_dict_for_a_state_says_what_it_takes(s
             store.put(
                 "finance", "sentiment", make_state(2), model_type="text-classifier", identical=lambda _, a=answer: a
             )
-    stored = store.put("finance", "sentiment", make_state(2), model_type="text-classifier", quota_mb=np.int64(5))
+    stored = store.put(  # an int32 quota of 4096 MiB overflowed to 0 (checker v45 F2); a numpy state format too
+        "finance",
+        "sentiment",
+        make_state(2),
+        model_type="text-classifier",
+        quota_mb=np.int32(4096),
+        state_format=np.int64(1),
+    )
     assert stored.version == 2 and [a.version for a in store.list()] == [1, 2]  # a numpy count is one
 
 

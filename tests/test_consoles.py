@@ -164,6 +164,8 @@ def test_the_medical_console_finds_a_patient_by_id_and_pages_through_every_patie
         status, _, html = http(f"{gateway.url}/console/record?offset={offset}")
         said = f"<p>No patient at that offset: it is past the last ({listed['total']} patients)."
         assert status == 200 and said in html and "previous 20" not in html, html
+        last = (listed["total"] - 1) // 20 * 20  # the paging's own last page (it linked to 3: v45 F9)
+        assert f"href='?offset={last}'>the last page</a>" in html, html
 
 
 def test_the_medical_console_keeps_keyboard_focus_and_chooses_an_encounter_only_on_predict(medical, page):  # noqa: F811

@@ -121,6 +121,9 @@ def test_invalid_argument_names_the_field(client):
     with pytest.raises(InvalidArgument) as caught:  # a long key left no room in the message for why (h461 F2)
         client.call("t.typed", {"k" * 3000: 1, "text": "x"})
     assert caught.value.message.startswith(f"body.{'k' * 195}...: unknown key"), caught.value.message[:300]
+    with pytest.raises(InvalidArgument) as caught:  # one level down too: its path said twice, why cut (v45 F3)
+        client.call("t.shape", {"points": [{"x": 1, "y": 2, "k" * 3000: 1}]})
+    assert caught.value.message.startswith(f"body.points[0].{'k' * 185}...: unknown key"), caught.value.message[:300]
     for body, said in (  # nested shapes, in the protocol's words too (not Python's)
         ({"points": ["a point"]}, "body.points[0]: expected a map, got string 'a point'"),
         ({"points": [1, None]}, "body.points[0]: expected a map, got integer 1"),  # was "argument of type 'int' ..."
@@ -836,6 +839,7 @@ def test_builtin_routes(client):
     for name in ("_health", "_ready", "_routes", "_stats", "_reload"):  # each refuses a body: its schema said any
         assert routes[name]["input"] == {"type": "null"}, name
     assert {type(route["max_wait_ms"]) for route in routes.values()} == {float}  # an int 0 on some, a float on others
+    client.call("echo.echo", "counted")  # not left to the tests before it: alone or in another order it was 0
     stats = client.call("_stats")
     assert stats["routes"]["echo.echo"]["count"] >= 1 and "p99_ms" in stats["routes"]["echo.echo"]
     assert "in_flight" in stats["resources"]

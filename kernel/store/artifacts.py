@@ -170,7 +170,9 @@ class ArtifactStore:
         check_name("project", project)
         check_name("model", model)
         check_put(state, parent, isinstance(parent, Artifact), model_type, data_fingerprints, metrics)
-        check_put_record(profile_digest, plugin_versions, quota_mb, keep_versions, state_format, identical)
+        quota_mb, keep_versions, state_format = check_put_record(
+            profile_digest, plugin_versions, quota_mb, keep_versions, state_format, identical
+        )
         framework, weights = encode_tensors(state.tensors)
         metadata = state_metadata(state, state_format)
         weights_sha, metadata_sha = sha256(weights), sha256(metadata)

@@ -166,10 +166,11 @@ def check_put(state: Any, parent: Any, parent_ok: bool, model_type: Any, fingerp
 
 def check_put_record(
     profile_digest: Any, plugin_versions: Any, quota_mb: Any, keep_versions: Any, state_format: Any, identical: Any
-) -> None:
-    """HeirloomError for ``put``'s record arguments of another type: a digest 5 was stored as '5', versions of
-    ``"abc"`` were a bare ValueError (``[]`` stored), a quota of ``"5"`` a TypeError from the comparison (v42 F5,
-    v43 F7), a state format "1" said as Model.state_format's, an ``identical`` of 5 a bare TypeError."""
+) -> tuple[int | None, int | None, int]:
+    """``quota_mb``, ``keep_versions`` and ``state_format`` as Python ints (a numpy int is one: v44 F8, v45 F2, F7; a
+    numpy int32 quota of 4096 MiB overflowed to 0); HeirloomError for ``put``'s record arguments of another type: a
+    digest 5 was stored as '5', versions of ``"abc"`` were a bare ValueError (``[]`` stored), a quota of ``"5"`` a
+    TypeError from the comparison (v42 F5, v43 F7), an ``identical`` of 5 a bare TypeError."""
     if not isinstance(profile_digest, str):
         raise HeirloomError(f"put takes profile_digest as text (the profile's sha256), got {profile_digest!r:.80}")
     versions = {} if plugin_versions is None else plugin_versions
@@ -177,15 +178,23 @@ def check_put_record(
         raise HeirloomError(
             f"put takes identical as a function of the stored versions (or None), got {identical!r:.80}"
         )
-    if type(state_format) is not int or state_format < 1:
-        raise HeirloomError(f"put takes state_format as a whole number, 1 or more, got {state_format!r:.80}")
     if not isinstance(versions, dict) or not all(isinstance(text, str) for pair in versions.items() for text in pair):
         raise HeirloomError(
             f"put takes plugin_versions as a dict of distribution to version, both text, got {plugin_versions!r:.80}"
         )
-    for name, value in (("quota_mb", quota_mb), ("keep_versions", keep_versions)):  # a numpy int is one (v44 F8)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
-            raise HeirloomError(f"put takes {name} as a whole number of 0 or more (or None), got {value!r:.80}")
+    quota, keep = _count("quota_mb", quota_mb, 0), _count("keep_versions", keep_versions, 0)
+    return quota, keep, _count("state_format", state_format, 1)  # type: ignore[return-value]
+
+
+def _count(name: str, value: Any, least: int) -> int | None:
+    """``value`` as a Python int, or HeirloomError naming ``name``: a whole number of ``least`` or more, or None
+    where ``least`` is 0 (no quota, no retention)."""
+    if value is None and least == 0:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        none = " (or None)" if least == 0 else ""
+        raise HeirloomError(f"put takes {name} as a whole number of {least} or more{none}, got {value!r:.80}")
+    return int(value)
 
 
 def chosen(identical: Callable[[list[Any]], Any], versions: list[Any]) -> Any:

@@ -27,6 +27,7 @@ from heirloom.store.labels import blank as is_blank
 from heirloom.store.labels import visible_pattern
 from heirloom.wire.bodies import binary_key, field_of
 from heirloom.wire.protocol import (
+    FIELD_SHOWN,
     INTERNAL,
     INVALID_ARGUMENT,
     WIRE_NAMES,
@@ -39,8 +40,6 @@ from heirloom.wire.protocol import (
 )
 
 log = logging.getLogger("heirloom.wire.inputs")
-#: Characters of a field's path that lead a message: the rest, why, must fit in the message's 1,000.
-FIELD_SHOWN = 200
 
 
 def _quote_buffer(value: Any) -> str | None:

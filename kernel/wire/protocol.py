@@ -116,6 +116,10 @@ def quoted(value: Any, limit: int = 80) -> str:
     return f"{wire_name(value)} {cut(shown, limit)}"
 
 
+#: Characters of a field's path that lead a message about the body: the rest, why, must fit in its 1,000.
+FIELD_SHOWN = 200
+
+
 def cut(text: str, limit: int = 80) -> str:
     """``text`` cut at ``limit`` characters, ending ``...`` when it was."""
     return f"{text[:limit]}{'...' if len(text) > limit else ''}"
@@ -268,9 +272,10 @@ class RequestError(Exception):
         """This error, its message led by the body field it names, as the daemon's own validation
         messages are (``body.label: label 'x' is not one the model predicts``)."""
         field = self.field or ""
-        if not (field == "body" or field.startswith(("body.", "body["))) or self.message.startswith(field):
+        lead = cut(field, FIELD_SHOWN)  # a long key's, cut: whole, it crowded out why (h461 F2, v45 F3)
+        if not (field == "body" or field.startswith(("body.", "body["))) or self.message.startswith((field, lead)):
             return self
-        return RequestError(self.code, f"{field}: {self._whole}", self.field, self.retry_after_ms, self.retryable)
+        return RequestError(self.code, f"{lead}: {self._whole}", self.field, self.retry_after_ms, self.retryable)
 
     def body(self) -> dict[str, Any]:
         """The error reply body."""

@@ -15,10 +15,14 @@ SENDABLE = (type(None), bool, int, float, str, bytes, bytearray, memoryview, lis
 HINTS = {  # the first prefix that names the type: .isoformat() is no timedelta's, .item() of a datetime64 no text
     "numpy.datetime64": "; a numpy datetime64: str()",
     "numpy.timedelta64": "; a numpy timedelta64: .astype(float) of a unit, or str()",
+    "numpy.complex": "; a complex number: [its .real, its .imag]",
     "numpy.": "; a numpy scalar: .item(), an array: .tolist() or heirloom.Buffer",
+    "complex": "; a complex number: [its .real, its .imag]",
     "datetime.timedelta": "; a timedelta: .total_seconds()",
+    "datetime.timezone": "; a time zone: str()",
     "datetime.": "; a date or time: its .isoformat() text",
     "decimal.": "; a Decimal: float() or str()",
+    "fractions.": "; a Fraction: float() or str()",
 }
 #: Parts of a value looked at to say where: a reply's walk runs on the I/O thread.
 WHERE_BUDGET = 100_000

@@ -10,7 +10,7 @@ allergy was in such a file, nothing said (checker h456 F1).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -65,22 +65,27 @@ class AllergiesElsewhere:
         if (found := reference_key(reference)) is not None:
             self.by_key.setdefault(found, []).append(outside)
 
-    def settle(self, keys: Mapping[str, set[str]], on_records: Mapping[str, set[str]]) -> None:
+    def settle(
+        self, keys: Mapping[str, set[str]], on_records: Mapping[str, set[str]], ours: Callable[[str], bool]
+    ) -> None:
         """At the end of a pass: keep those naming a patient the pass read (``keys``: each reference key -> the ids
-        of the patients it names), once each, but for an allergy its record holds already (the same resource in
-        two files). One whose reference names several (an identifier two Patients carry) is each one's, unread: which
-        patient's it is the reference does not say, and dropped, amoxicillin was selected for both (v44 F1)."""
+        of every patient it names, of any cohort), once each, for the patients ``ours`` says are this source's,
+        but for an allergy a record of one of them holds already (the same resource in two files). One whose
+        reference names several (an identifier two Patients carry) is each one's, unread: which patient's it is
+        the reference does not say, and dropped, amoxicillin was selected for both (v44 F1), in any cohort (F4)."""
         found: dict[str, dict[str | None, list[Outside]]] = {}
         for reference, allergies in self.by_key.items():
             pids = sorted(keys.get(reference, ()))
-            for pid in pids:
-                held, kept = on_records.get(pid, set()), found.setdefault(pid, {})
-                for allergy in allergies:
-                    if len(pids) > 1:
-                        named = f"{allergy.where}, whose patient reference names {len(pids)} patients"
-                        allergy = attrs.evolve(allergy, where=named, event=None)
-                    if allergy.id is None or (allergy.id not in held and allergy.id not in kept):
-                        kept.setdefault(allergy.id, []).append(allergy)  # the same id in three files: once (F6)
+            for allergy in allergies:
+                if allergy.id is not None and any(allergy.id in on_records.get(pid, ()) for pid in pids):
+                    continue  # on the record of the patient whose bundle holds it (v45 F8)
+                if len(pids) > 1:
+                    named = f"{allergy.where}, whose patient reference names {len(pids)} patients"
+                    allergy = attrs.evolve(allergy, where=named, event=None)
+                for pid in filter(ours, pids):
+                    kept = found.setdefault(pid, {})
+                    if allergy.id is None or allergy.id not in kept:  # the same id in three files: once (v44 F6)
+                        kept.setdefault(allergy.id, []).append(allergy)
         self.of_patients = {pid: [a for same in kept.values() for a in same] for pid, kept in found.items() if kept}
         self.by_key = {}
 

@@ -301,10 +301,7 @@ class Scan:
             yield from self._bulk(bulk, split)
         for ref, count, where in self.known.settle():
             self.tally.unresolved.add(f"{where}: {ref}", count)
-        cohort = {
-            name: {pid for pid in pids if self.side(pid) is not None} for name, pids in self._patient_keys.items()
-        }
-        self.tally.elsewhere.settle(cohort, self._allergies_on)
+        self.tally.elsewhere.settle(self._patient_keys, self._allergies_on, lambda pid: self.side(pid) is not None)
 
     # -- units ---------------------------------------------------------------------------
     def _bundle(self, path: Path, split: str | None) -> Iterator[PatientRecord]:

@@ -73,7 +73,8 @@ def _listing(request: heirloom.ConsoleRequest, offset: int) -> str:
     page = request.call("patients", {"offset": offset, "limit": SHOWN_PATIENTS})
     shown, total = page["patients"], page["total"]
     if offset and not shown:  # "No patient matches" and a link back to another empty page (checker v44 F9)
-        last = f"<a class='prev' rel='prev' href='?{escape(urlencode({'offset': max(0, total - SHOWN_PATIENTS)}))}'>"
+        at = max(0, total - 1) // SHOWN_PATIENTS * SHOWN_PATIENTS  # the paging's own last page (v45 F9)
+        last = f"<a class='prev' rel='prev' href='?{escape(urlencode({'offset': at}))}'>"
         return f"<p>No patient at that offset: it is past the last ({total} patients). {last}the last page</a></p>"
     rows = "".join(
         f"<tr><td>{_patient_link(p['id'])}</td><td>{_text(p['gender'])}</td><td>{_text(p['birth_date'])}</td></tr>"
