@@ -396,14 +396,16 @@ class Scan:
                 places = [place for place in places if place[0] not in lost]
                 owner = self._owner(ref, catalog, patients)
                 if owner is None:
-                    for i, o, w, j in places:  # the first few read back, for their names, and every allergy
-                        if (i, o, w, j) in gone:
+                    for place in places:  # the first few read back, for their names, and every allergy: once each
+                        if place in gone:
                             self.tally.withdrawn += 1
                             continue
-                        unassigned = self.tally.unassigned
-                        unassigned.add("" if unassigned.full else _stray(paths[i], _read_back(handles[i], o, w, j)))
-                        if (i, o, w, j) in allergies:
-                            self._allergy_elsewhere(paths[i], _read_back(handles[i], o, w, j))
+                        unassigned, i = self.tally.unassigned, place[0]
+                        wanted = place in allergies or not unassigned.full
+                        entry = _read_back(handles[i], *place[1:]) if wanted else None
+                        unassigned.add("" if entry is None or unassigned.full else _stray(paths[i], entry))
+                        if entry is not None and place in allergies:
+                            self._allergy_elsewhere(paths[i], entry)
                 else:
                     owned[owner].extend(places)
             for pid in self._wanted(patients, split):

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import attrs
 
 import heirloom
-from heirloom_plugins.medical.caution import FIELD, listed, quoted_all, unselected, why_unselected
+from heirloom_plugins.medical.caution import FIELD, first_of, listed, quoted_all, unselected, why_unselected
 from heirloom_plugins.medical.formulary import formulary_field, read_formulary
 from heirloom_plugins.medical.model import Query
 from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
@@ -401,9 +401,8 @@ class TreatmentApi(CodesApi):
         allergies = recorded_allergies(query.record, tables)
         filtered = self._filtered(answer, allergies, tables) if allergies else answer
         elsewhere = self.lookup.unread_elsewhere(query.record) if self.lookup is not None else []
-        outside = [f"{where}: {OUTSIDE}" for where in elsewhere[:MAX_ALLERGIES]]  # 3,000 made 600 KB (v45 F1)
-        if (left := len(elsewhere) - MAX_ALLERGIES) > 0:
-            outside.append(f"{left} more outside the patient's unit past the first {MAX_ALLERGIES}")
+        outside = [f"{where}: {OUTSIDE}" for where in elsewhere]  # the first 100: 3,000 made 600 KB (v45 F1)
+        outside = first_of(outside, MAX_ALLERGIES, "more outside the patient's unit")
         not_read = listed([*filtered["unread_allergies"], *outside])
         filtered = {**filtered, "unread_allergies": not_read}
         return {**filtered, "codes": unselected(filtered["codes"], not_read), FIELD: why_unselected(not_read)}

@@ -46,6 +46,13 @@ def quoted_all(displays: Iterable[str]) -> list[str]:
     return sorted({quoted(display) for display in displays})
 
 
+def first_of(items: list[str], limit: int, more: str) -> list[str]:
+    """The first ``limit`` of ``items``, then ``"N {more} past the first {limit}"`` when there were more: what an
+    answer lists of an unbounded list (4,348 outside allergies made a 330 KB summary)."""
+    left = len(items) - limit
+    return [*items[:limit], *([f"{left} {more} past the first {limit}"] if left > 0 else [])]
+
+
 def listed(displays: Iterable[str]) -> list[str]:
     """The allergies an answer's ``unread_allergies`` lists: each whole, once, in order. The list a person checks
     the drugs against, on the answer once (no drug repeats it): quoted, two allergies alike in their first

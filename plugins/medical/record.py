@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 import heirloom
+from heirloom_plugins.medical.caution import first_of
 from heirloom_plugins.medical.checks import search_checks, summary_checks
 from heirloom_plugins.medical.metrics import counts_metrics, multilabel_text
 from heirloom_plugins.medical.safety import MAX_ALLERGIES
@@ -82,10 +83,8 @@ class RecordsApi(heirloom.Api):
         for record in records.values():
             summaries[record.id] = summarize(record)
             if found := elsewhere.get(record.id):  # the first MAX_ALLERGIES, as unread_allergies (4,348 were sent)
-                listed = [allergy["where"] for allergy in found[:MAX_ALLERGIES]]
-                left = len(found) - MAX_ALLERGIES
-                more = [f"{left} more past the first {MAX_ALLERGIES}"] if left > 0 else []
-                summaries[record.id]["allergies_outside_unit"] = [*listed, *more]
+                wheres = [allergy["where"] for allergy in found]
+                summaries[record.id]["allergies_outside_unit"] = first_of(wheres, MAX_ALLERGIES, "more")
             index.add(record.id, record.timeline)
         self._records, self._summaries, self._index, self._elsewhere = records, summaries, index, elsewhere
         self.index_seconds = time.perf_counter() - began
